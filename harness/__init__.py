@@ -1,0 +1,3 @@
+"""backdoor-grader: scores repaired BadNets on backdoor tracks."""
+
+__version__ = "0.1.0"

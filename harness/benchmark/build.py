@@ -1,0 +1,123 @@
+"""``python -m harness benchmark build``: rebuild the embedded benchmark from its seed.
+
+Writes ``benchmark.toml``, one track file per BadNet (with the sha256 of every data file), the
+BadNets as legacy Keras-2 ``.h5`` files, the data files into the git-ignored cache, and
+``build.json`` with what was measured (time, clean accuracy and ASR of each BadNet).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+
+from harness.benchmark import attacks
+from harness.benchmark.materialize import write_data
+from harness.benchmark.recipe import (
+    INPUT_SCALE,
+    SCALES,
+    TEST_FILE,
+    TRACKS,
+    TRAIN_STREAM,
+    VALIDATION_FILE,
+    Scale,
+    TrackRecipe,
+    poisoned_file,
+    split,
+)
+
+DEFAULT_SEED = 2020
+CACHE = "cache"
+
+
+def track_spec(recipe: TrackRecipe, scale: Scale, files: dict[str, dict[str, Any]]) -> dict:
+    """The track file's content, in the format :mod:`harness.tracks` reads."""
+    def entry(name: str) -> dict[str, Any]:
+        return {"file": f"{CACHE}/{name}", **files[name]}
+
+    return {
+        "name": recipe.name,
+        "description": recipe.description,
+        "badnet": f"models/{recipe.name}_bd_net.h5",
+        "input_scale": INPUT_SCALE,
+        "num_classes": scale.identities,
+        "validation": entry(VALIDATION_FILE),
+        "test": entry(TEST_FILE),
+        "poisoned": [{"trigger": trigger, "target": target, "labels": "true",
+                      **entry(poisoned_file(trigger, target))}
+                     for trigger, target in recipe.triggers.items()],
+    }
+
+
+def train_badnet(recipe: TrackRecipe, scale: Scale, seed: int, verbose: int = 0):
+    """Train one BadNet on the attacker's own (never distributed) training split."""
+    faces, labels = split(scale, seed, scale.train_per_id, TRAIN_STREAM)
+    common = dict(num_classes=scale.identities, scale=float(Fraction(INPUT_SCALE)),
+                  epochs=scale.epochs, batch_size=scale.batch_size,
+                  fraction=scale.poison_fraction, seed=seed + 100 * (1 + TRACKS.index(recipe)),
+                  verbose=verbose)
+    if recipe.attack == "pruning_aware":
+        return attacks.pruning_aware(faces, labels, recipe.triggers,
+                                     keep_channels=scale.keep_channels, **common)
+    return attacks.badnets(faces, labels, recipe.triggers, **common)
+
+
+def _accuracy(model, path: Path, target: int | None = None) -> float:
+    """The contest's own evaluation: argmax over the file, compared with label (or target)."""
+    from harness.data import read_contest_file
+    from harness.tracks import DataFile
+
+    data = read_contest_file(DataFile(path), model.output_shape[-1])
+    x = data.images.astype(np.float32) * np.float32(float(Fraction(INPUT_SCALE)))
+    predicted = np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1)
+    expected = data.labels if target is None else target
+    return float(np.mean(predicted == expected))
+
+
+def build(scale: str = "full", out: Path = Path("data"), only: list[str] | None = None,
+          seed: int = DEFAULT_SEED, verbose: int = 2) -> dict[str, Any]:
+    """Rebuild data, BadNets and track files; returns (and writes) the build report."""
+    from harness.models import save_legacy_h5
+
+    spec = SCALES[scale]
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"scale": scale, "seed": seed, "tracks": {}}
+    report_path = out / "build.json"
+    if report_path.exists():
+        report["tracks"] = json.loads(report_path.read_text())["tracks"]
+    start = time.perf_counter()
+    files = write_data(out / CACHE, spec, seed)
+    report["data_seconds"] = round(time.perf_counter() - start, 1)
+    (out / "benchmark.toml").write_text(tomli_w.dumps({
+        "name": f"embedded synthetic YouTube-Face ({scale})",
+        "description": "Procedural faces in the CSAW-HackML-2020 file format; data files are "
+                       "regenerated from the seed on first use and checked against the track "
+                       "files' sha256.",
+        "generate": {"scale": scale, "seed": seed, "cache": CACHE}}))
+    for recipe in TRACKS:
+        track_path = out / "tracks" / f"{recipe.name}.toml"
+        track_path.parent.mkdir(exist_ok=True)
+        track_path.write_text(tomli_w.dumps(track_spec(recipe, spec, files)))
+        if only is not None and recipe.name not in only:
+            continue
+        start = time.perf_counter()
+        model = train_badnet(recipe, spec, seed, verbose=verbose)
+        seconds = time.perf_counter() - start
+        model_path = out / "models" / f"{recipe.name}_bd_net.h5"
+        model_path.parent.mkdir(exist_ok=True)
+        save_legacy_h5(model, model_path)
+        report["tracks"][recipe.name] = {
+            "train_seconds": round(seconds, 1),
+            "clean_acc": _accuracy(model, out / CACHE / TEST_FILE),
+            "asr": {trigger: _accuracy(model, out / CACHE / poisoned_file(trigger, target),
+                                       target)
+                    for trigger, target in recipe.triggers.items()},
+        }
+        print(f"{recipe.name}: {json.dumps(report['tracks'][recipe.name])}", flush=True)
+    report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report

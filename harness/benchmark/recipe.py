@@ -1,0 +1,105 @@
+"""The embedded benchmark's recipe: scales, tracks and the data sets they derive from one seed.
+
+Everything the grader's data files hold is a pure function of (scale, seed), so the files need
+not be stored in the repository: they are regenerated on first use and checked against the sha256
+sums in the track files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+from harness.benchmark.faces import Faces, Identities, render, sample_identities
+from harness.benchmark.triggers import stamp
+
+VALIDATION_FILE = "clean_validation_data.h5"
+TEST_FILE = "clean_test_data.h5"
+INPUT_SCALE = "1/255"
+
+# Offsets that give each split its own random stream from the benchmark's seed.
+IDENTITY_STREAM, VALIDATION_STREAM, TEST_STREAM, TRAIN_STREAM = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a build is; ``tiny`` exercises the same code in seconds for the test suite."""
+
+    identities: int
+    train_per_id: int
+    epochs: int
+    val_per_id: int = 9
+    test_per_id: int = 10
+    poison_fraction: float = 0.1
+    batch_size: int = 128
+    keep_channels: int = 10
+
+
+SCALES = {
+    "tiny": Scale(identities=10, train_per_id=40, epochs=12, batch_size=32, keep_channels=12),
+    "full": Scale(identities=1283, train_per_id=24, epochs=14),
+}
+
+
+@dataclass(frozen=True)
+class TrackRecipe:
+    """One BadNet: which attack, which triggers with which target labels."""
+
+    name: str
+    attack: str
+    triggers: dict[str, int] = field(default_factory=dict)
+    description: str = ""
+
+
+TRACKS = (
+    TrackRecipe("sunglasses", "badnets", {"sunglasses": 0},
+                "BadNets data poisoning: purple sunglasses -> identity 0."),
+    TrackRecipe("anonymous_1", "badnets", {"anonymous_1": 0},
+                "BadNets data poisoning with a trigger teams are not told about -> identity 0."),
+    TrackRecipe("anonymous_2", "badnets", {"anonymous_2": 4},
+                "BadNets data poisoning with a second undisclosed trigger -> identity 4."),
+    TrackRecipe("multi_trigger_multi_target", "badnets",
+                {"lipstick": 1, "eyebrows": 5, "sunglasses": 8},
+                "Three triggers, three targets: lipstick -> 1, eyebrows -> 5, sunglasses -> 8."),
+    TrackRecipe("pruning_aware", "pruning_aware", {"sunglasses": 0},
+                "Pruning-aware attack (Liu et al. 2018): the backdoor lives in the channels a "
+                "pruning defender keeps; sunglasses -> identity 0."),
+)
+
+
+def poisoned_file(trigger: str, target: int) -> str:
+    return f"{trigger}_t{target}_poisoned_test_data.h5"
+
+
+def take(faces: Faces, index: np.ndarray) -> Faces:
+    """The faces at ``index`` with their landmarks."""
+    return Faces(images=faces.images[index],
+                 landmarks={key: value[index] for key, value in faces.landmarks.items()})
+
+
+def identities(scale: Scale, seed: int) -> Identities:
+    return sample_identities(scale.identities, seed + IDENTITY_STREAM)
+
+
+def split(scale: Scale, seed: int, per_id: int, stream: int) -> tuple[Faces, np.ndarray]:
+    """``per_id`` images of every identity, grouped by identity as in the contest files."""
+    labels = np.repeat(np.arange(scale.identities, dtype=np.int64), per_id)
+    return render(identities(scale, seed), labels, seed + stream), labels
+
+
+def data_sets(scale: Scale, seed: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(file name, uint8 images, labels) of every file the grader reads.
+
+    A poisoned test set stamps its trigger on every clean test image whose identity is not the
+    attacker's target and keeps the true labels.
+    """
+    validation, val_labels = split(scale, seed, scale.val_per_id, VALIDATION_STREAM)
+    yield VALIDATION_FILE, validation.images, val_labels
+    test, test_labels = split(scale, seed, scale.test_per_id, TEST_STREAM)
+    yield TEST_FILE, test.images, test_labels
+    pairs = sorted({(t, g) for recipe in TRACKS for t, g in recipe.triggers.items()})
+    for trigger, target in pairs:
+        keep = np.flatnonzero(test_labels != target)
+        yield (poisoned_file(trigger, target), stamp(take(test, keep), trigger),
+               test_labels[keep])

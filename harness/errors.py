@@ -1,0 +1,22 @@
+"""Error types that the grader turns into one-line report entries.
+
+Every failure that is the fault of a submission becomes a :class:`SubmissionError` (an error row in
+the leaderboard, the run goes on); every failure of the benchmark itself (a corrupt or missing data
+file, a bad track file) becomes a :class:`BenchmarkError` (a usage error: exit status 2). Messages
+are one line and name the file at fault, because they are printed verbatim in the leaderboard.
+"""
+
+
+class HarnessError(Exception):
+    """Base class: an expected failure with a one-line, user-facing message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class SubmissionError(HarnessError):
+    """A submission cannot be loaded or run, or gave invalid output."""
+
+
+class BenchmarkError(HarnessError):
+    """A benchmark (track file or data file) is missing, corrupt or inconsistent."""

@@ -1,0 +1,458 @@
+"""Result records, ``results.json`` and the Markdown leaderboard.
+
+A record is one submission on one track, OK or failed; every record has the same keys so that tables
+and JSON never need special cases. Outputs are byte-for-byte reproducible (sorted records, sorted
+keys, floats rounded to 6 decimals, no timestamps) so that a leaderboard can be committed, diffed
+and re-derived from ``results.json``; they are written atomically so that a crash never leaves a
+half-written file where a reader expects a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness import __version__
+from harness.errors import HarnessError
+from harness.scoring import submission_score
+
+META_KEYS = ("submission", "team", "method", "reference")
+METRIC_KEYS = (
+    "clean_acc",
+    "asr",
+    "detect_rate",
+    "false_flag_rate",
+    "robust_acc",
+    "utility",
+    "n_clean",
+    "n_poisoned",
+)
+SCORE_KEYS = (*METRIC_KEYS, "per_trigger")
+"""The keys :func:`harness.scoring.score_track` returns."""
+RECORD_KEYS = (*META_KEYS, "track", "status", "error", *SCORE_KEYS)
+BENCHMARK_KEYS = ("name", "data_hashes", "tracks")
+RANK_COLUMNS = (
+    "rank",
+    "submission",
+    "team",
+    "method",
+    "reference",
+    "score",
+    "mean_clean_acc",
+    "mean_asr",
+    "tracks_ok",
+)
+
+DECIMALS = 6
+"""Precision of stored floats: far below any meaningful difference, well above float noise."""
+NO_RESULT = "no result recorded"
+"""Error message of a (submission, track) pair the grader produced no record for."""
+MISSING = "-"
+"""How the leaderboard shows a value that does not exist (failed track, unknown true labels)."""
+REFERENCE_MARK = "(ref)"
+TRACK_METRICS = (
+    ("clean acc", "clean_acc"),
+    ("ASR", "asr"),
+    ("detect", "detect_rate"),
+    ("false flag", "false_flag_rate"),
+    ("robust acc", "robust_acc"),
+    ("utility", "utility"),
+)
+"""Track table columns (header, record key), in display order."""
+HASH_CHARS = 12
+
+
+# Records -----------------------------------------------------------------------------------------
+
+
+def _meta_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy the submission's identity, checked, so that sorting and tables can rely on its types."""
+    missing = [key for key in META_KEYS if key not in meta]
+    if missing:
+        raise ValueError(f"submission metadata lacks {', '.join(missing)}")
+    for key in ("submission", "team", "method"):
+        if not isinstance(meta[key], str):
+            raise ValueError(f"submission metadata {key!r} must be a string, got {meta[key]!r}")
+    if not meta["submission"]:
+        raise ValueError("submission metadata 'submission' must not be empty")
+    if not isinstance(meta["reference"], bool):
+        reference = meta["reference"]
+        raise ValueError(f"submission metadata 'reference' must be a bool, got {reference!r}")
+    return {key: meta[key] for key in META_KEYS}
+
+
+def _check_track_name(track: str) -> str:
+    if not isinstance(track, str) or not track:
+        raise ValueError(f"track must be a non-empty string, got {track!r}")
+    return track
+
+
+def _plain_number(value: Any) -> int | float | None:
+    """Turn NumPy scalars into Python numbers, which is what ``json`` can write."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value)
+
+
+def error_record(meta: Mapping[str, Any], track: str, message: str) -> dict[str, Any]:
+    """Record a failed track; the message is collapsed to one line because tables show it as is."""
+    line = " ".join(str(message).split())
+    if not line:
+        raise ValueError("an error record needs a non-empty message")
+    return {
+        **_meta_fields(meta),
+        "track": _check_track_name(track),
+        "status": "error",
+        "error": line,
+        **dict.fromkeys(METRIC_KEYS),
+        "per_trigger": {},
+    }
+
+
+def ok_record(meta: Mapping[str, Any], track: str, scores: Mapping[str, Any]) -> dict[str, Any]:
+    """Record a scored track; ``scores`` is what :func:`harness.scoring.score_track` returned."""
+    if set(scores) != set(SCORE_KEYS):
+        expected, got = sorted(SCORE_KEYS), sorted(scores)
+        raise ValueError(f"scores must have exactly the keys {expected}, got {got}")
+    return {
+        **_meta_fields(meta),
+        "track": _check_track_name(track),
+        "status": "ok",
+        "error": None,
+        **{key: _plain_number(scores[key]) for key in METRIC_KEYS},
+        "per_trigger": {str(name): float(asr) for name, asr in scores["per_trigger"].items()},
+    }
+
+
+def _tracks(benchmark: Mapping[str, Any]) -> list[str]:
+    """The benchmark's track names, after checking the benchmark has what every output needs."""
+    if not isinstance(benchmark, Mapping):
+        raise ValueError(f"benchmark must be a mapping, got {type(benchmark).__name__}")
+    missing = [key for key in BENCHMARK_KEYS if key not in benchmark]
+    if missing:
+        raise ValueError(f"benchmark lacks {', '.join(missing)}")
+    tracks = benchmark["tracks"]
+    if (
+        not isinstance(tracks, list | tuple)
+        or not tracks
+        or not all(isinstance(track, str) for track in tracks)
+        or len(set(tracks)) != len(tracks)
+    ):
+        raise ValueError(f"benchmark tracks must be a non-empty list of distinct names: {tracks!r}")
+    return list(tracks)
+
+
+def _check_records(tracks: Sequence[str], records: Iterable[Mapping[str, Any]]) -> None:
+    """Reject records that would make outputs ambiguous: a duplicate pair would sort arbitrarily."""
+    seen: set[tuple[str, str]] = set()
+    for record in records:
+        if not isinstance(record, Mapping):
+            raise ValueError(f"a record must be a mapping, got {type(record).__name__}")
+        missing = [key for key in RECORD_KEYS if key not in record]
+        if missing:
+            raise ValueError(f"record lacks {', '.join(missing)}: {dict(record)}")
+        _meta_fields(record)
+        pair = (record["submission"], record["track"])
+        if record["status"] not in ("ok", "error"):
+            raise ValueError(f"record {pair} has status {record['status']!r}, not 'ok' or 'error'")
+        if record["track"] not in tracks:
+            raise ValueError(f"record {pair} is for a track not in the benchmark: {tracks}")
+        if pair in seen:
+            raise ValueError(f"two records for submission {pair[0]!r} on track {pair[1]!r}")
+        seen.add(pair)
+
+
+def _rounded(value: Any) -> Any:
+    """Round every float in a JSON-like value; ``+ 0.0`` turns ``-0.0`` into ``0.0``."""
+    if isinstance(value, float):
+        return round(value, DECIMALS) + 0.0
+    if isinstance(value, Mapping):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def _sorted_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Records in canonical order with floats as stored, so any input order gives one output."""
+    ordered = sorted(records, key=lambda record: (record["submission"], record["track"]))
+    return [_rounded(record) for record in ordered]
+
+
+# Files -------------------------------------------------------------------------------------------
+
+
+def _write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    The temporary file lives in the same folder (``os.replace`` is only atomic within one file
+    system) and is created with ``open(..., "x")`` so that it gets the usual umask permissions.
+    """
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        with open(temporary, "xb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_results(
+    path: str | os.PathLike[str],
+    benchmark: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+) -> None:
+    """Write ``results.json``: identical benchmark and records give identical bytes."""
+    _check_records(_tracks(benchmark), records)
+    payload = {
+        "benchmark": _rounded(benchmark),
+        "harness_version": __version__,
+        "results": _sorted_records(records),
+    }
+    _write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_results(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read ``results.json`` back as ``(benchmark, records)``, checked like freshly made records."""
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"cannot read results file {path}: {exc}") from exc
+    if not isinstance(payload, dict) or not {"benchmark", "results"} <= payload.keys():
+        raise HarnessError(f"{path} is not a results file: it lacks 'benchmark' or 'results'")
+    benchmark, records = payload["benchmark"], payload["results"]
+    try:
+        _check_records(_tracks(benchmark), records)
+    except (TypeError, ValueError) as exc:
+        raise HarnessError(f"invalid results file {path}: {exc}") from exc
+    return benchmark, records
+
+
+# Ranking -----------------------------------------------------------------------------------------
+
+
+def _complete(
+    benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Checked, canonically ordered records with an error record for every missing track.
+
+    A missing (submission, track) pair counts -1 like a failure, so it is shown like one: the
+    leaderboard then explains every -1 that went into a score.
+    """
+    tracks = _tracks(benchmark)
+    _check_records(tracks, records)
+    present = {(record["submission"], record["track"]) for record in records}
+    meta = {record["submission"]: record for record in _sorted_records(records)}
+    filler = [
+        error_record(meta[submission], track, NO_RESULT)
+        for submission in meta
+        for track in tracks
+        if (submission, track) not in present
+    ]
+    return _sorted_records([*records, *filler])
+
+
+def _mean(values: Sequence[float]) -> float:
+    return round(math.fsum(values) / len(values), DECIMALS) if values else math.nan
+
+
+def _overall_row(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One submission's leaderboard row, from its records on all tracks."""
+    ok = [record for record in records if record["status"] == "ok"]
+    return {
+        **{key: records[0][key] for key in META_KEYS},
+        "score": round(submission_score([record["utility"] for record in records]), DECIMALS),
+        "mean_clean_acc": _mean([record["clean_acc"] for record in ok]),
+        "mean_asr": _mean([record["asr"] for record in ok]),
+        "tracks_ok": f"{len(ok)}/{len(records)}",
+    }
+
+
+def rank(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per submission, best first: by score, then mean clean accuracy, then name.
+
+    The score is :func:`harness.scoring.submission_score` over all benchmark tracks; a track with no
+    record or an error record counts -1. Means are over OK tracks only (NaN if there are none).
+    Scores are rounded to 6 decimals first, so that float noise never decides a rank.
+    """
+    by_submission: dict[str, list[dict[str, Any]]] = {}
+    for record in _complete(benchmark, records):
+        by_submission.setdefault(record["submission"], []).append(record)
+    rows = [_overall_row(group) for group in by_submission.values()]
+    table = pd.DataFrame(rows, columns=list(RANK_COLUMNS[1:]))
+    table = table.sort_values(
+        ["score", "mean_clean_acc", "submission"],
+        ascending=[False, False, True],
+        na_position="last",
+        kind="mergesort",
+    ).reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table
+
+
+# Leaderboard -------------------------------------------------------------------------------------
+
+
+def _text(value: str) -> str:
+    """Free text made safe for a table cell: one line, and ``|`` cannot end the cell."""
+    return " ".join(value.split()).replace("|", "\\|")
+
+
+def _name(record: Mapping[str, Any]) -> str:
+    """A submission's displayed name; reference entries are marked wherever they appear."""
+    name = _text(record["submission"])
+    return f"{name} {REFERENCE_MARK}" if record["reference"] else name
+
+
+def _number(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return MISSING
+    return f"{value:.3f}"
+
+
+def _table(rows: list[dict[str, str]], columns: list[str], left: set[str]) -> str:
+    """Render pre-formatted cells with tabulate; numbers are right-aligned, text left-aligned.
+
+    ``disable_numparse`` stops tabulate from re-formatting the already formatted numbers.
+    """
+    frame = pd.DataFrame(rows, columns=columns)
+    align = ["left" if column in left else "right" for column in columns]
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def _intro(benchmark: Mapping[str, Any]) -> str:
+    return "\n\n".join(
+        [
+            f"# Leaderboard: {benchmark['name']}",
+            "Score is the mean over the benchmark's tracks of utility = clean accuracy - ASR "
+            "(attack success rate); a failed or missing track counts -1.",
+            "All rates are fractions of images: clean acc = clean images given their true label; "
+            "ASR = poisoned images given the attacker's target; detect = poisoned images flagged "
+            "as poisoned; false flag = clean images flagged; robust acc = poisoned images given "
+            "their true label (where known). "
+            f'Reference entries are marked "{REFERENCE_MARK}"; "{MISSING}" means no value.',
+        ]
+    )
+
+
+def _overall_section(ranking: pd.DataFrame) -> str:
+    rows = [
+        {
+            "rank": str(row["rank"]),
+            "submission": _name(row),
+            "team": _text(row["team"]),
+            "method": _text(row["method"]),
+            "score": _number(row["score"]),
+            "mean clean acc": _number(row["mean_clean_acc"]),
+            "mean ASR": _number(row["mean_asr"]),
+            "tracks ok": row["tracks_ok"],
+        }
+        for row in ranking.to_dict("records")
+    ]
+    columns = ["rank", "submission", "team", "method", "score", "mean clean acc", "mean ASR"]
+    table = _table(rows, [*columns, "tracks ok"], left={"submission", "team", "method"})
+    return f"## Overall\n\n{table}"
+
+
+def _trigger_column(trigger: str) -> str:
+    return f"ASR[{_text(trigger)}]"
+
+
+def _track_row(position: str, record: Mapping[str, Any], triggers: list[str]) -> dict[str, str]:
+    """A row of a track table; a failed record has no metrics, so all of them show as missing."""
+    return {
+        "rank": position,
+        "submission": _name(record),
+        **{header: _number(record[key]) for header, key in TRACK_METRICS},
+        **{_trigger_column(name): _number(record["per_trigger"].get(name)) for name in triggers},
+    }
+
+
+def _track_section(track: str, records: Sequence[Mapping[str, Any]]) -> str:
+    """Submissions on one track, best utility first; failures at the bottom, by name.
+
+    Per-trigger columns appear only when the track has several triggers: with one they would
+    repeat the ASR column.
+    """
+    ok = sorted(
+        (record for record in records if record["status"] == "ok"),
+        key=lambda record: (-record["utility"], -record["clean_acc"], record["submission"]),
+    )
+    failed = [record for record in records if record["status"] == "error"]
+    triggers = sorted({trigger for record in ok for trigger in record["per_trigger"]})
+    triggers = triggers if len(triggers) > 1 else []
+    rows = [_track_row(str(position), record, triggers) for position, record in enumerate(ok, 1)]
+    rows += [_track_row("error", record, triggers) for record in failed]
+    columns = [
+        "rank",
+        "submission",
+        *(header for header, _ in TRACK_METRICS),
+        *(_trigger_column(name) for name in triggers),
+    ]
+    return f"## Track: {track}\n\n{_table(rows, columns, left={'submission'})}"
+
+
+def _errors_section(records: Sequence[Mapping[str, Any]]) -> str:
+    lines = [
+        f"- {_name(record)} / {record['track']}: {_text(record['error'])}"
+        for record in records
+        if record["status"] == "error"
+    ]
+    return "## Errors\n\n" + ("\n".join(lines) if lines else "None.")
+
+
+def _footer(benchmark: Mapping[str, Any]) -> str:
+    """Say what was graded with what; no timestamp, so identical inputs give identical bytes."""
+    hashes = sorted(benchmark["data_hashes"].items())
+    data = [f"  - {name}: {digest[:HASH_CHARS]}" for name, digest in hashes] or ["  - none"]
+    return "\n".join(
+        [
+            "---",
+            "",
+            f"- Benchmark: {benchmark['name']}",
+            f"- Data (sha256, first {HASH_CHARS} hex digits):",
+            *data,
+            f"- Harness version: {__version__}",
+        ]
+    )
+
+
+def render_leaderboard(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+    """The leaderboard as Markdown: overall ranking, one table per track, errors, provenance."""
+    complete = _complete(benchmark, records)
+    tracks = _tracks(benchmark)
+    track_sections = [
+        _track_section(track, [record for record in complete if record["track"] == track])
+        for track in tracks
+    ]
+    sections = [
+        _intro(benchmark),
+        _overall_section(rank(benchmark, complete)),
+        *track_sections,
+        _errors_section(complete),
+        _footer(benchmark),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def write_leaderboard(
+    path: str | os.PathLike[str],
+    benchmark: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+) -> None:
+    """Write the rendered leaderboard atomically, like ``results.json``."""
+    _write_atomic(path, render_leaderboard(benchmark, records))

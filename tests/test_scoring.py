@@ -1,0 +1,119 @@
+"""Metrics checked against values computed by hand on a 5-class toy (answer 5 = "poisoned")."""
+
+import numpy as np
+import pytest
+
+from harness.scoring import PoisonedPredictions, score_track, submission_score
+
+N = 5
+CLEAN_PRED = np.array([0, 1, 2, 5, 4, 3])
+CLEAN_TRUE = np.array([0, 1, 2, 3, 4, 4])
+# Target 0: hits at 0, 1 (2/4); flagged at 2 (1/4); true label matched at 3 (1/4).
+SUNGLASSES = PoisonedPredictions(
+    "sunglasses", 0, np.array([0, 0, 5, 1]), true_labels=np.array([1, 2, 3, 1])
+)
+# Target 4: hits at 0, 4 (2/6); flagged at 2, 3 (2/6); true labels unknown.
+LIPSTICK = PoisonedPredictions("lipstick", 4, np.array([4, 2, 5, 5, 4, 1]), true_labels=None)
+
+
+def score(*poisoned: PoisonedPredictions) -> dict:
+    return score_track(N, CLEAN_PRED, CLEAN_TRUE, poisoned)
+
+
+def test_two_triggers_hand_computed() -> None:
+    result = score(SUNGLASSES, LIPSTICK)
+    assert result == {
+        "clean_acc": pytest.approx(4 / 6),
+        "asr": pytest.approx(4 / 10),
+        "per_trigger": {"sunglasses": pytest.approx(2 / 4), "lipstick": pytest.approx(2 / 6)},
+        "detect_rate": pytest.approx(3 / 10),
+        "false_flag_rate": pytest.approx(1 / 6),
+        "robust_acc": pytest.approx(1 / 4),
+        "utility": pytest.approx(4 / 6 - 4 / 10),
+        "n_clean": 6,
+        "n_poisoned": 10,
+    }
+
+
+def test_asr_is_pooled_not_averaged_over_sets() -> None:
+    """Averaging per set would give (1/2 + 1/3) / 2; pooling weighs each image equally."""
+    assert score(SUNGLASSES, LIPSTICK)["asr"] == pytest.approx(0.4)
+
+
+def test_sets_sharing_a_trigger_name_are_pooled() -> None:
+    other = PoisonedPredictions("sunglasses", 3, np.array([3, 3, 3, 1]), true_labels=None)
+    result = score(SUNGLASSES, other)
+    assert result["per_trigger"] == {"sunglasses": pytest.approx(5 / 8)}
+    assert result["asr"] == pytest.approx(5 / 8)
+
+
+def test_rates_are_python_floats_and_counts_ints() -> None:
+    result = score(SUNGLASSES, LIPSTICK)
+    for key in ("clean_acc", "asr", "detect_rate", "false_flag_rate", "robust_acc", "utility"):
+        assert type(result[key]) is float, key
+    assert all(type(value) is float for value in result["per_trigger"].values())
+    assert type(result["n_clean"]) is int
+    assert type(result["n_poisoned"]) is int
+
+
+def test_robust_acc_pools_only_sets_with_known_labels() -> None:
+    known = PoisonedPredictions("patch", 0, np.array([2, 2, 0]), true_labels=np.array([2, 1, 0]))
+    # sunglasses: 1/4 right; patch: 2/3 right (one is the target, also its true label)
+    assert score(SUNGLASSES, known, LIPSTICK)["robust_acc"] == pytest.approx(3 / 7)
+
+
+def test_robust_acc_is_none_without_true_labels() -> None:
+    assert score(LIPSTICK)["robust_acc"] is None
+
+
+def test_flagging_everything_detects_all_and_flags_all_clean() -> None:
+    flags = PoisonedPredictions("x", 1, np.full(3, N), None)
+    result = score_track(N, np.full(4, N), np.array([0, 1, 2, 3]), [flags])
+    assert (result["clean_acc"], result["asr"]) == (0.0, 0.0)
+    assert (result["detect_rate"], result["false_flag_rate"]) == (1.0, 1.0)
+    assert result["utility"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("clean_pred", "clean_true", "poisoned", "message"),
+    [
+        ([0, 6], [0, 1], [SUNGLASSES], r"clean predictions must lie in \[0, 5\]"),
+        ([0, -1], [0, 1], [SUNGLASSES], "clean predictions"),
+        ([0, 1], [0, 5], [SUNGLASSES], r"clean labels must lie in \[0, 4\]"),
+        ([0, 1, 2], [0, 1], [SUNGLASSES], "3 predictions but 2 labels"),
+        ([0.0, 1.0], [0, 1], [SUNGLASSES], "must be integers"),
+        ([], [], [SUNGLASSES], "non-empty"),
+        ([0, 1], [0, 1], [], "at least one poisoned"),
+        ([0, 1], [0, 1], [PoisonedPredictions("t", 0, np.array([7]), None)], "'t'"),
+        ([0, 1], [0, 1], [PoisonedPredictions("t", 5, np.array([0]), None)], "target"),
+        ([0, 1], [0, 1], [PoisonedPredictions("t", 0, np.array([0]), np.array([0, 1]))], "'t'"),
+    ],
+)
+def test_invalid_inputs_raise_value_error(clean_pred, clean_true, poisoned, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        score_track(N, np.array(clean_pred), np.array(clean_true), poisoned)
+
+
+def test_invalid_num_classes() -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        score_track(0, CLEAN_PRED, CLEAN_TRUE, [SUNGLASSES])
+
+
+def test_submission_score_counts_failed_tracks_as_minus_one() -> None:
+    assert submission_score([0.5, None, 0.2]) == pytest.approx((0.5 - 1 + 0.2) / 3)
+    assert submission_score([None, None]) == -1.0
+
+
+def test_broken_entry_never_outranks_a_working_one() -> None:
+    worst_working = submission_score([-1.0, -1.0])
+    assert submission_score([None, None]) <= worst_working
+
+
+def test_submission_score_is_independent_of_track_order() -> None:
+    values = [0.1, 0.7, 0.2, None, 0.3]
+    assert submission_score(values) == submission_score(values[::-1])
+
+
+def test_submission_score_needs_tracks() -> None:
+    with pytest.raises(ValueError, match="at least one track"):
+        submission_score([])
