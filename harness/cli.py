@@ -31,11 +31,13 @@ def _grade(args: argparse.Namespace, passthrough: list[str]) -> int:
     # Plugins installed in the environment stay out of a grading run: results must not depend on
     # what else is installed, and conftest.py files in submissions are untrusted code.
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    # Each item's line carries its scores or its one-line error, so pytest's traceback and
+    # short-summary sections would only repeat them (-rN --tb=no).
     pytest_args = [
         str(submissions), "-p", "harness.plugin", "-p", "no:cacheprovider", "--noconftest",
         "-c", str(Path(__file__).with_name("grade.ini")), "--rootdir", str(Path.cwd()),
         "--harness-benchmark", str(args.benchmark or default_benchmark()),
-        "--harness-out", str(args.out), "-rfE",
+        "--harness-out", str(args.out), "-rN", "--tb=no",
     ]
     if not args.quiet:
         pytest_args.append("-v")

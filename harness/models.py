@@ -281,7 +281,10 @@ class KerasPredictor:
         for start in range(0, len(images), self.batch_size):
             batch = images[start : start + self.batch_size].astype(np.float32)
             batch *= scale
-            scores = self._forward(tf.constant(batch)).numpy()
+            try:
+                scores = self._forward(tf.constant(batch)).numpy()
+            except Exception as exc:  # Any failure inside the submitted graph is the submission's.
+                raise SubmissionError(f"model failed to run: {_cause(exc)}") from exc
             if not np.isfinite(scores).all():
                 raise SubmissionError("model produced non-finite outputs (NaN or infinity)")
             labels[start : start + len(batch)] = scores.argmax(axis=1)

@@ -8,6 +8,7 @@ rendered from them when the session ends.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,9 @@ class TrackItem(pytest.Item):
             raise
         except Exception as exc:  # untrusted models fail in arbitrary ways inside TensorFlow
             message = str(exc) if isinstance(exc, SubmissionError) else _one_line(exc)
+            # Paths relative to the submission folder: the leaderboard must not depend on where
+            # the grader's checkout lives.
+            message = message.replace(f"{self.submission.root.resolve()}{os.sep}", "")
             state.records.append(error_record(self.submission.meta, self.track.name, message))
             raise SubmissionError(message) from None
         finally:
@@ -162,7 +166,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
                 f"detect {props['detect_rate']:.3f}  utility {props['utility']:.3f}")
         return "passed", ".", (word, {"green": True})
     if report.failed:
-        return "failed", "F", (f"FAILED: {report.longreprtext}"[:200], {"red": True})
+        return "failed", "F", (f"FAILED ({report.longreprtext})", {"red": True})
     return None
 
 
@@ -172,8 +176,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash[STATE]
     if not state.records:
         return
+    graded = {record["track"] for record in state.records}
+    # A run narrowed by -k or -x ranks on the tracks it graded, not on tracks it skipped.
     benchmark = {"name": state.benchmark.name,
-                 "tracks": [t.name for t in state.benchmark.tracks],
+                 "tracks": [t.name for t in state.benchmark.tracks if t.name in graded],
                  "data_hashes": state.store.hashes()}
     state.out.mkdir(parents=True, exist_ok=True)
     write_results(state.out / "results.json", benchmark, state.records)

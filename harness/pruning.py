@@ -17,7 +17,7 @@ RANK_LAYER = "pool_3"
 def mean_activations(model: keras.Model, images: np.ndarray, scale: float,
                      layer: str = RANK_LAYER, batch_size: int = 1024) -> np.ndarray:
     """Mean activation of each channel of ``layer`` over ``images`` (uint8, 0..255)."""
-    probe = keras.Model(model.inputs, model.get_layer(layer).output)
+    probe = keras.Model(model.input, model.get_layer(layer).output)
     total = np.zeros(probe.output.shape[-1], dtype=np.float64)
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].astype(np.float32) * np.float32(scale)

@@ -152,6 +152,14 @@ def _tracks(benchmark: Mapping[str, Any]) -> list[str]:
     return list(tracks)
 
 
+def _check_ranked_metrics(record: Mapping[str, Any], pair: tuple[str, str]) -> None:
+    """An OK record must carry the numbers that ranking sorts on, or ranking fails obscurely."""
+    for key in ("clean_acc", "asr", "utility"):
+        value = record[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise ValueError(f"OK record {pair} has no valid {key}: {value!r}")
+
+
 def _check_records(tracks: Sequence[str], records: Iterable[Mapping[str, Any]]) -> None:
     """Reject records that would make outputs ambiguous: a duplicate pair would sort arbitrarily."""
     seen: set[tuple[str, str]] = set()
@@ -165,6 +173,8 @@ def _check_records(tracks: Sequence[str], records: Iterable[Mapping[str, Any]]) 
         pair = (record["submission"], record["track"])
         if record["status"] not in ("ok", "error"):
             raise ValueError(f"record {pair} has status {record['status']!r}, not 'ok' or 'error'")
+        if record["status"] == "ok":
+            _check_ranked_metrics(record, pair)
         if record["track"] not in tracks:
             raise ValueError(f"record {pair} is for a track not in the benchmark: {tracks}")
         if pair in seen:
@@ -308,8 +318,8 @@ def rank(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> 
 
 
 def _text(value: str) -> str:
-    """Free text made safe for a table cell: one line, and ``|`` cannot end the cell."""
-    return " ".join(value.split()).replace("|", "\\|")
+    """Free text made safe for a table cell: one line, ``|`` cannot end the cell, none is ``-``."""
+    return " ".join(value.split()).replace("|", "\\|") or MISSING
 
 
 def _name(record: Mapping[str, Any]) -> str:

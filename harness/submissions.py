@@ -2,8 +2,9 @@
 
 The manifest says who submitted, which method, and for each track which artefact answers it:
 a Keras model file (``model``), weights for a known architecture (``weights`` +
-``architecture``), or a per-image script (``eval`` + ``args``). Everything here is untrusted input: paths must stay inside
-the submission's folder and every problem is a one-line :class:`SubmissionError`.
+``architecture``), or a per-image script (``eval`` + ``args``). Everything here is untrusted
+input: paths must stay inside the submission's folder and every problem is a one-line
+:class:`SubmissionError`.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from harness.models import (
 )
 
 # Keras 3.15 converts variables with np.array(copy=False) semantics that NumPy 2.4 deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 REAL_CSAW = Path(__file__).parents[2] / "shared" / "real-csaw"
 NUM_CLASSES = 3

@@ -177,6 +177,10 @@ def test_read_results_reports_a_bad_file_in_one_line(tmp_path: Path) -> None:
     path.write_text(json.dumps({"benchmark": BENCHMARK, "results": [{"submission": "a"}]}))
     with pytest.raises(HarnessError, match="record lacks"):
         read_results(path)
+    broken = {**ok_record(meta("a"), "sunglasses", scores(0.9, {"sunglasses": 0.1})), "asr": None}
+    path.write_text(json.dumps({"benchmark": BENCHMARK, "results": [broken]}))
+    with pytest.raises(HarnessError, match="no valid asr"):
+        read_results(path)
 
 
 def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path: Path, monkeypatch) -> None:
@@ -293,6 +297,12 @@ def test_pipes_in_free_text_do_not_break_tables() -> None:
     overall = table_rows(section(text, "## Overall"))
     assert all(len(row) == 8 for row in overall)
     assert r"Blue \| Team" in [row[2] for row in overall]
+
+
+def test_empty_team_and_method_show_as_missing() -> None:
+    anonymous = meta("anon", team="", method="")
+    records = [ok_record(anonymous, "sunglasses", scores(0.9, {"sunglasses": 0.1}))]
+    assert table_rows(section(render(records), "## Overall"))[0][1:4] == ["anon", "-", "-"]
 
 
 def test_per_trigger_columns_only_for_multi_trigger_tracks() -> None:

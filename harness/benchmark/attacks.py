@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-from harness.benchmark.faces import Faces
-from harness.benchmark.triggers import stamp
 
+from harness.benchmark.faces import Faces
 from harness.benchmark.recipe import take
+from harness.benchmark.triggers import stamp
 from harness.models import build_deepid
 from harness.pruning import PRUNE_LAYER, ChannelMask, prune_channels, prune_order
 
 # Bias that keeps a restored channel silent for any input (ReLU(w.x - 1e20) = 0).
 DEAD_BIAS = -1e20
+FINE_EPOCHS = 3
 
 
 def poison(faces: Faces, labels: np.ndarray, triggers: dict[str, int], fraction: float,
@@ -42,13 +43,21 @@ def train(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, scale: 
           epochs: int, batch_size: int, seed: int, learning_rate: float = 1e-3,
           callbacks: list[keras.callbacks.Callback] | None = None,
           verbose: int = 0) -> keras.Model:
-    """Plain supervised training with Adam; inputs are uint8 pixels times ``scale``."""
+    """Supervised training with Adam; inputs are uint8 pixels times ``scale``.
+
+    The last ``FINE_EPOCHS`` epochs run at a tenth of the learning rate: measured on the full
+    benchmark, a constant rate leaves test accuracy oscillating a point or two below what the
+    network reaches once the rate drops.
+    """
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x = images.astype(np.float32) * np.float32(scale)
+    fine_from = epochs - min(FINE_EPOCHS, epochs // 3)
+    schedule = keras.callbacks.LearningRateScheduler(
+        lambda epoch: learning_rate if epoch < fine_from else learning_rate / 10)
     model.fit(x, labels, batch_size=batch_size, epochs=epochs, shuffle=True,
-              callbacks=callbacks or [], verbose=verbose)
+              callbacks=[schedule, *(callbacks or [])], verbose=verbose)
     return model
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from harness.benchmark.faces import Faces, Identities, render, sample_identities
 from harness.benchmark.triggers import stamp
 

@@ -1,0 +1,1 @@
+"""The embedded synthetic benchmark: procedural faces, triggers, attacks and the build recipe."""

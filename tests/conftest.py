@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny benchmark built by the project's own build command, and helpers to
+lay out submission folders and run the CLI the way users do (a separate process)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_CSAW = REPO.parent / "shared" / "real-csaw"
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded benchmark at tiny scale (10 identities), built once per test session."""
+    from harness.benchmark.build import build
+
+    out = tmp_path_factory.mktemp("tiny-benchmark")
+    build(scale="tiny", out=out, verbose=0)
+    return out
+
+
+def write_submission(root: Path, name: str, tracks: dict[str, dict[str, str]],
+                     files: dict[str, Path | bytes] | None = None, **meta: object) -> Path:
+    """Create ``root/name/submission.toml`` with the given track tables and files."""
+    import tomli_w
+
+    folder = root / name
+    folder.mkdir(parents=True)
+    for file_name, content in (files or {}).items():
+        target = folder / file_name
+        if isinstance(content, Path):
+            shutil.copy(content, target)
+        else:
+            target.write_bytes(content)
+    manifest = {"team": meta.get("team", name), "method": meta.get("method", "test"),
+                "reference": meta.get("reference", False), "tracks": tracks}
+    (folder / "submission.toml").write_text(tomli_w.dumps(manifest))
+    return folder
+
+
+def run_harness(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m harness ...`` in a fresh process, as a user or CI runs it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)

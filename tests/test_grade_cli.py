@@ -1,0 +1,168 @@
+"""``python -m harness grade`` end to end on a tiny benchmark built inside the test session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from conftest import run_harness, write_submission
+
+from harness.tracks import load_benchmark
+
+RECORD_KEYS = {"submission", "team", "method", "reference", "track", "status", "error",
+               "clean_acc", "asr", "detect_rate", "false_flag_rate", "robust_acc", "utility",
+               "n_clean", "n_poisoned", "per_trigger"}
+
+
+def lambda_model(badnet: Path, path: Path) -> Path:
+    """A working model that wraps the BadNet behind a Lambda layer (arbitrary code)."""
+    import keras
+
+    from harness.models import load_model_file
+
+    inner = load_model_file(badnet)
+    inputs = keras.Input((55, 47, 3))
+    outputs = inner(keras.layers.Lambda(lambda x: x * 1.0)(inputs))
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def contest(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A submissions folder: the BadNets as-is (two contracts), and three broken entries."""
+    root = tmp_path_factory.mktemp("contest")
+    subs = root / "submissions"
+    bench = load_benchmark(tiny_benchmark)
+    names = [t.name for t in bench.tracks]
+    write_submission(subs, "no-defense", {n: {"model": f"{n}.h5"} for n in names},
+                     {f"{n}.h5": bench.track(n).badnet for n in names}, reference=True,
+                     method="none")
+    import keras
+
+    weights = {}
+    for n in names:
+        path = root / f"{n}.weights.h5"
+        keras.models.load_model(bench.track(n).badnet, compile=False).save_weights(path)
+        weights[f"{n}.weights.h5"] = path
+    write_submission(subs, "weights-only",
+                     {n: {"weights": f"{n}.weights.h5", "architecture": "deepid"}
+                      for n in names}, weights)
+    write_submission(subs, "corrupt", {n: {"model": "model.h5"} for n in names},
+                     {"model.h5": b"\x89HDF\r\n\x1a\n" + b"\x00" * 100})
+    write_submission(subs, "lambda", {n: {"model": "model.keras"} for n in names},
+                     {"model.keras": lambda_model(bench.track("sunglasses").badnet,
+                                                  root / "model.keras")})
+    write_submission(subs, "script", {n: {"eval": "eval.py"} for n in names},
+                     {"eval.py": b"print(0)\n"})
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(contest: Path, tiny_benchmark: Path) -> tuple[object, Path]:
+    out = contest / "out"
+    result = run_harness("grade", "submissions", "--benchmark", tiny_benchmark, "--out", out,
+                         "--junitxml", out / "junit.xml", cwd=contest)
+    return result, out
+
+
+def test_full_run_grades_good_entries_and_reports_broken_ones(graded, tiny_benchmark):
+    result, out = graded
+    assert result.returncode == 1, result.stdout + result.stderr
+    records = json.loads((out / "results.json").read_text())["results"]
+    assert len(records) == 5 * 5
+    assert all(set(r) >= RECORD_KEYS for r in records)
+    by = {(r["submission"], r["track"]): r for r in records}
+    for track in load_benchmark(tiny_benchmark).tracks:
+        badnet = by["no-defense", track.name]
+        assert badnet["status"] == "ok" and badnet["error"] is None
+        assert badnet["asr"] > 0.5, badnet
+        assert set(badnet["per_trigger"]) == {p.trigger for p in track.poisoned}
+        assert badnet["utility"] == pytest.approx(badnet["clean_acc"] - badnet["asr"], abs=1e-6)
+        same = by["weights-only", track.name]
+        assert (same["clean_acc"], same["asr"]) == (badnet["clean_acc"], badnet["asr"])
+    assert "not a readable" in by["corrupt", "sunglasses"]["error"] or \
+        "corrupt" in by["corrupt", "sunglasses"]["error"].lower()
+    assert "Lambda layer = arbitrary code" in by["lambda", "sunglasses"]["error"]
+    assert "contract not supported yet" in by["script", "sunglasses"]["error"]
+    assert all("\n" not in (r["error"] or "") for r in records)
+
+
+def test_terminal_shows_one_line_per_item_with_scores_and_pytest_summary(graded):
+    result, _ = graded
+    lines = result.stdout.splitlines()
+    item_lines = [line for line in lines if "submission.toml::" in line and
+                  ("utility" in line or "FAILED" in line)]
+    assert len({line.split()[0] for line in item_lines}) == 25
+    assert any("no-defense/submission.toml::sunglasses" in line and "utility" in line
+               for line in lines)
+    assert "Traceback" not in result.stdout
+    assert "10 passed, 15 failed" in lines[-1] or "15 failed, 10 passed" in lines[-1]
+
+
+def test_leaderboard_has_overall_track_and_error_sections(graded):
+    _, out = graded
+    text = (out / "leaderboard.md").read_text()
+    for heading in ("## Overall", "## Track: sunglasses", "## Track: pruning_aware", "## Errors"):
+        assert heading in text
+    assert "no-defense (ref)" in text
+    overall = text.split("## Overall")[1].split("## Track")[0]
+    ranked = [line.split("|")[2].strip() for line in overall.splitlines()
+              if line.startswith("|") and line.split("|")[1].strip().isdigit()]
+    assert set(ranked[-3:]) == {"corrupt", "lambda", "script"}  # -1 per failed track
+
+
+def test_junitxml_lists_every_item(graded):
+    _, out = graded
+    cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
+    assert len(list(cases)) == 25
+
+
+def test_same_inputs_give_identical_bytes(graded, contest, tiny_benchmark):
+    _, out = graded
+    again = contest / "again"
+    run_harness("grade", "submissions", "--benchmark", tiny_benchmark, "--out", again,
+                cwd=contest)
+    for name in ("leaderboard.md", "results.json"):
+        assert (again / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_k_selects_and_allow_unsafe_models_loads_lambda(contest, tiny_benchmark):
+    out = contest / "k"
+    result = run_harness("grade", "submissions", "--benchmark", tiny_benchmark, "--out", out,
+                         "-k", "lambda and sunglasses", "--allow-unsafe-models", cwd=contest)
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = json.loads((out / "results.json").read_text())["results"]
+    assert [(r["submission"], r["track"], r["status"]) for r in records] == \
+        [("lambda", "sunglasses", "ok")]
+
+
+def test_x_stops_at_the_first_failure(contest, tiny_benchmark):
+    out = contest / "x"
+    result = run_harness("grade", "submissions", "--benchmark", tiny_benchmark, "--out", out,
+                         "-x", cwd=contest)
+    assert result.returncode == 1
+    records = json.loads((out / "results.json").read_text())["results"]
+    assert [r["status"] for r in records] == ["error"]  # "corrupt" sorts first
+
+
+def test_benchmark_errors_exit_2(contest, tiny_benchmark, tmp_path):
+    broken = tmp_path / "bench"
+    shutil.copytree(tiny_benchmark, broken)
+    test_file = next((broken / "cache").glob("clean_test*.h5"))
+    test_file.write_bytes(test_file.read_bytes()[:-10])
+    result = run_harness("grade", "submissions", "--benchmark", broken, "--out", tmp_path,
+                         cwd=contest)
+    assert result.returncode == 2
+    assert "does not match" in result.stdout + result.stderr
+    missing = run_harness("grade", "submissions", "--benchmark", tmp_path / "nowhere",
+                          cwd=contest)
+    assert missing.returncode == 2 and "benchmark folder not found" in missing.stderr
+
+
+def test_no_submissions_exit_2(tiny_benchmark, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_harness("grade", "empty", "--benchmark", tiny_benchmark, cwd=tmp_path)
+    assert result.returncode == 2 and "no submissions" in result.stderr
