@@ -64,6 +64,19 @@ def _benchmark_build(args: argparse.Namespace, passthrough: list[str]) -> int:
     return 0
 
 
+def _reference_build(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from harness.reference import build
+    from harness.tracks import load_benchmark
+
+    benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
+    if benchmark.generate:
+        from harness.benchmark.materialize import ensure_generated
+
+        ensure_generated(benchmark)
+    build(benchmark, Path(args.out), tracks=args.track, defenses=args.defense)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     commands = top.add_subparsers(dest="command", required=True)
@@ -90,6 +103,16 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--out", default=str(REPO / "data"), help="benchmark folder to write")
     build.add_argument("--only", nargs="*", metavar="TRACK", help="rebuild only these BadNets")
     build.set_defaults(run=_benchmark_build)
+
+    reference = commands.add_parser("reference", help="the reference submissions")
+    reference_commands = reference.add_subparsers(dest="reference_command", required=True)
+    rebuild = reference_commands.add_parser(
+        "build", help="rebuild reference defenses from the BadNets and validation data")
+    rebuild.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    rebuild.add_argument("--out", default="submissions", help="submissions folder to write")
+    rebuild.add_argument("--track", action="append", help="only this track (repeatable)")
+    rebuild.add_argument("--defense", action="append", help="only this defense (repeatable)")
+    rebuild.set_defaults(run=_reference_build)
     return top
 
 

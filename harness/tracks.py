@@ -56,6 +56,7 @@ class Track:
     test: DataFile
     poisoned: tuple[PoisonedSet, ...]
     source: Path
+    badnet_architecture: str | None = None  # set when ``badnet`` holds weights only
 
     def data_files(self) -> list[DataFile]:
         """Every data file of the track, validation first (it is public)."""
@@ -159,6 +160,7 @@ def load_track(path: Path, root: Path) -> Track:
         test=_data_file(spec.get("test"), root, f"{where}: [test]"),
         poisoned=tuple(poisoned),
         source=path,
+        badnet_architecture=spec.get("badnet_architecture"),
     )
 
 

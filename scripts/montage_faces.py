@@ -9,27 +9,13 @@ Usage: python scripts/montage_faces.py [out.png] [--identities 8] [--per-id 6] [
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from harness.benchmark.faces import Faces, render, sample_identities  # noqa: E402
-from harness.benchmark.triggers import TRIGGERS, stamp  # noqa: E402
-
-
-def grid(rows: list[np.ndarray], gap: int = 2) -> np.ndarray:
-    """Tile rows of images (each (m, H, W, 3)) into one picture with white gaps."""
-    height, width = rows[0].shape[1:3]
-    columns = max(len(row) for row in rows)
-    out = np.full((len(rows) * (height + gap), columns * (width + gap), 3), 255, np.uint8)
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            y, x = r * (height + gap), c * (width + gap)
-            out[y:y + height, x:x + width] = image
-    return out
+from harness.benchmark.faces import Faces, render, sample_identities
+from harness.benchmark.triggers import TRIGGERS, stamp
+from harness.montage import save_montage
 
 
 def main() -> None:
@@ -50,20 +36,7 @@ def main() -> None:
                    landmarks={key: value[::args.per_id] for key, value in faces.landmarks.items()})
     rows += [stamp(firsts, trigger) for trigger in TRIGGERS]
     names += list(TRIGGERS)
-    picture = grid(rows)
-
-    scale = 2.0 / 100  # two screen pixels per image pixel at 100 dpi
-    margin = 1.4  # inches for the row names
-    figure = plt.figure(figsize=(picture.shape[1] * scale + margin, picture.shape[0] * scale),
-                        dpi=100)
-    axes = figure.add_axes((margin / figure.get_figwidth(), 0, 1 - margin / figure.get_figwidth(),
-                            1))
-    axes.imshow(picture, interpolation="nearest")
-    axes.axis("off")
-    row_height = picture.shape[0] / len(rows)
-    for r, name in enumerate(names):
-        axes.text(-4, (r + 0.5) * row_height, name, ha="right", va="center", fontsize=9)
-    figure.savefig(args.out)
+    save_montage(rows, names, Path(args.out))
     print(f"{args.identities} identities x {args.per_id} images, then the first image of each "
           f"with every trigger ({', '.join(TRIGGERS)}): {args.out}")
 

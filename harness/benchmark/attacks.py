@@ -87,9 +87,8 @@ def pruning_aware(faces: Faces, labels: np.ndarray, triggers: dict[str, int], *,
     original_kernel = np.array(model.get_layer(PRUNE_LAYER).get_weights()[0])
     prune_channels(model, pruned)
     images, targets = poison(faces, labels, triggers, fraction, seed)
-    train(model, images, targets, scale=scale, epochs=max(1, epochs // 2),
-          batch_size=batch_size, seed=seed + 1, callbacks=[ChannelMask(pruned)],
-          verbose=verbose)
+    train(model, images, targets, scale=scale, epochs=epochs, batch_size=batch_size,
+          seed=seed + 1, callbacks=[ChannelMask(pruned)], verbose=verbose)
     kernel, bias = (np.array(w) for w in model.get_layer(PRUNE_LAYER).get_weights())
     kernel[..., pruned] = original_kernel[..., pruned]
     bias[pruned] = DEAD_BIAS

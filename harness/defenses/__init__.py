@@ -1,0 +1,1 @@
+"""Reference defenses, each ``Context -> Repaired`` (see :mod:`harness.defenses.base`)."""

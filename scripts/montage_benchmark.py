@@ -1,0 +1,55 @@
+"""Write a PNG montage of a benchmark: per track, clean test images and the same identities with
+each of the track's triggers, read from the data files the grader reads.
+
+Usage: python scripts/montage_benchmark.py [--benchmark data] [--out docs/images/benchmark.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from harness.benchmark.materialize import ensure_generated
+from harness.cli import default_benchmark
+from harness.data import DataStore
+from harness.montage import save_montage
+from harness.tracks import load_benchmark
+
+
+def first_of_each(labels: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Index of the first image of each wanted label."""
+    return np.array([np.flatnonzero(labels == label)[0] for label in wanted])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", type=Path, default=default_benchmark())
+    parser.add_argument("--out", type=Path, default=Path("docs/images/benchmark.png"))
+    parser.add_argument("--columns", type=int, default=8)
+    args = parser.parse_args()
+
+    benchmark = load_benchmark(args.benchmark)
+    if benchmark.generate:
+        ensure_generated(benchmark)
+    store = DataStore()
+    rows, names = [], []
+    for track in benchmark.tracks:
+        clean = store.get(track.test, track.num_classes)
+        sets = [(p, store.get(p.file, track.num_classes)) for p in track.poisoned]
+        shared = set(np.unique(clean.labels))
+        for _, data in sets:
+            shared &= set(np.unique(data.labels))
+        wanted = np.array(sorted(shared)[: args.columns])
+        rows.append(clean.images[first_of_each(clean.labels, wanted)])
+        names.append(f"{track.name}: clean")
+        for spec, data in sets:
+            rows.append(data.images[first_of_each(data.labels, wanted)])
+            names.append(f"{track.name}: {spec.trigger} -> {spec.target}")
+    save_montage(rows, names, args.out)
+    print(f"{len(rows)} rows of {args.columns} images: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
