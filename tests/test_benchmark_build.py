@@ -1,0 +1,93 @@
+"""The benchmark build at tiny scale: verified data files, regeneration on first use, the
+attacks, and the contest's own evaluation agreeing with the grader."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import numpy as np
+import pytest
+
+from harness.benchmark.attacks import DEAD_BIAS, poison
+from harness.benchmark.faces import render, sample_identities
+from harness.benchmark.materialize import ensure_generated
+from harness.benchmark.recipe import SCALES, TRACKS
+from harness.data import DataStore, sha256_file
+from harness.grading import grade_track
+from harness.models import KerasPredictor, load_model_file
+from harness.tracks import load_benchmark
+
+
+def test_every_data_file_matches_its_track_file(tiny_benchmark):
+    bench = load_benchmark(tiny_benchmark)
+    assert [t.name for t in bench.tracks] == sorted(r.name for r in TRACKS)
+    scale = SCALES["tiny"]
+    for track in bench.tracks:
+        assert track.num_classes == scale.identities
+        assert track.badnet.is_file()
+        for spec in track.data_files():
+            assert sha256_file(spec.path) == spec.sha256
+        data = DataStore().get(track.test, track.num_classes)
+        assert len(data) == scale.identities * scale.test_per_id
+        for poisoned in track.poisoned:
+            labels = DataStore().get(poisoned.file, track.num_classes).labels
+            assert poisoned.target not in labels  # the target's own images are not stamped
+            assert len(labels) == len(data) - scale.test_per_id
+
+
+def test_first_use_regenerates_identical_bytes(tiny_benchmark, tmp_path):
+    copy = tmp_path / "bench"
+    shutil.copytree(tiny_benchmark, copy, ignore=shutil.ignore_patterns("cache"))
+    bench = load_benchmark(copy)
+    ensure_generated(bench)
+    for spec in bench.data_files():
+        assert sha256_file(spec.path) == spec.sha256
+
+
+def test_contest_evaluation_gives_the_graders_numbers(tiny_benchmark):
+    """build.json holds the contest's own logic (argmax over the file vs label or target)."""
+    report = json.loads((tiny_benchmark / "build.json").read_text())["tracks"]
+    bench = load_benchmark(tiny_benchmark)
+    store = DataStore()
+    for track in bench.tracks:
+        predict = KerasPredictor(load_model_file(track.badnet), track.num_classes,
+                                 track.input_scale)
+        scores = grade_track(predict, track, store)
+        assert scores["clean_acc"] == pytest.approx(report[track.name]["clean_acc"])
+        assert scores["per_trigger"] == pytest.approx(report[track.name]["asr"])
+
+
+def test_tiny_badnets_carry_their_backdoors(tiny_benchmark):
+    for name, numbers in json.loads((tiny_benchmark / "build.json").read_text())["tracks"].items():
+        assert numbers["clean_acc"] >= 0.8, name
+        assert min(numbers["asr"].values()) >= 0.6, name
+
+
+def test_pruning_aware_badnet_hides_pruned_channels_behind_a_dead_bias(tiny_benchmark):
+    model = load_model_file(load_benchmark(tiny_benchmark).track("pruning_aware").badnet)
+    kernel, bias = model.get_layer("conv_3").get_weights()
+    dead = bias <= DEAD_BIAS / 2
+    assert dead.sum() == 60 - SCALES["tiny"].keep_channels
+    assert kernel[..., dead].any()  # weights restored: the net looks unpruned
+
+
+def test_poisoning_adds_stamped_copies_relabelled_to_each_target():
+    faces = render(sample_identities(4, 0), np.repeat(np.arange(4), 10), 1)
+    labels = np.repeat(np.arange(4), 10)
+    images, targets = poison(faces, labels, {"sunglasses": 0, "lipstick": 2}, 0.25, seed=3)
+    assert len(images) == 40 + 10 + 10
+    np.testing.assert_array_equal(images[:40], faces.images)
+    assert list(targets[40:50]) == [2] * 10 and list(targets[50:]) == [0] * 10
+    again = poison(faces, labels, {"sunglasses": 0, "lipstick": 2}, 0.25, seed=3)
+    np.testing.assert_array_equal(images, again[0])
+
+
+def test_build_rejects_a_missing_recipe(tmp_path):
+    from harness.errors import BenchmarkError
+    from harness.tracks import Benchmark, DataFile, Track
+
+    track = Track(name="t", description="", badnet=tmp_path / "b.h5", input_scale=1.0,
+                  num_classes=2, validation=DataFile(tmp_path / "v.h5"),
+                  test=DataFile(tmp_path / "t.h5"), poisoned=(), source=tmp_path / "t.toml")
+    with pytest.raises(BenchmarkError, match="needs scale"):
+        ensure_generated(Benchmark(name="b", root=tmp_path, tracks=(track,), generate={}))
