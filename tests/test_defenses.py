@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_harness
+
 from harness.data import DataStore
 from harness.defenses.base import Context
 from harness.defenses.fineprune import fine_pruning, fine_pruning_g

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
+from conftest import REAL_CSAW, run_harness, write_submission
 from PIL import Image
 
-from conftest import REAL_CSAW, run_harness, write_submission
 from harness.data import write_contest_file
 
 pytestmark = pytest.mark.skipif(not REAL_CSAW.is_dir(), reason="../shared/real-csaw is absent")
