@@ -21,6 +21,12 @@ DEAD_BIAS = -1e20
 FINE_EPOCHS = 3
 
 
+def seeded_deepid(num_classes: int, seed: int) -> keras.Model:
+    """DeepID with initial weights drawn from ``seed`` (Keras draws them at build time)."""
+    keras.utils.set_random_seed(seed)
+    return build_deepid(num_classes)
+
+
 def poison(faces: Faces, labels: np.ndarray, triggers: dict[str, int], fraction: float,
            seed: int) -> tuple[np.ndarray, np.ndarray]:
     """BadNets poisoning: add ``fraction`` of the set per trigger, stamped and relabelled.
@@ -66,7 +72,7 @@ def badnets(faces: Faces, labels: np.ndarray, triggers: dict[str, int], *, num_c
             verbose: int = 0) -> keras.Model:
     """Gu et al.'s BadNets: train DeepID from scratch on the poisoned training set."""
     images, targets = poison(faces, labels, triggers, fraction, seed)
-    return train(build_deepid(num_classes), images, targets, scale=scale, epochs=epochs,
+    return train(seeded_deepid(num_classes, seed), images, targets, scale=scale, epochs=epochs,
                  batch_size=batch_size, seed=seed, verbose=verbose)
 
 
@@ -80,7 +86,8 @@ def pruning_aware(faces: Faces, labels: np.ndarray, triggers: dict[str, int], *,
     must live in the channels a pruning defender keeps; 4. restore the pruned channels' weights
     with a huge negative bias, so they never fire and the released net looks unpruned.
     """
-    model = train(build_deepid(num_classes), faces.images, labels, scale=scale, epochs=epochs,
+    model = train(seeded_deepid(num_classes, seed), faces.images, labels, scale=scale,
+                  epochs=epochs,
                   batch_size=batch_size, seed=seed, verbose=verbose)
     order = prune_order(model, faces.images, scale)
     pruned = order[: len(order) - keep_channels]

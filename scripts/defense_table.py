@@ -1,0 +1,78 @@
+"""Print the docs' defense x track table from a grading run and the reference builds.
+
+Reads ``results.json`` (what ``python -m harness grade submissions/`` wrote) and each reference
+folder's ``build.json`` (build time, notes), and grades the pruning defense's 2- and 10-point
+variants, rebuilt from the BadNet and the channel order recorded at build time. Nothing here
+chooses anything: it only reports.
+
+Usage: python scripts/defense_table.py [--results results.json] [--submissions submissions]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.cli import default_benchmark
+from harness.data import DataStore
+from harness.grading import grade_track
+from harness.models import KerasPredictor
+from harness.pruning import prune_channels
+from harness.reference import DEFENSES, load_badnet
+from harness.report import read_results
+from harness.tracks import load_benchmark
+
+
+def defense_rows(records: list[dict], submissions: Path) -> pd.DataFrame:
+    order = {spec.name: i for i, spec in enumerate(DEFENSES)}
+    rows = []
+    for record in records:
+        if record["submission"] not in order:
+            continue
+        build = submissions / record["submission"] / "build.json"
+        notes = json.loads(build.read_text()).get(record["track"], {}) if build.exists() else {}
+        rows.append({"defense": record["submission"], "track": record["track"],
+                     "clean acc": record["clean_acc"], "ASR": record["asr"],
+                     "detect": record["detect_rate"], "utility": record["utility"],
+                     "build s": notes.get("build_seconds"), "_order": order[record["submission"]]})
+    return pd.DataFrame(rows).sort_values(["track", "_order"]).drop(columns="_order")
+
+
+def pruning_variants(benchmark_path: Path, submissions: Path) -> pd.DataFrame:
+    benchmark = load_benchmark(benchmark_path)
+    notes = json.loads((submissions / "pruning" / "build.json").read_text())
+    store, rows = DataStore(), []
+    for track in benchmark.tracks:
+        if track.name not in notes:
+            continue
+        order = np.array(notes[track.name]["prune_order"])
+        for drop, depth in notes[track.name]["depths"].items():
+            model = load_badnet(track)
+            prune_channels(model, order[:depth])
+            scores = grade_track(KerasPredictor(model, track.num_classes, track.input_scale),
+                                 track, store)
+            rows.append({"track": track.name, "drop": drop, "pruned": depth,
+                         "val acc": notes[track.name]["val_acc_at_depth"][drop],
+                         "clean acc": scores["clean_acc"], "ASR": scores["asr"]})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("results.json"))
+    parser.add_argument("--submissions", type=Path, default=Path("submissions"))
+    parser.add_argument("--benchmark", type=Path, default=default_benchmark())
+    args = parser.parse_args()
+    _, records = read_results(args.results)
+    print(defense_rows(records, args.submissions).to_markdown(index=False, floatfmt=".3f"))
+    print()
+    print(pruning_variants(args.benchmark, args.submissions).to_markdown(index=False,
+                                                                         floatfmt=".3f"))
+
+
+if __name__ == "__main__":
+    main()
