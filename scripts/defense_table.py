@@ -58,7 +58,8 @@ def pruning_variants(benchmark_path: Path, submissions: Path) -> pd.DataFrame:
             rows.append({"track": track.name, "drop": drop, "pruned": depth,
                          "val acc": notes[track.name]["val_acc_at_depth"][drop],
                          "clean acc": scores["clean_acc"], "ASR": scores["asr"]})
-    return pd.DataFrame(rows).sort_values(["track", "pruned", "val acc"], ascending=[True, True, False])
+    return pd.DataFrame(rows).sort_values(["track", "pruned", "val acc"],
+                                          ascending=[True, True, False])
 
 
 def main() -> None:

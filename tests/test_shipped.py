@@ -5,8 +5,8 @@ template for the real files, and the reference submissions, all consistent with 
 from __future__ import annotations
 
 import pytest
-
 from conftest import REPO
+
 from harness.models import load_model_file
 from harness.reference import DEFENSES
 from harness.submissions import MANIFEST, load_submission
