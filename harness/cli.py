@@ -51,8 +51,8 @@ def _grade(args: argparse.Namespace, passthrough: list[str]) -> int:
         pytest_args += ["--junitxml", args.junitxml]
     code = int(pytest.main(pytest_args + passthrough))
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
-        print(f"harness: error: no submissions ({'*/submission.toml'}) selected under "
-              f"{submissions}", file=sys.stderr)
+        print(f"harness: error: no submissions (*/submission.toml) selected under {submissions}",
+              file=sys.stderr)
         return 2
     return 2 if code == pytest.ExitCode.USAGE_ERROR else code
 

@@ -9,6 +9,7 @@ rendered from them when the session ends.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,6 @@ def _one_line(exc: BaseException) -> str:
 
 def _release_models() -> None:
     """Drop the finished item's graph so a long run does not accumulate models in memory."""
-    import sys
-
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session()
 

@@ -30,6 +30,8 @@ from harness.benchmark.recipe import (
     poisoned_file,
     split,
 )
+from harness.data import read_contest_file
+from harness.tracks import DataFile
 
 DEFAULT_SEED = 2020
 CACHE = "cache"
@@ -69,9 +71,6 @@ def train_badnet(recipe: TrackRecipe, scale: Scale, seed: int, verbose: int = 0)
 
 def _accuracy(model, path: Path, target: int | None = None) -> float:
     """The contest's own evaluation: argmax over the file, compared with label (or target)."""
-    from harness.data import read_contest_file
-    from harness.tracks import DataFile
-
     data = read_contest_file(DataFile(path), model.output_shape[-1])
     x = data.images.astype(np.float32) * np.float32(float(Fraction(INPUT_SCALE)))
     predicted = np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1)
