@@ -35,6 +35,11 @@ _LEGACY_SUFFIXES = (".h5", ".hdf5")
 _MAX_CAUSE_CHARS = 300
 
 
+def model_input(images: np.ndarray, scale: float) -> np.ndarray:
+    """Pixels 0..255 as the network's float32 input: ``images * scale``."""
+    return images.astype(np.float32) * np.float32(scale)
+
+
 def build_deepid(num_classes: int = 1283) -> keras.Model:
     """Build the contest's DeepID network with the contest's layer names and layer order.
 

@@ -10,25 +10,30 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from harness.models import model_input
+
 PRUNE_LAYER = "conv_3"
 RANK_LAYER = "pool_3"
 
 
-def mean_activations(model: keras.Model, images: np.ndarray, scale: float,
-                     layer: str = RANK_LAYER, batch_size: int = 1024) -> np.ndarray:
-    """Mean activation of each channel of ``layer`` over ``images`` (uint8, 0..255)."""
+def features(model: keras.Model, images: np.ndarray, scale: float, layer: str = RANK_LAYER,
+             batch_size: int = 2048) -> np.ndarray:
+    """Activations of ``layer`` for every image, computed in batches."""
     probe = keras.Model(model.input, model.get_layer(layer).output)
-    total = np.zeros(probe.output.shape[-1], dtype=np.float64)
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size].astype(np.float32) * np.float32(scale)
-        out = np.asarray(probe(batch, training=False), dtype=np.float64)
-        total += out.reshape(-1, out.shape[-1]).sum(axis=0) / (out.shape[1] * out.shape[2])
-    return total / len(images)
+    return np.concatenate([np.asarray(probe(model_input(images[i:i + batch_size], scale),
+                                            training=False))
+                           for i in range(0, len(images), batch_size)])
+
+
+def dormancy_order(activations: np.ndarray) -> np.ndarray:
+    """Channel indices from most dormant to most active (mean over images and positions;
+    stable for ties, so dead channels keep index order)."""
+    return np.argsort(activations.mean(axis=(0, 1, 2), dtype=np.float64), kind="stable")
 
 
 def prune_order(model: keras.Model, images: np.ndarray, scale: float) -> np.ndarray:
-    """Channel indices from most dormant to most active on ``images`` (stable for ties)."""
-    return np.argsort(mean_activations(model, images, scale), kind="stable")
+    """``conv_3`` channels ranked by mean ``pool_3`` activation on ``images``, dormant first."""
+    return dormancy_order(features(model, images, scale))
 
 
 def prune_channels(model: keras.Model, channels: np.ndarray | list[int],

@@ -13,7 +13,7 @@ import numpy as np
 from harness.benchmark.faces import Faces
 from harness.benchmark.recipe import take
 from harness.benchmark.triggers import stamp
-from harness.models import build_deepid
+from harness.models import build_deepid, model_input
 from harness.pruning import PRUNE_LAYER, ChannelMask, prune_channels, prune_order
 
 # Bias that keeps a restored channel silent for any input (ReLU(w.x - 1e20) = 0).
@@ -58,7 +58,7 @@ def train(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, scale: 
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    x = images.astype(np.float32) * np.float32(scale)
+    x = model_input(images, scale)
     fine_from = epochs - min(FINE_EPOCHS, epochs // 3)
     schedule = keras.callbacks.LearningRateScheduler(
         lambda epoch: learning_rate if epoch < fine_from else learning_rate / 10)

@@ -30,7 +30,8 @@ from harness.benchmark.recipe import (
     poisoned_file,
     split,
 )
-from harness.data import read_contest_file
+from harness.data import DataStore
+from harness.models import model_input, save_legacy_h5
 from harness.tracks import DataFile
 
 DEFAULT_SEED = 2020
@@ -69,10 +70,10 @@ def train_badnet(recipe: TrackRecipe, scale: Scale, seed: int, verbose: int = 0)
     return attacks.badnets(faces, labels, recipe.triggers, **common)
 
 
-def _accuracy(model, path: Path, target: int | None = None) -> float:
+def _accuracy(model, store: DataStore, path: Path, target: int | None = None) -> float:
     """The contest's own evaluation: argmax over the file, compared with label (or target)."""
-    data = read_contest_file(DataFile(path), model.output_shape[-1])
-    x = data.images.astype(np.float32) * np.float32(float(Fraction(INPUT_SCALE)))
+    data = store.get(DataFile(path), model.output_shape[-1])
+    x = model_input(data.images, float(Fraction(INPUT_SCALE)))
     predicted = np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1)
     expected = data.labels if target is None else target
     return float(np.mean(predicted == expected))
@@ -81,9 +82,9 @@ def _accuracy(model, path: Path, target: int | None = None) -> float:
 def build(scale: str = "full", out: Path = Path("data"), only: list[str] | None = None,
           seed: int = DEFAULT_SEED, verbose: int = 2) -> dict[str, Any]:
     """Rebuild data, BadNets and track files; returns (and writes) the build report."""
-    from harness.models import save_legacy_h5
 
     spec = SCALES[scale]
+    store = DataStore()  # each data file is read once for all BadNets' evaluations
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"scale": scale, "seed": seed, "tracks": {}}
     report_path = out / "build.json"
@@ -112,8 +113,8 @@ def build(scale: str = "full", out: Path = Path("data"), only: list[str] | None 
         save_legacy_h5(model, model_path)
         report["tracks"][recipe.name] = {
             "train_seconds": round(seconds, 1),
-            "clean_acc": _accuracy(model, out / CACHE / TEST_FILE),
-            "asr": {trigger: _accuracy(model, out / CACHE / poisoned_file(trigger, target),
+            "clean_acc": _accuracy(model, store, out / CACHE / TEST_FILE),
+            "asr": {trigger: _accuracy(model, store, out / CACHE / poisoned_file(trigger, target),
                                        target)
                     for trigger, target in recipe.triggers.items()},
         }

@@ -13,6 +13,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from harness.models import model_input
+
 
 @dataclass(frozen=True)
 class Context:
@@ -49,7 +51,7 @@ class Context:
 
     def x(self, index: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Validation images at ``index`` as the model's float32 input."""
-        return self.images[index].astype(np.float32) * np.float32(self.scale)
+        return model_input(self.images[index], self.scale)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from harness.defenses.base import Context, Repaired
+from harness.models import model_input
 from harness.pruning import ChannelMask
 
 EPOCHS = 8
@@ -27,7 +28,7 @@ def fine_tune(model: keras.Model, ctx: Context, *, images: np.ndarray | None = N
     ``dead_channels`` are ``conv_3`` channels held at zero throughout (fine-pruning's mask).
     """
     fit, holdout = ctx.split()
-    x = ctx.x(fit) if images is None else images.astype(np.float32) * np.float32(ctx.scale)
+    x = ctx.x(fit) if images is None else model_input(images, ctx.scale)
     y = ctx.labels[fit] if labels is None else labels
     x_hold, y_hold = ctx.x(holdout), ctx.labels[holdout]
     keras.utils.set_random_seed(ctx.seed)

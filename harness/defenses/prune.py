@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from harness.defenses.base import Context, Repaired
-from harness.pruning import PRUNE_LAYER, RANK_LAYER, prune_channels
+from harness.pruning import PRUNE_LAYER, RANK_LAYER, dormancy_order, features, prune_channels
 
 DROPS = (0.02, 0.04, 0.10)
 LEADERBOARD_DROP = 0.04
@@ -36,19 +36,17 @@ class Sweep:
 
 def sweep(model: keras.Model, ctx: Context, batch_size: int = 2048) -> Sweep:
     """Rank channels by mean ``pool_3`` activation on validation data and score every depth."""
-    body = keras.Model(model.input, model.get_layer(RANK_LAYER).output)
+    pooled = features(model, ctx.images, ctx.scale, batch_size=batch_size)
+    order = dormancy_order(pooled)
     head = keras.Model(model.get_layer(RANK_LAYER).output, model.output)
-    features = np.concatenate([np.asarray(body(ctx.x(slice(i, i + batch_size)), training=False))
-                               for i in range(0, len(ctx.images), batch_size)])
-    order = np.argsort(features.mean(axis=(0, 1, 2), dtype=np.float64), kind="stable")
-    mask = np.ones(features.shape[-1], dtype=np.float32)
+    mask = np.ones(pooled.shape[-1], dtype=np.float32)
     accuracy = []
     for k in range(len(order) + 1):
         if k:
             mask[order[k - 1]] = 0.0
-        scores = np.concatenate([np.asarray(head(features[i:i + batch_size] * mask,
+        scores = np.concatenate([np.asarray(head(pooled[i:i + batch_size] * mask,
                                                  training=False))
-                                 for i in range(0, len(features), batch_size)])
+                                 for i in range(0, len(pooled), batch_size)])
         accuracy.append(float(np.mean(scores.argmax(axis=1) == ctx.labels)))
     return Sweep(order=order, accuracy=np.array(accuracy))
 
