@@ -25,7 +25,7 @@ from harness.submissions import MANIFEST, Submission, load_submission
 from harness.tracks import Benchmark, Track, load_benchmark
 
 
-@dataclass
+@dataclass(eq=False)  # registered as a plugin, so hashed by identity
 class GradingState:
     """What one grading session shares between its items."""
 
@@ -35,8 +35,20 @@ class GradingState:
     store: DataStore = field(default_factory=DataStore)
     records: list[dict[str, Any]] = field(default_factory=list)
 
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Collect each item's record from its report, where every item's result arrives.
+
+        Records travel on the report rather than through shared memory, so the process that
+        renders the leaderboard need not be the one that graded the item.
+        """
+        record = dict(report.user_properties).get(RECORD)
+        if report.when == "call" and record is not None:
+            self.records.append(record)
+
 
 STATE = pytest.StashKey[GradingState]()
+RECORD = "harness_record"
+"""Name of the user property that carries an item's result record on its test report."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,9 +68,11 @@ def pytest_configure(config: pytest.Config) -> None:
         benchmark = load_benchmark(Path(benchmark_path))
     except BenchmarkError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[STATE] = GradingState(
+    state = GradingState(
         benchmark=benchmark, out=Path(config.getoption("harness_out")),
         allow_unsafe=config.getoption("harness_allow_unsafe_models"))
+    config.stash[STATE] = state
+    config.pluginmanager.register(state, "harness-records")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -108,12 +122,14 @@ class TrackItem(pytest.Item):
             # Paths relative to the submission folder: the leaderboard must not depend on where
             # the grader's checkout lives.
             message = message.replace(f"{self.submission.root.resolve()}{os.sep}", "")
-            state.records.append(error_record(self.submission.meta, self.track.name, message))
+            self.user_properties.append(
+                (RECORD, error_record(self.submission.meta, self.track.name, message)))
             raise SubmissionError(message) from None
         finally:
             _release_models()
-        state.records.append(ok_record(self.submission.meta, self.track.name, self.scores))
-        for key in ("clean_acc", "asr", "detect_rate", "utility"):
+        self.user_properties.append(
+            (RECORD, ok_record(self.submission.meta, self.track.name, self.scores)))
+        for key in ("clean_acc", "asr", "detect_rate", "utility"):  # JUnit XML shows these
             self.user_properties.append((key, self.scores[key]))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
@@ -159,10 +175,10 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     """Show each item's scores (or its one-line error) on its line of the session."""
     if report.when != "call" or STATE not in config.stash:
         return None
-    props = dict(report.user_properties)
-    if report.passed and "utility" in props:
-        word = (f"clean {props['clean_acc']:.3f}  ASR {props['asr']:.3f}  "
-                f"detect {props['detect_rate']:.3f}  utility {props['utility']:.3f}")
+    record = dict(report.user_properties).get(RECORD)
+    if report.passed and record is not None:
+        word = (f"clean {record['clean_acc']:.3f}  ASR {record['asr']:.3f}  "
+                f"detect {record['detect_rate']:.3f}  utility {record['utility']:.3f}")
         return "passed", ".", (word, {"green": True})
     if report.failed:
         return "failed", "F", (f"FAILED ({report.longreprtext})", {"red": True})
