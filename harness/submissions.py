@@ -10,11 +10,12 @@ input: paths must stay inside the submission's folder and every problem is a one
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import BenchmarkError, SubmissionError
+from harness.provenance import submission_digest
 from harness.tracks import parse_scale
 
 MANIFEST = "submission.toml"
@@ -47,11 +48,12 @@ class Submission:
     reference: bool = False
     tracks: dict[str, TrackEntry | SubmissionError] = field(default_factory=dict)
     problem: str | None = None
+    sha256: str = ""
 
     @property
     def meta(self) -> dict[str, Any]:
         return {"submission": self.name, "team": self.team, "method": self.method,
-                "reference": self.reference}
+                "reference": self.reference, "sha256": self.sha256}
 
     def entry(self, track: str) -> TrackEntry:
         """The entry for ``track`` or a SubmissionError saying why there is none."""
@@ -106,6 +108,12 @@ def _entry(root: Path, table: Any, where: str) -> TrackEntry:
 
 def load_submission(manifest: Path) -> Submission:
     """Parse a manifest; problems are kept in ``problem`` (see :class:`Submission`)."""
+    root = manifest.parent
+    submission = _parse(manifest)
+    return replace(submission, sha256=submission_digest(root))
+
+
+def _parse(manifest: Path) -> Submission:
     root = manifest.parent
     name = root.name
     try:
