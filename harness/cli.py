@@ -1,4 +1,4 @@
-"""Command line: ``harness grade``, ``harness benchmark build``, ``harness reference build``.
+"""Command line: ``harness grade``, ``check``, ``new``, ``export-public`` and the builders.
 
 ``grade`` is a thin front for pytest with the grading plugin, so pytest's own options (-k, -x,
 --junitxml, -q) behave as pytest users expect and its exit status is kept: 0 all passed, 1 some
@@ -11,6 +11,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from harness.sandbox import Limits
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,12 +45,26 @@ def _grade(args: argparse.Namespace, passthrough: list[str]) -> int:
         pytest_args.append("-v")
     if args.allow_unsafe_models:
         pytest_args.append("--harness-allow-unsafe-models")
+    if args.sample:
+        pytest_args += ["--harness-sample", str(args.sample)]
+    pytest_args += ["--harness-image-timeout", str(args.image_timeout),
+                    "--harness-track-timeout", str(args.track_timeout)]
     if args.k:
         pytest_args += ["-k", args.k]
     if args.exitfirst:
         pytest_args.append("-x")
     if args.junitxml:
         pytest_args += ["--junitxml", args.junitxml]
+    if args.no_cache:
+        pytest_args.append("--harness-no-cache")
+    elif args.cache:
+        pytest_args += ["--harness-cache", args.cache]
+    if args.changed_since:
+        pytest_args += ["--harness-changed-since", args.changed_since]
+    if args.baseline:
+        pytest_args += ["--harness-baseline", args.baseline]
+    if args.summary_md:
+        pytest_args += ["--harness-summary-md", args.summary_md]
     code = int(pytest.main(pytest_args + passthrough))
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print(f"harness: error: no submissions (*/submission.toml) selected under {submissions}",
@@ -77,6 +93,49 @@ def _reference_build(args: argparse.Namespace, passthrough: list[str]) -> int:
     return 0
 
 
+def _usage_error(exc: Exception) -> int:
+    print(f"harness: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _check(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from harness.check import run
+
+    return run(Path(args.submission), Path(args.benchmark or default_benchmark()),
+               allow_unsafe=args.allow_unsafe_models)
+
+
+def _new(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from harness.errors import HarnessError
+    from harness.scaffold import scaffold
+    from harness.tracks import load_benchmark
+
+    try:
+        benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
+        folder = scaffold(args.name, Path(args.dir), benchmark)
+    except HarnessError as exc:
+        return _usage_error(exc)
+    print(f"created {folder}/submission.toml and {folder}/README.md; fill them in, then run: "
+          f"python -m harness check {folder}")
+    return 0
+
+
+def _export_public(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from harness.errors import HarnessError
+    from harness.export import export_public
+    from harness.tracks import load_benchmark
+
+    out = Path(args.dir)
+    try:
+        files = export_public(load_benchmark(Path(args.benchmark or default_benchmark())), out)
+    except HarnessError as exc:
+        return _usage_error(exc)
+    print(f"wrote the public bundle to {out} ({len(files)} files; see {out / 'README.md'}):")
+    for name in files:
+        print(f"  {name}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     commands = top.add_subparsers(dest="command", required=True)
@@ -90,9 +149,32 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--out", default=".", help="where leaderboard.md and results.json go")
     grade.add_argument("--allow-unsafe-models", action="store_true",
                        help="load models with Lambda layers (they run arbitrary code)")
+    grade.add_argument("--sample", metavar="K", type=int,
+                       help="grade a stratified sample of K images per test set (faster, wider "
+                            "intervals)")
+    grade.add_argument("--image-timeout", metavar="S", type=float, default=Limits.image_timeout,
+                       help="wall-clock seconds a submission may take per image "
+                            f"(default {Limits.image_timeout:g})")
+    grade.add_argument("--track-timeout", metavar="S", type=float, default=Limits.track_timeout,
+                       help="wall-clock seconds per submission and track "
+                            f"(default {Limits.track_timeout:g})")
     grade.add_argument("-k", metavar="EXPR", help="only grade items matching EXPR (pytest -k)")
     grade.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
     grade.add_argument("--junitxml", metavar="FILE", help="also write a JUnit XML report")
+    cache = grade.add_mutually_exclusive_group()
+    cache.add_argument("--cache", metavar="DIR",
+                       help="result cache: finished items are reused, an interrupted run resumes "
+                            "(default: OUT/.harness-cache)")
+    cache.add_argument("--no-cache", action="store_true", help="grade everything, store nothing")
+    grade.add_argument("--changed-since", metavar="REF",
+                       help="grade only submissions with files changed since git REF (or "
+                            "untracked); take the others from the cache or the baseline")
+    grade.add_argument("--baseline", metavar="FILE",
+                       help="with --changed-since: results file for unchanged submissions the "
+                            "cache lacks (default: OUT/results.json, if present)")
+    grade.add_argument("--summary-md", metavar="FILE",
+                       help="append a Markdown summary of the submissions graded in this run "
+                            "(e.g. $GITHUB_STEP_SUMMARY)")
     grade.add_argument("-q", "--quiet", action="store_true", help="one character per item")
     grade.set_defaults(run=_grade)
 
@@ -113,6 +195,33 @@ def parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--track", action="append", help="only this track (repeatable)")
     rebuild.add_argument("--defense", action="append", help="only this defense (repeatable)")
     rebuild.set_defaults(run=_reference_build)
+
+    check = commands.add_parser(
+        "check", help="validate one submission in seconds, before pushing it",
+        description="Check one submission folder: its manifest, its files, and that each entry "
+                    "loads and answers a few validation images. Exit 0 when all checks pass.")
+    check.add_argument("submission", help="the submission folder, e.g. submissions/my-team")
+    check.add_argument("--benchmark", help="benchmark folder or public bundle (default: the "
+                                           "embedded data/)")
+    check.add_argument("--allow-unsafe-models", action="store_true",
+                       help="load models with Lambda layers (they run arbitrary code)")
+    check.set_defaults(run=_check)
+
+    new = commands.add_parser("new", help="start a submission folder from a template")
+    new.add_argument("name", help="submission (folder) name: letters, digits, '.', '_', '-'")
+    new.add_argument("--dir", default="submissions", help="where to create it "
+                                                          "(default: submissions)")
+    new.add_argument("--benchmark", help="benchmark whose tracks the template lists (default: "
+                                         "the embedded data/)")
+    new.set_defaults(run=_new)
+
+    export = commands.add_parser(
+        "export-public", help="write the bundle teams receive (no hidden data)",
+        description="Copy the BadNets, the public data files and track files stripped of every "
+                    "hidden set into DIR, a new or empty folder.")
+    export.add_argument("dir", metavar="DIR", help="new or empty folder to write")
+    export.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    export.set_defaults(run=_export_public)
     return top
 
 

@@ -20,3 +20,11 @@ class SubmissionError(HarnessError):
 
 class BenchmarkError(HarnessError):
     """A benchmark (track file or data file) is missing, corrupt or inconsistent."""
+
+
+class TransientSubmissionError(SubmissionError):
+    """A submission failed for a reason that may not recur (a timeout on a busy machine).
+
+    It is reported like any SubmissionError, but its record is never cached: the next run must
+    try the submission again rather than repeat a failure that was the grader's circumstance.
+    """

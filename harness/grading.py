@@ -1,60 +1,159 @@
-"""Grade one submission entry on one track: load -> predict -> score.
+"""Grade one submission entry on one track: hand over images -> answer in the sandbox -> score.
 
-Kept free of pytest so the same pipeline serves the plugin, the reference builder and scripts.
-The submission only ever sees images; labels stay in this process and scoring happens here.
+Kept free of pytest so the same pipeline serves the plugin, ``harness check`` and scripts.
+The submission only ever sees images: a track's clean and poisoned test images are mixed in one
+seeded random order and written as one unlabeled file, so an entry cannot tell which set an image
+came from (a batch ``predict`` sees clean and triggered images side by side). Labels stay in this
+process, and scoring happens here.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from harness.data import DataStore
 from harness.errors import SubmissionError
+from harness.provenance import GRADING_SEED
+from harness.runner import Answers, run_entry
+from harness.sandbox import Limits
 from harness.scoring import PoisonedPredictions, score_track
 from harness.submissions import TrackEntry
-from harness.tracks import Track
+from harness.tracks import DataFile, Track
 
-Predict = Callable[[np.ndarray], np.ndarray]
-
-
-def load_predictor(entry: TrackEntry, track: Track, *, allow_unsafe: bool = False) -> Predict:
-    """Turn a manifest entry into a function images -> labels in [0, N]."""
-    if entry.kind == "eval":
-        raise SubmissionError("eval.py contract not supported yet (it needs the sandboxed "
-                              "runner); submit a model file instead")
-    from harness import models  # TensorFlow loads only when a model is graded
-
-    if entry.kind == "model":
-        model = models.load_model_file(entry.path, allow_unsafe=allow_unsafe)
-    else:
-        model = models.load_weights_file(entry.path, entry.architecture or "", track.num_classes)
-    scale = entry.input_scale if entry.input_scale is not None else track.input_scale
-    return models.KerasPredictor(model, num_classes=track.num_classes, input_scale=scale)
+INVALID_LIMIT = 0.5
+"""Above this fraction of unreadable answers a track is an error row rather than a low score."""
 
 
-def checked(predict: Predict, images: np.ndarray, num_classes: int) -> np.ndarray:
-    """Run ``predict`` and refuse answers that are not one label in [0, N] per image."""
-    labels = np.asarray(predict(images))
-    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-        raise SubmissionError(f"predictions have shape {labels.shape} and dtype {labels.dtype}; "
-                              f"expected ({len(images)},) integers")
-    if len(labels) and (labels.min() < 0 or labels.max() > num_classes):
-        raise SubmissionError(f"predictions span [{labels.min()}, {labels.max()}]; expected "
-                              f"0..{num_classes}")
-    return labels.astype(np.int64)
+@dataclass(frozen=True)
+class GradeOptions:
+    """Everything besides the submission and the data that decides a result."""
+
+    allow_unsafe: bool = False
+    sample: int | None = None
+    """Grade a stratified sample of this many images per test set (None: every image)."""
+    limits: Limits = field(default_factory=Limits)
 
 
-def grade_track(predict: Predict, track: Track, store: DataStore) -> dict:
-    """Predict the track's clean and poisoned test sets and score them."""
+def stratified_sample(labels: np.ndarray, size: int, seed: int = GRADING_SEED) -> np.ndarray:
+    """``size`` indices spread over the labels in proportion (sorted), the same for every entry.
+
+    Systematic sampling over a label-sorted random order: each label gets its share of the sample
+    up to rounding, and identical inputs give identical samples.
+    """
+    if size >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    order = order[np.argsort(labels[order], kind="stable")]
+    positions = ((np.arange(size) + rng.random()) * len(labels) / size).astype(np.int64)
+    return np.sort(order[positions])
+
+
+@dataclass(frozen=True)
+class TrackImages:
+    """A track's test images as one shuffled, unlabeled file, and how to take answers apart."""
+
+    path: Path
+    files: tuple[DataFile, ...]
+    """The clean test set, then each poisoned set, in track order."""
+    picks: tuple[np.ndarray, ...]
+    """Indices into each file of the images graded (all of them unless sampled)."""
+    order: np.ndarray
+    """Position in ``path`` of each graded image, sets concatenated in ``files`` order."""
+
+    def split(self, labels: np.ndarray) -> list[np.ndarray]:
+        """Answers in file order: one array per set, aligned with ``picks``."""
+        ordered = labels[self.order]
+        bounds = np.cumsum([len(pick) for pick in self.picks])[:-1]
+        return np.split(ordered, bounds)
+
+
+class Handover:
+    """Writes each track's mixed image file once per session; every entry reads the same file."""
+
+    def __init__(self, store: DataStore, sample: int | None = None) -> None:
+        self.store = store
+        self.sample = sample
+        self._directory: tempfile.TemporaryDirectory[str] | None = None
+        self._tracks: dict[str, TrackImages] = {}
+
+    def images(self, track: Track) -> TrackImages:
+        if track.name not in self._tracks:
+            self._tracks[track.name] = self._write(track)
+        return self._tracks[track.name]
+
+    def _write(self, track: Track) -> TrackImages:
+        if self._directory is None:
+            self._directory = tempfile.TemporaryDirectory(prefix="harness-images-")
+        files = (track.test, *(spec.file for spec in track.poisoned))
+        picks, parts = [], []
+        for data_file in files:
+            data = self.store.get(data_file, track.num_classes)
+            pick = (np.arange(len(data.labels)) if self.sample is None
+                    else stratified_sample(data.labels, self.sample))
+            picks.append(pick)
+            parts.append(data.images[pick])
+        images = np.concatenate(parts)
+        shuffle = np.random.default_rng(GRADING_SEED).permutation(len(images))
+        path = Path(self._directory.name) / f"{track.name}.npy"
+        np.save(path, images[shuffle])
+        path.chmod(0o644)  # read by the sandboxed worker, which may run as nobody
+        order = np.empty_like(shuffle)
+        order[shuffle] = np.arange(len(shuffle))
+        return TrackImages(path, files, tuple(picks), order)
+
+    def close(self) -> None:
+        if self._directory is not None:
+            self._directory.cleanup()
+            self._directory = None
+        self._tracks.clear()
+
+
+def _scale(entry: TrackEntry, track: Track) -> float:
+    return entry.input_scale if entry.input_scale is not None else track.input_scale
+
+
+def answer(entry: TrackEntry, root: Path, track: Track, images: Path, options: GradeOptions,
+           progress: Callable[[int], None] | None = None) -> Answers:
+    """Run ``entry`` of the submission in ``root`` on an image file, in the sandbox."""
+    return run_entry(entry, root, images, num_classes=track.num_classes,
+                     input_scale=_scale(entry, track), limits=options.limits,
+                     allow_unsafe=options.allow_unsafe, progress=progress)
+
+
+def answer_array(entry: TrackEntry, root: Path, track: Track, images: np.ndarray,
+                 options: GradeOptions) -> Answers:
+    """:func:`answer` for images in memory (a few validation images in ``harness check``)."""
+    with tempfile.TemporaryDirectory(prefix="harness-check-") as folder:
+        path = Path(folder) / "images.npy"
+        np.save(path, np.ascontiguousarray(images, dtype=np.uint8))
+        path.chmod(0o644)
+        return answer(entry, root, track, path, options)
+
+
+def grade_track(entry: TrackEntry, root: Path, track: Track, handover: Handover,
+                options: GradeOptions, progress: Callable[[int], None] | None = None) -> dict:
+    """Answer the track's test images in the sandbox and score the answers."""
+    mixed = handover.images(track)
+    answers = answer(entry, root, track, mixed.path, options, progress)
+    total = len(answers.labels)
+    if answers.invalid > INVALID_LIMIT * total:
+        raise SubmissionError(f"{answers.invalid} of {total} answers invalid; first: "
+                              f"{answers.first_error}")
     n = track.num_classes
-    clean = store.get(track.test, n)
+    clean_answers, *poisoned_answers = mixed.split(answers.labels)
+    clean = handover.store.get(track.test, n)
     poisoned = []
-    for spec in track.poisoned:
-        data = store.get(spec.file, n)
+    for spec, predictions, pick in zip(track.poisoned, poisoned_answers, mixed.picks[1:],
+                                       strict=True):
+        data = handover.store.get(spec.file, n)
         poisoned.append(PoisonedPredictions(
-            trigger=spec.trigger, target=spec.target,
-            predictions=checked(predict, data.images, n),
-            true_labels=data.labels if spec.labels == "true" else None))
-    return score_track(n, checked(predict, clean.images, n), clean.labels, poisoned)
+            trigger=spec.trigger, target=spec.target, predictions=predictions,
+            true_labels=data.labels[pick] if spec.labels == "true" else None))
+    return score_track(n, clean_answers, clean.labels[mixed.picks[0]], poisoned)
+

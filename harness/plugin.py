@@ -17,11 +17,22 @@ from typing import Any
 import pytest
 
 from harness import __version__
+from harness.cache import FOLDER_NAME, Baseline, ResultCache, cache_key, track_fingerprint
+from harness.changes import changed_submissions
 from harness.data import DataStore
-from harness.errors import BenchmarkError, HarnessError, SubmissionError
-from harness.grading import grade_track, load_predictor
+from harness.errors import (
+    BenchmarkError,
+    HarnessError,
+    SubmissionError,
+    TransientSubmissionError,
+)
+from harness.grading import GradeOptions, Handover, grade_track
+from harness.plots import write_samples
+from harness.provenance import environment
 from harness.report import error_record, ok_record, write_leaderboard, write_results
+from harness.sandbox import Limits, detect
 from harness.submissions import MANIFEST, Submission, load_submission
+from harness.summary import append_summary, render_summary
 from harness.tracks import Benchmark, Track, load_benchmark
 
 
@@ -31,9 +42,27 @@ class GradingState:
 
     benchmark: Benchmark
     out: Path
-    allow_unsafe: bool
+    grading: GradeOptions
     store: DataStore = field(default_factory=DataStore)
+    handover: Handover = field(init=False)
     records: list[dict[str, Any]] = field(default_factory=list)
+    cache: ResultCache | None = None
+    changed_since: str | None = None
+    changed: set[Path] | None = None
+    """Submission folders changed since ``changed_since`` (None: every submission is graded)."""
+    baseline: Baseline | None = None
+    baseline_note: str = ""
+    """One line on the baseline in use, or why there is none (shown in the session header)."""
+    summary_md: Path | None = None
+    sources: dict[str, set[str]] = field(default_factory=dict)
+    """Where each submission's records came from: GRADED, CACHED or BASELINE."""
+    fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.handover = Handover(self.store, self.grading.sample)
+
+    def pytest_unconfigure(self) -> None:
+        self.handover.close()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect each item's record from its report, where every item's result arrives.
@@ -41,14 +70,46 @@ class GradingState:
         Records travel on the report rather than through shared memory, so the process that
         renders the leaderboard need not be the one that graded the item.
         """
-        record = dict(report.user_properties).get(RECORD)
+        properties = dict(report.user_properties)
+        record = properties.get(RECORD)
         if report.when == "call" and record is not None:
             self.records.append(record)
+            self.sources.setdefault(record["submission"], set()).add(
+                properties.get(SOURCE, GRADED))
+
+    def options(self) -> dict[str, Any]:
+        """The grading options that can change a record: each one is part of the cache key."""
+        return {"allow_unsafe": self.grading.allow_unsafe, "sample": self.grading.sample,
+                "image_timeout": self.grading.limits.image_timeout}
+
+    def key(self, submission: Submission, track: Track) -> str:
+        if track.name not in self.fingerprints:  # hashes the BadNet: once per track and run
+            self.fingerprints[track.name] = track_fingerprint(track, self.store)
+        return cache_key(submission.name, submission.sha256, self.fingerprints[track.name],
+                         self.options())
+
+    def earlier_record(self, submission: Submission, track: Track
+                       ) -> tuple[dict[str, Any] | None, str]:
+        """A record this run need not grade, and its source: the cache first (it matches every
+        input), then the baseline for a submission unchanged since ``changed_since``."""
+        if self.cache is not None:
+            record = self.cache.get(self.key(submission, track))
+            if record is not None:
+                return record, CACHED
+        if (self.baseline is not None and self.changed is not None
+                and submission.root.resolve() not in self.changed):
+            record = self.baseline.get(submission.meta, track, self.store)
+            if record is not None:
+                return record, BASELINE
+        return None, GRADED
 
 
 STATE = pytest.StashKey[GradingState]()
 RECORD = "harness_record"
 """Name of the user property that carries an item's result record on its test report."""
+SOURCE = "harness_source"
+"""User property saying where a reused record came from (absent: graded in this run)."""
+GRADED, CACHED, BASELINE = "graded", "cache", "baseline"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,6 +119,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where results.json and leaderboard.md are written")
     group.addoption("--harness-allow-unsafe-models", action="store_true",
                     help="load models with Lambda layers (arbitrary code)")
+    group.addoption("--harness-sample", metavar="K", type=_positive_int,
+                    help="grade a stratified sample of K images per test set")
+    group.addoption("--harness-image-timeout", metavar="S", type=float,
+                    default=Limits.image_timeout, help="wall-clock seconds per image")
+    group.addoption("--harness-track-timeout", metavar="S", type=float,
+                    default=Limits.track_timeout,
+                    help="wall-clock seconds per submission and track")
+    group.addoption("--harness-cache", metavar="DIR",
+                    help=f"result cache folder (default: {FOLDER_NAME} in the out folder)")
+    group.addoption("--harness-no-cache", action="store_true",
+                    help="neither read nor write the result cache")
+    group.addoption("--harness-changed-since", metavar="REF",
+                    help="grade only submissions changed since git REF; reuse the others' records")
+    group.addoption("--harness-baseline", metavar="FILE",
+                    help="results file for unchanged submissions missing from the cache "
+                         "(default: results.json in the out folder, if present)")
+    group.addoption("--harness-summary-md", metavar="FILE",
+                    help="append a Markdown summary of the submissions graded in this run")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"expected a positive integer, got {text}")
+    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,11 +154,49 @@ def pytest_configure(config: pytest.Config) -> None:
         benchmark = load_benchmark(Path(benchmark_path))
     except BenchmarkError as exc:
         raise pytest.UsageError(str(exc)) from None
-    state = GradingState(
-        benchmark=benchmark, out=Path(config.getoption("harness_out")),
-        allow_unsafe=config.getoption("harness_allow_unsafe_models"))
+    if benchmark.public:
+        raise pytest.UsageError(f"{benchmark.root}: a public bundle has no hidden test sets to "
+                                "grade on; grade with the organizers' benchmark")
+    limits = Limits(image_timeout=config.getoption("harness_image_timeout"),
+                    track_timeout=config.getoption("harness_track_timeout"))
+    grading = GradeOptions(allow_unsafe=config.getoption("harness_allow_unsafe_models"),
+                           sample=config.getoption("harness_sample"), limits=limits)
+    state = GradingState(benchmark=benchmark, out=Path(config.getoption("harness_out")),
+                         grading=grading)
+    if not config.getoption("harness_no_cache"):
+        state.cache = ResultCache(Path(config.getoption("harness_cache")
+                                       or state.out / FOLDER_NAME))
+    summary_md = config.getoption("harness_summary_md")
+    state.summary_md = Path(summary_md) if summary_md else None
+    state.changed_since = config.getoption("harness_changed_since")
+    baseline = config.getoption("harness_baseline")
+    if baseline is not None and state.changed_since is None:
+        raise pytest.UsageError("--baseline is used only with --changed-since")
+    if state.changed_since is not None:
+        state.baseline, state.baseline_note = _baseline(
+            Path(baseline) if baseline else state.out / "results.json",
+            explicit=baseline is not None)
     config.stash[STATE] = state
+    if detect().bwrap is None:  # loud even under -q: isolation is weaker than documented
+        print(f"harness: {detect().note}", file=sys.stderr)
     config.pluginmanager.register(state, "harness-records")
+
+
+def _baseline(path: Path, *, explicit: bool) -> tuple[Baseline | None, str]:
+    """Read the baseline now, before this run overwrites the results file it may be.
+
+    A baseline the user named must be usable; the default one is a convenience, so when it is
+    absent or unusable the unchanged submissions are graded instead.
+    """
+    if not explicit and not path.exists():
+        return None, f"baseline: none ({path} absent)"
+    try:
+        baseline = Baseline(path)
+    except HarnessError as exc:
+        if explicit:
+            raise pytest.UsageError(f"--baseline: {exc}") from None
+        return None, f"baseline: ignored: {exc}"
+    return baseline, f"baseline: {path} ({len(baseline.records)} records)"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -80,8 +204,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     state = config.stash[STATE]
     names = ", ".join(t.name for t in state.benchmark.tracks)
+    cache = f"cache: {state.cache.folder}" if state.cache else "cache: off"
     return [f"benchmark: {state.benchmark.name} ({state.benchmark.root}): {names}",
-            f"harness {__version__}; results to {state.out.resolve()}"]
+            f"harness {__version__}; results to {state.out.resolve()}; {cache}",
+            detect().note,
+            *([state.baseline_note] if state.baseline_note else [])]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -107,14 +234,29 @@ class TrackItem(pytest.Item):
         super().__init__(**kwargs)
         self.submission = submission
         self.track = track
-        self.scores: dict[str, Any] | None = None
 
     def runtest(self) -> None:
+        """Reuse an earlier record (no model is loaded) or grade; either way, a failed record
+        fails the item with its one-line message."""
         state = self.config.stash[STATE]
+        record, source = state.earlier_record(self.submission, self.track)
+        if record is None:
+            record = self._grade(state)
+        else:
+            self.user_properties.append((SOURCE, source))
+        self.user_properties.append((RECORD, record))
+        if record["status"] == "error":
+            raise SubmissionError(record["error"])
+        for key in ("clean_acc", "asr", "detect_rate", "utility"):  # JUnit XML shows these
+            self.user_properties.append((key, record[key]))
+
+    def _grade(self, state: GradingState) -> dict[str, Any]:
+        """Grade now; store the record in the cache at once, so that a run killed later still
+        keeps it, unless it is a failure that may not recur (a timeout)."""
         try:
             entry = self.submission.entry(self.track.name)
-            predict = load_predictor(entry, self.track, allow_unsafe=state.allow_unsafe)
-            self.scores = grade_track(predict, self.track, state.store)
+            scores = grade_track(entry, self.submission.root, self.track, state.handover,
+                                 state.grading)
         except BenchmarkError:
             raise
         except Exception as exc:  # untrusted models fail in arbitrary ways inside TensorFlow
@@ -122,15 +264,18 @@ class TrackItem(pytest.Item):
             # Paths relative to the submission folder: the leaderboard must not depend on where
             # the grader's checkout lives.
             message = message.replace(f"{self.submission.root.resolve()}{os.sep}", "")
-            self.user_properties.append(
-                (RECORD, error_record(self.submission.meta, self.track.name, message)))
-            raise SubmissionError(message) from None
-        finally:
-            _release_models()
-        self.user_properties.append(
-            (RECORD, ok_record(self.submission.meta, self.track.name, self.scores)))
-        for key in ("clean_acc", "asr", "detect_rate", "utility"):  # JUnit XML shows these
-            self.user_properties.append((key, self.scores[key]))
+            record = error_record(self.submission.meta, self.track.name, message)
+            cacheable = not isinstance(exc, TransientSubmissionError)
+        else:
+            record = ok_record(self.submission.meta, self.track.name, scores,
+                               sample=state.grading.sample)
+            cacheable = True
+        if state.cache is not None and cacheable:
+            try:
+                state.cache.put(state.key(self.submission, self.track), record)
+            except (OSError, TypeError, ValueError) as exc:  # a cache only saves time
+                self.warn(pytest.PytestWarning(f"result cache: not stored: {exc}"))
+        return record
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
         if isinstance(excinfo.value, HarnessError):
@@ -144,12 +289,6 @@ class TrackItem(pytest.Item):
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:300]
-
-
-def _release_models() -> None:
-    """Drop the finished item's graph so a long run does not accumulate models in memory."""
-    if "keras" in sys.modules:
-        sys.modules["keras"].backend.clear_session()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -169,19 +308,27 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 state.store.get(data_file, track.num_classes)
     except BenchmarkError as exc:
         pytest.exit(f"benchmark error: {exc}", returncode=2)
+    if state.changed_since is not None:
+        roots = {item.submission.root for item in session.items if isinstance(item, TrackItem)}
+        try:
+            state.changed = changed_submissions(state.changed_since, roots)
+        except HarnessError as exc:
+            pytest.exit(f"error: {exc}", returncode=2)
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     """Show each item's scores (or its one-line error) on its line of the session."""
     if report.when != "call" or STATE not in config.stash:
         return None
-    record = dict(report.user_properties).get(RECORD)
+    properties = dict(report.user_properties)
+    record = properties.get(RECORD)
+    reused = {CACHED: "  (cached)", BASELINE: "  (from baseline)"}.get(properties.get(SOURCE), "")
     if report.passed and record is not None:
         word = (f"clean {record['clean_acc']:.3f}  ASR {record['asr']:.3f}  "
                 f"detect {record['detect_rate']:.3f}  utility {record['utility']:.3f}")
-        return "passed", ".", (word, {"green": True})
+        return "passed", ".", (word + reused, {"green": True})
     if report.failed:
-        return "failed", "F", (f"FAILED ({report.longreprtext})", {"red": True})
+        return "failed", "F", (f"FAILED ({report.longreprtext}){reused}", {"red": True})
     return None
 
 
@@ -195,10 +342,34 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # A run narrowed by -k or -x ranks on the tracks it graded, not on tracks it skipped.
     benchmark = {"name": state.benchmark.name,
                  "tracks": [t.name for t in state.benchmark.tracks if t.name in graded],
-                 "data_hashes": state.store.hashes()}
+                 "data_hashes": state.store.hashes(), "provenance": environment()}
     state.out.mkdir(parents=True, exist_ok=True)
     write_results(state.out / "results.json", benchmark, state.records)
     write_leaderboard(state.out / "leaderboard.md", benchmark, state.records)
+    write_samples(state.out, [t for t in state.benchmark.tracks if t.name in graded], state.store)
+    graded_now = {name for name, sources in state.sources.items() if GRADED in sources}
+    if state.summary_md is not None:
+        append_summary(state.summary_md, render_summary(benchmark, state.records, graded_now))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
+        reporter.write_line(_sources_line(state))
         reporter.write_sep("-", f"leaderboard: {state.out / 'leaderboard.md'}")
+
+
+def _sources_line(state: GradingState) -> str:
+    """One line saying which submissions were graded now and where the others' records came
+    from (a submission resumed halfway appears under both)."""
+    def names(source: str) -> str:
+        found = sorted(name for name, sources in state.sources.items() if source in sources)
+        return ", ".join(found) or "none"
+
+    parts = []
+    if state.changed is not None:
+        changed = sorted(root.name for root in state.changed)
+        parts.append(f"changed since {state.changed_since}: {', '.join(changed) or 'none'}")
+    parts.append(f"graded: {names(GRADED)}")
+    if state.cache is not None:
+        parts.append(f"from cache: {names(CACHED)}")
+    if state.baseline is not None:
+        parts.append(f"from baseline {state.baseline.path}: {names(BASELINE)}")
+    return "harness: " + "; ".join(parts)

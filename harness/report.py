@@ -20,11 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-from harness import __version__
+from harness import __version__, plots, stats
 from harness.errors import HarnessError
 from harness.scoring import submission_score
 
-META_KEYS = ("submission", "team", "method", "reference")
+META_KEYS = ("submission", "team", "method", "reference", "sha256")
 METRIC_KEYS = (
     "clean_acc",
     "asr",
@@ -34,13 +34,17 @@ METRIC_KEYS = (
     "utility",
     "n_clean",
     "n_poisoned",
+    "n_invalid",
 )
-SCORE_KEYS = (*METRIC_KEYS, "per_trigger")
+INTERVAL_KEYS = ("clean_acc_ci", "asr_ci", "utility_ci")
+"""95% intervals ``[low, high]`` of clean accuracy, ASR and utility."""
+SCORE_KEYS = (*METRIC_KEYS, "per_trigger", *INTERVAL_KEYS, "outcomes")
 """The keys :func:`harness.scoring.score_track` returns."""
-RECORD_KEYS = (*META_KEYS, "track", "status", "error", *SCORE_KEYS)
-BENCHMARK_KEYS = ("name", "data_hashes", "tracks")
+RECORD_KEYS = (*META_KEYS, "track", "status", "error", "sample", *SCORE_KEYS)
+BENCHMARK_KEYS = ("name", "data_hashes", "tracks", "provenance")
 RANK_COLUMNS = (
     "rank",
+    "tied",
     "submission",
     "team",
     "method",
@@ -58,6 +62,10 @@ NO_RESULT = "no result recorded"
 MISSING = "-"
 """How the leaderboard shows a value that does not exist (failed track, unknown true labels)."""
 REFERENCE_MARK = "(ref)"
+TIE_MARK = "="
+"""Prefix of a rank shared by rows that the paired bootstrap cannot tell apart."""
+INTERVALS = {"clean_acc": "clean_acc_ci", "asr": "asr_ci", "utility": "utility_ci"}
+"""Metrics shown with an interval, and the record key holding it."""
 TRACK_METRICS = (
     ("clean acc", "clean_acc"),
     ("ASR", "asr"),
@@ -78,7 +86,7 @@ def _meta_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
     missing = [key for key in META_KEYS if key not in meta]
     if missing:
         raise ValueError(f"submission metadata lacks {', '.join(missing)}")
-    for key in ("submission", "team", "method"):
+    for key in ("submission", "team", "method", "sha256"):
         if not isinstance(meta[key], str):
             raise ValueError(f"submission metadata {key!r} must be a string, got {meta[key]!r}")
     if not meta["submission"]:
@@ -104,7 +112,18 @@ def _plain_number(value: Any) -> int | float | None:
     return float(value)
 
 
-def error_record(meta: Mapping[str, Any], track: str, message: str) -> dict[str, Any]:
+def _check_sample(sample: int | None) -> int | None:
+    """The per-set sample size the grader ran with (``--sample K``), or None for full sets."""
+    if sample is None:
+        return None
+    if isinstance(sample, bool) or not isinstance(sample, numbers.Integral) or sample < 1:
+        raise ValueError(f"sample must be a positive integer or None, got {sample!r}")
+    return int(sample)
+
+
+def error_record(
+    meta: Mapping[str, Any], track: str, message: str, *, sample: int | None = None
+) -> dict[str, Any]:
     """Record a failed track; the message is collapsed to one line because tables show it as is."""
     line = " ".join(str(message).split())
     if not line:
@@ -114,24 +133,62 @@ def error_record(meta: Mapping[str, Any], track: str, message: str) -> dict[str,
         "track": _check_track_name(track),
         "status": "error",
         "error": line,
+        "sample": _check_sample(sample),
         **dict.fromkeys(METRIC_KEYS),
         "per_trigger": {},
+        **dict.fromkeys(INTERVAL_KEYS),
+        "outcomes": {},
     }
 
 
-def ok_record(meta: Mapping[str, Any], track: str, scores: Mapping[str, Any]) -> dict[str, Any]:
+def _interval(value: Any, what: str) -> list[float]:
+    """``[low, high]`` as a list of Python floats (JSON has no tuples, so stored ones are lists)."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"{what} must be [low, high], got {value!r}")
+    low, high = (float(limit) for limit in value)
+    if not low <= high:
+        raise ValueError(f"{what} must be [low, high] with low <= high, got {value!r}")
+    return [low, high]
+
+
+def ok_record(
+    meta: Mapping[str, Any],
+    track: str,
+    scores: Mapping[str, Any],
+    *,
+    sample: int | None = None,
+) -> dict[str, Any]:
     """Record a scored track; ``scores`` is what :func:`harness.scoring.score_track` returned."""
     if set(scores) != set(SCORE_KEYS):
         expected, got = sorted(SCORE_KEYS), sorted(scores)
         raise ValueError(f"scores must have exactly the keys {expected}, got {got}")
-    return {
+    record = {
         **_meta_fields(meta),
         "track": _check_track_name(track),
         "status": "ok",
         "error": None,
+        "sample": _check_sample(sample),
         **{key: _plain_number(scores[key]) for key in METRIC_KEYS},
         "per_trigger": {str(name): float(asr) for name, asr in scores["per_trigger"].items()},
+        **{key: _interval(scores[key], key) for key in INTERVAL_KEYS},
+        "outcomes": {part: scores["outcomes"][part] for part in ("clean", "attack")},
     }
+    _outcomes(record)  # refuse outcomes that do not match the counts now, not when ranking
+    return record
+
+
+def _outcomes(record: Mapping[str, Any]) -> stats.Outcomes | None:
+    """A record's per-image outcomes for paired tests; None for a failed track."""
+    if record["status"] != "ok":
+        return None
+    try:
+        return stats.Outcomes(
+            clean=stats.unpack_outcomes(record["outcomes"]["clean"], record["n_clean"]),
+            attack=stats.unpack_outcomes(record["outcomes"]["attack"], record["n_poisoned"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        pair = (record["submission"], record["track"])
+        raise ValueError(f"OK record {pair} has invalid outcomes: {exc}") from None
 
 
 def _tracks(benchmark: Mapping[str, Any]) -> list[str]:
@@ -149,18 +206,23 @@ def _tracks(benchmark: Mapping[str, Any]) -> list[str]:
         or len(set(tracks)) != len(tracks)
     ):
         raise ValueError(f"benchmark tracks must be a non-empty list of distinct names: {tracks!r}")
+    if not isinstance(benchmark["provenance"], Mapping):
+        raise ValueError(f"benchmark provenance must be a mapping: {benchmark['provenance']!r}")
     return list(tracks)
 
 
 def _check_ranked_metrics(record: Mapping[str, Any], pair: tuple[str, str]) -> None:
-    """An OK record must carry the numbers that ranking sorts on, or ranking fails obscurely."""
+    """An OK record must carry what ranking and tables use, or they fail obscurely."""
     for key in ("clean_acc", "asr", "utility"):
         value = record[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
             raise ValueError(f"OK record {pair} has no valid {key}: {value!r}")
+    for key in INTERVAL_KEYS:
+        _interval(record[key], f"{key} of OK record {pair}")
+    _outcomes(record)
 
 
-def _check_records(tracks: Sequence[str], records: Iterable[Mapping[str, Any]]) -> None:
+def _check_records(tracks: Sequence[str], records: Sequence[Mapping[str, Any]]) -> None:
     """Reject records that would make outputs ambiguous: a duplicate pair would sort arbitrarily."""
     seen: set[tuple[str, str]] = set()
     for record in records:
@@ -170,6 +232,7 @@ def _check_records(tracks: Sequence[str], records: Iterable[Mapping[str, Any]]) 
         if missing:
             raise ValueError(f"record lacks {', '.join(missing)}: {dict(record)}")
         _meta_fields(record)
+        _check_sample(record["sample"])
         pair = (record["submission"], record["track"])
         if record["status"] not in ("ok", "error"):
             raise ValueError(f"record {pair} has status {record['status']!r}, not 'ok' or 'error'")
@@ -180,6 +243,21 @@ def _check_records(tracks: Sequence[str], records: Iterable[Mapping[str, Any]]) 
         if pair in seen:
             raise ValueError(f"two records for submission {pair[0]!r} on track {pair[1]!r}")
         seen.add(pair)
+    _check_same_images(records)
+
+
+def _check_same_images(records: Sequence[Mapping[str, Any]]) -> None:
+    """OK records of one track must come from the same images: paired tests compare them image
+    by image, and a table mixing full sets with samples would compare unlike numbers."""
+    images: dict[str, tuple[Any, ...]] = {}
+    for record in records:
+        if record["status"] == "ok":
+            shape = (record["n_clean"], record["n_poisoned"], record["sample"])
+            if images.setdefault(record["track"], shape) != shape:
+                raise ValueError(
+                    f"OK records of track {record['track']!r} were graded on different images "
+                    f"(n_clean, n_poisoned, sample): {images[record['track']]} and {shape}"
+                )
 
 
 def _rounded(value: Any) -> Any:
@@ -202,8 +280,8 @@ def _sorted_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
 # Files -------------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a mix.
+def _write_atomic(path: str | os.PathLike[str], content: str | bytes) -> None:
+    """Write ``content`` to ``path`` so that readers see the old file or the new one, never a mix.
 
     The temporary file lives in the same folder (``os.replace`` is only atomic within one file
     system) and is created with ``open(..., "x")`` so that it gets the usual umask permissions.
@@ -212,7 +290,7 @@ def _write_atomic(path: str | os.PathLike[str], text: str) -> None:
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
     try:
         with open(temporary, "xb") as handle:
-            handle.write(text.encode("utf-8"))
+            handle.write(content.encode("utf-8") if isinstance(content, str) else content)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
@@ -292,25 +370,50 @@ def _overall_row(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def shared_ranks(outcomes: Sequence[Sequence[stats.Outcomes | None]]) -> list[tuple[int, bool]]:
+    """``(rank, tied)`` of rows already in ranking order, from each row's outcomes per track.
+
+    A row that :func:`harness.stats.tied` cannot tell apart from the row above takes that row's
+    rank, so a chain of close rows shares the rank of its first; ``tied`` marks every row that
+    shares its rank. Other rows rank by position, as in sports ("1, =2, =2, 4").
+    """
+    ranks: list[int] = []
+    tied = [False] * len(outcomes)
+    for position, row in enumerate(outcomes):
+        if position and stats.tied(outcomes[position - 1], row):
+            ranks.append(ranks[-1])
+            tied[position - 1] = tied[position] = True
+        else:
+            ranks.append(position + 1)
+    return list(zip(ranks, tied, strict=True))
+
+
 def rank(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per submission, best first: by score, then mean clean accuracy, then name.
 
     The score is :func:`harness.scoring.submission_score` over all benchmark tracks; a track with no
     record or an error record counts -1. Means are over OK tracks only (NaN if there are none).
-    Scores are rounded to 6 decimals first, so that float noise never decides a rank.
+    Scores are rounded to 6 decimals first, so that float noise never decides a rank. ``rank`` is
+    shared with the row above when a paired bootstrap of the score difference cannot separate
+    them (see :func:`shared_ranks`); ``tied`` says which rows share their rank.
     """
     by_submission: dict[str, list[dict[str, Any]]] = {}
     for record in _complete(benchmark, records):
         by_submission.setdefault(record["submission"], []).append(record)
     rows = [_overall_row(group) for group in by_submission.values()]
-    table = pd.DataFrame(rows, columns=list(RANK_COLUMNS[1:]))
+    table = pd.DataFrame(rows, columns=list(RANK_COLUMNS[2:]))
     table = table.sort_values(
         ["score", "mean_clean_acc", "submission"],
         ascending=[False, False, True],
         na_position="last",
         kind="mergesort",
     ).reset_index(drop=True)
-    table.insert(0, "rank", range(1, len(table) + 1))
+    outcomes = [
+        [_outcomes(record) for record in by_submission[name]] for name in table["submission"]
+    ]
+    ranks = shared_ranks(outcomes)
+    table.insert(0, "tied", [tied for _, tied in ranks])
+    table.insert(0, "rank", [position for position, _ in ranks])
     return table
 
 
@@ -344,6 +447,10 @@ def _table(rows: list[dict[str, str]], columns: list[str], left: set[str]) -> st
     return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
+def _rank_cell(position: int, tied: bool) -> str:
+    return f"{TIE_MARK}{position}" if tied else str(position)
+
+
 def _intro(benchmark: Mapping[str, Any]) -> str:
     return "\n\n".join(
         [
@@ -353,8 +460,14 @@ def _intro(benchmark: Mapping[str, Any]) -> str:
             "All rates are fractions of images: clean acc = clean images given their true label; "
             "ASR = poisoned images given the attacker's target; detect = poisoned images flagged "
             "as poisoned; false flag = clean images flagged; robust acc = poisoned images given "
-            "their true label (where known). "
+            "their true label (where known); invalid = answers that were no label at all. "
             f'Reference entries are marked "{REFERENCE_MARK}"; "{MISSING}" means no value.',
+            "Brackets are 95% intervals: Wilson score intervals for clean acc and ASR, Newcombe's "
+            f'hybrid score interval for utility. A rank written "{TIE_MARK}k" is shared with the '
+            f"row above: a paired bootstrap ({stats.RESAMPLES} resamples of the test images, the "
+            "same for both rows) gives a 95% interval for the difference in score (in track "
+            "tables: utility) that contains 0, so the test images cannot order the two. A run of "
+            "such rows shares the rank of its first row.",
         ]
     )
 
@@ -362,7 +475,7 @@ def _intro(benchmark: Mapping[str, Any]) -> str:
 def _overall_section(ranking: pd.DataFrame) -> str:
     rows = [
         {
-            "rank": str(row["rank"]),
+            "rank": _rank_cell(row["rank"], row["tied"]),
             "submission": _name(row),
             "team": _text(row["team"]),
             "method": _text(row["method"]),
@@ -382,38 +495,76 @@ def _trigger_column(trigger: str) -> str:
     return f"ASR[{_text(trigger)}]"
 
 
-def _track_row(position: str, record: Mapping[str, Any], triggers: list[str]) -> dict[str, str]:
+def _cell(record: Mapping[str, Any], key: str) -> str:
+    """A metric with its 95% interval where it has one: ``0.951 [0.937, 0.962]``."""
+    if key not in INTERVALS or record[INTERVALS[key]] is None:
+        return _number(record[key])
+    low, high = record[INTERVALS[key]]
+    return f"{_number(record[key])} [{low:.3f}, {high:.3f}]"
+
+
+def _track_row(
+    position: str, record: Mapping[str, Any], triggers: list[str], counts: list[tuple[str, str]]
+) -> dict[str, str]:
     """A row of a track table; a failed record has no metrics, so all of them show as missing."""
     return {
         "rank": position,
         "submission": _name(record),
-        **{header: _number(record[key]) for header, key in TRACK_METRICS},
+        **{header: _cell(record, key) for header, key in TRACK_METRICS},
+        **{header: _count(record[key]) for header, key in counts},
         **{_trigger_column(name): _number(record["per_trigger"].get(name)) for name in triggers},
     }
+
+
+def _count(value: int | None) -> str:
+    return MISSING if value is None else str(value)
+
+
+def _track_order(
+    records: Sequence[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """A track's OK records, best utility first (then clean acc, then name), and its failures."""
+    ok = sorted(
+        (record for record in records if record["status"] == "ok"),
+        key=lambda record: (-record["utility"], -record["clean_acc"], record["submission"]),
+    )
+    return ok, [record for record in records if record["status"] == "error"]
 
 
 def _track_section(track: str, records: Sequence[Mapping[str, Any]]) -> str:
     """Submissions on one track, best utility first; failures at the bottom, by name.
 
-    Per-trigger columns appear only when the track has several triggers: with one they would
-    repeat the ASR column.
+    Per-trigger columns appear only when the track has several triggers (with one they would
+    repeat the ASR column), the invalid-answer count only when some answer was invalid, and the
+    image counts only on a sample, where they are not the whole sets the track file names.
     """
-    ok = sorted(
-        (record for record in records if record["status"] == "ok"),
-        key=lambda record: (-record["utility"], -record["clean_acc"], record["submission"]),
-    )
-    failed = [record for record in records if record["status"] == "error"]
+    ok, failed = _track_order(records)
     triggers = sorted({trigger for record in ok for trigger in record["per_trigger"]})
     triggers = triggers if len(triggers) > 1 else []
-    rows = [_track_row(str(position), record, triggers) for position, record in enumerate(ok, 1)]
-    rows += [_track_row("error", record, triggers) for record in failed]
+    counts = [("invalid", "n_invalid")] if any(record["n_invalid"] for record in ok) else []
+    sample = ok[0]["sample"] if ok else None  # the same for all: _check_same_images
+    if sample is not None:
+        counts += [("n clean", "n_clean"), ("n poisoned", "n_poisoned")]
+    ranks = shared_ranks([[_outcomes(record)] for record in ok])
+    rows = [
+        _track_row(_rank_cell(position, tied), record, triggers, counts)
+        for (position, tied), record in zip(ranks, ok, strict=True)
+    ]
+    rows += [_track_row("error", record, triggers, counts) for record in failed]
     columns = [
         "rank",
         "submission",
         *(header for header, _ in TRACK_METRICS),
+        *(header for header, _ in counts),
         *(_trigger_column(name) for name in triggers),
     ]
-    return f"## Track: {track}\n\n{_table(rows, columns, left={'submission'})}"
+    parts = [f"## Track: {track}", _table(rows, columns, left={"submission"})]
+    if sample is not None:
+        parts.append(f"Graded on a stratified sample of {sample} images per set.")
+    if ok:
+        parts.append(f"![Clean accuracy against ASR]({plots.pareto_file(track)})")
+    parts.append(f"![Test images, clean and poisoned]({plots.samples_file(track)})")
+    return "\n\n".join(parts)
 
 
 def _errors_section(records: Sequence[Mapping[str, Any]]) -> str:
@@ -425,10 +576,20 @@ def _errors_section(records: Sequence[Mapping[str, Any]]) -> str:
     return "## Errors\n\n" + ("\n".join(lines) if lines else "None.")
 
 
-def _footer(benchmark: Mapping[str, Any]) -> str:
-    """Say what was graded with what; no timestamp, so identical inputs give identical bytes."""
+def _footer(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+    """Say what was graded with what; no timestamp, so identical inputs give identical bytes.
+
+    Versions are sorted by name because ``results.json`` stores them sorted, and a leaderboard
+    re-rendered from it must not differ from the first.
+    """
     hashes = sorted(benchmark["data_hashes"].items())
     data = [f"  - {name}: {digest[:HASH_CHARS]}" for name, digest in hashes] or ["  - none"]
+    digests = {record["submission"]: record["sha256"] for record in records}
+    submissions = [
+        f"  - {_text(name)}: {digest[:HASH_CHARS] or MISSING}"
+        for name, digest in sorted(digests.items())
+    ]
+    versions = ", ".join(f"{key} {value}" for key, value in sorted(benchmark["provenance"].items()))
     return "\n".join(
         [
             "---",
@@ -436,7 +597,10 @@ def _footer(benchmark: Mapping[str, Any]) -> str:
             f"- Benchmark: {benchmark['name']}",
             f"- Data (sha256, first {HASH_CHARS} hex digits):",
             *data,
-            f"- Harness version: {__version__}",
+            f"- Submissions (sha256 of the folder's files, first {HASH_CHARS} hex digits):",
+            *submissions,
+            f"- Graded with: {versions or MISSING}",
+            f"- Rendered by harness {__version__}",
         ]
     )
 
@@ -454,9 +618,25 @@ def render_leaderboard(benchmark: Mapping[str, Any], records: Sequence[Mapping[s
         _overall_section(rank(benchmark, complete)),
         *track_sections,
         _errors_section(complete),
-        _footer(benchmark),
+        _footer(benchmark, complete),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def _pareto_points(ok: Sequence[Mapping[str, Any]]) -> list[plots.Point]:
+    return [
+        plots.Point(
+            label=f"{record['submission']} {REFERENCE_MARK}"
+            if record["reference"]
+            else record["submission"],
+            reference=record["reference"],
+            asr=record["asr"],
+            asr_ci=tuple(record["asr_ci"]),
+            clean_acc=record["clean_acc"],
+            clean_acc_ci=tuple(record["clean_acc_ci"]),
+        )
+        for record in ok
+    ]
 
 
 def write_leaderboard(
@@ -464,5 +644,14 @@ def write_leaderboard(
     benchmark: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
 ) -> None:
-    """Write the rendered leaderboard atomically, like ``results.json``."""
+    """Write the rendered leaderboard atomically, like ``results.json``, and next to it the
+    Pareto plot of every track with a result (``plots/<track>.png``), numbered like its table."""
     _write_atomic(path, render_leaderboard(benchmark, records))
+    complete = _complete(benchmark, records)
+    folder = Path(path).parent
+    for track in _tracks(benchmark):
+        ok, _ = _track_order([record for record in complete if record["track"] == track])
+        if ok:
+            target = folder / plots.pareto_file(track)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(target, plots.pareto_png(track, _pareto_points(ok)))

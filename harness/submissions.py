@@ -85,8 +85,9 @@ def _entry(root: Path, table: Any, where: str) -> TrackEntry:
         raise SubmissionError(f"{where}: expected a table")
     kinds = [k for k in ("model", "weights", "eval") if k in table]
     if len(kinds) != 1:
+        found = kinds or 'none; e.g. model = "<file>.h5"'
         raise SubmissionError(f"{where}: give exactly one of model, weights or eval "
-                              f"(found {kinds or 'none'})")
+                              f"(found {found})")
     kind: EntryKind = kinds[0]
     architecture = table.get("architecture")
     if kind == "weights" and architecture not in ARCHITECTURES:

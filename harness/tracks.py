@@ -4,6 +4,16 @@ A benchmark is a folder holding one TOML file per track under ``tracks/`` and, o
 ``benchmark.toml`` with its name and (for the embedded benchmark) the recipe that regenerates its
 data files on first use. Organizers grade against their real contest files by writing track files
 that point at them; no code changes. Paths in track files are relative to the benchmark folder.
+
+Every data table says whether teams may see it: ``hidden = true`` or ``false``. The defaults are
+the contest's split: ``[validation]`` is public (teams repair their BadNet with it, and it may not
+be hidden), ``[test]`` and every ``[[poisoned]]`` set are hidden (they decide the ranking). The
+BadNets are always public. ``python -m harness export-public`` copies only public files.
+
+A *public bundle* (``public = true`` in ``benchmark.toml``, written by ``export-public``) is what
+teams receive: its tracks may omit ``[test]`` and ``[[poisoned]]``, and it refuses any table that
+is hidden, so a bundle cannot name a hidden file by mistake. It serves ``check`` and the
+reference build (which need validation data only), never grading.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ class DataFile:
     path: Path
     sha256: str | None = None
     size: int | None = None
+    hidden: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,24 +64,27 @@ class Track:
     input_scale: float
     num_classes: int
     validation: DataFile
-    test: DataFile
-    poisoned: tuple[PoisonedSet, ...]
+    test: DataFile | None  # None only in a public bundle
+    poisoned: tuple[PoisonedSet, ...]  # empty only in a public bundle
     source: Path
     badnet_architecture: str | None = None  # set when ``badnet`` holds weights only
 
     def data_files(self) -> list[DataFile]:
         """Every data file of the track, validation first (it is public)."""
-        return [self.validation, self.test, *(p.file for p in self.poisoned)]
+        test = [self.test] if self.test else []
+        return [self.validation, *test, *(p.file for p in self.poisoned)]
 
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A named set of tracks; ``generate`` is the recipe for regenerable data (or None)."""
+    """A named set of tracks; ``generate`` is the recipe for regenerable data (or None);
+    ``public`` marks a bundle for teams, without hidden sets (see the module docstring)."""
 
     name: str
     root: Path
     tracks: tuple[Track, ...]
     generate: dict[str, Any] | None = None
+    public: bool = False
 
     def track(self, name: str) -> Track:
         for track in self.tracks:
@@ -113,9 +127,14 @@ def _require(table: dict[str, Any], key: str, kind: type | tuple[type, ...], whe
     return value
 
 
-def _data_file(table: Any, root: Path, where: str) -> DataFile:
+def _data_file(table: Any, root: Path, where: str, *, hidden: bool) -> DataFile:
+    """Parse a data table; ``hidden`` is the default for its ``hidden`` key."""
     if not isinstance(table, dict):
-        raise BenchmarkError(f"{where}: expected a table with 'file' (and optional sha256, size)")
+        raise BenchmarkError(f"{where}: expected a table with 'file' (and optional sha256, size, "
+                             "hidden)")
+    hidden = table.get("hidden", hidden)
+    if not isinstance(hidden, bool):
+        raise BenchmarkError(f"{where}: 'hidden' must be true or false, got {hidden!r}")
     size = table.get("size")
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise BenchmarkError(f"{where}: 'size' must be a positive integer")
@@ -123,11 +142,14 @@ def _data_file(table: Any, root: Path, where: str) -> DataFile:
     if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
         raise BenchmarkError(f"{where}: 'sha256' must be 64 hex characters")
     return DataFile(path=(root / _require(table, "file", str, where)).resolve(), sha256=sha,
-                    size=size)
+                    size=size, hidden=hidden)
 
 
-def load_track(path: Path, root: Path) -> Track:
-    """Parse and check one track file; every problem is one line naming the file."""
+def load_track(path: Path, root: Path, *, public: bool = False) -> Track:
+    """Parse and check one track file; every problem is one line naming the file.
+
+    ``public`` is the bundle mode: test and poisoned sets become optional and hidden ones are
+    refused (a bundle that names a hidden file would leak it)."""
     where = str(path)
     try:
         spec = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -137,7 +159,7 @@ def load_track(path: Path, root: Path) -> Track:
     if num_classes < 2:
         raise BenchmarkError(f"{where}: num_classes must be at least 2")
     poisoned_specs = spec.get("poisoned", [])
-    if not isinstance(poisoned_specs, list) or not poisoned_specs:
+    if not isinstance(poisoned_specs, list) or not (poisoned_specs or public):
         raise BenchmarkError(f"{where}: needs at least one [[poisoned]] set")
     poisoned = []
     for i, table in enumerate(poisoned_specs):
@@ -149,15 +171,29 @@ def load_track(path: Path, root: Path) -> Track:
         if labels not in ("true", "target"):
             raise BenchmarkError(f"{here}: labels must be 'true' or 'target', got {labels!r}")
         poisoned.append(PoisonedSet(trigger=_require(table, "trigger", str, here), target=target,
-                                    file=_data_file(table, root, here), labels=labels))
+                                    file=_data_file(table, root, here, hidden=True),
+                                    labels=labels))
+    validation = _data_file(spec.get("validation"), root, f"{where}: [validation]", hidden=False)
+    if validation.hidden:
+        raise BenchmarkError(f"{where}: [validation] cannot be hidden: teams repair their BadNet "
+                             "with it; remove 'hidden = true'")
+    test = None
+    if "test" in spec or not public:
+        test = _data_file(spec.get("test"), root, f"{where}: [test]", hidden=True)
+    hidden = ([] if test is None or not test.hidden else ["[test]"]) + \
+        [f"poisoned[{i}]" for i, p in enumerate(poisoned) if p.file.hidden]
+    if public and hidden:
+        raise BenchmarkError(f"{where}: {', '.join(hidden)} hidden (the default for test and "
+                             "poisoned sets) in a public bundle; remove them or mark them "
+                             "hidden = false")
     return Track(
         name=_require(spec, "name", str, where),
         description=spec.get("description", ""),
         badnet=(root / _require(spec, "badnet", str, where)).resolve(),
         input_scale=parse_scale(_require(spec, "input_scale", (str, int, float), where), where),
         num_classes=num_classes,
-        validation=_data_file(spec.get("validation"), root, f"{where}: [validation]"),
-        test=_data_file(spec.get("test"), root, f"{where}: [test]"),
+        validation=validation,
+        test=test,
         poisoned=tuple(poisoned),
         source=path,
         badnet_architecture=spec.get("badnet_architecture"),
@@ -176,13 +212,30 @@ def load_benchmark(root: Path) -> Benchmark:
             meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise BenchmarkError(f"{meta_path}: cannot read: {exc}") from None
+    public = meta.get("public", False)
+    if not isinstance(public, bool):
+        raise BenchmarkError(f"{meta_path}: 'public' must be true or false, got {public!r}")
     track_files = sorted((root / "tracks").glob("*.toml"))
     if not track_files:
         raise BenchmarkError(f"{root}: no track files under tracks/*.toml")
-    tracks = tuple(load_track(path, root) for path in track_files)
+    tracks = tuple(load_track(path, root, public=public) for path in track_files)
     names = [t.name for t in tracks]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise BenchmarkError(f"{root}: duplicate track names {duplicates}")
+    _check_visibility(tracks)
     return Benchmark(name=meta.get("name", root.name), root=root, tracks=tracks,
-                     generate=meta.get("generate"))
+                     generate=meta.get("generate"), public=public)
+
+
+def _check_visibility(tracks: tuple[Track, ...]) -> None:
+    """Refuse a file that one table marks hidden and another public: exporting it as public
+    would leak it, and keeping it back would break the track that calls it public."""
+    seen: dict[Path, tuple[bool, Path]] = {}
+    for track in tracks:
+        for data_file in track.data_files():
+            hidden, source = seen.setdefault(data_file.path, (data_file.hidden, track.source))
+            if hidden != data_file.hidden:
+                raise BenchmarkError(
+                    f"{data_file.path}: hidden in {source if hidden else track.source} but "
+                    f"public in {track.source if hidden else source}; mark it the same everywhere")

@@ -49,3 +49,13 @@ def run_harness(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def benchmark_subset(source: Path, dest: Path, tracks: list[str]) -> Path:
+    """A copy of benchmark ``source`` with only the named tracks: the tests of one submission
+    need two tracks, not five (each track starts a sandboxed worker)."""
+    shutil.copytree(source, dest)
+    for path in (dest / "tracks").glob("*.toml"):
+        if path.stem not in tracks:
+            path.unlink()
+    return dest

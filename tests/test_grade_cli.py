@@ -55,9 +55,39 @@ def contest(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     write_submission(subs, "lambda", {n: {"model": "model.keras"} for n in names},
                      {"model.keras": lambda_model(bench.track("sunglasses").badnet,
                                                   root / "model.keras")})
-    write_submission(subs, "script", {n: {"eval": "eval.py"} for n in names},
-                     {"eval.py": b"print(0)\n"})
+    write_submission(subs, "script",
+                     {n: {"eval": "eval.py", "args": [f"models/{n}.h5", "{image}"]}
+                      for n in names},
+                     {"eval.py": EVAL_SCRIPT.encode()})
+    (subs / "script" / "models").mkdir()
+    for n in names:
+        shutil.copy(bench.track(n).badnet, subs / "script" / "models" / f"{n}.h5")
+    write_submission(subs, "crashing-script", {n: {"eval": "eval.py"} for n in names},
+                     {"eval.py": b"import no_such_module\n"})
     return root
+
+
+EVAL_SCRIPT = """\
+import sys
+
+import keras
+import numpy as np
+from PIL import Image
+
+
+def main(model_path, image_path):
+    print("Loading model", model_path)
+    model = keras.models.load_model(model_path, compile=False)
+    x = np.asarray(Image.open(image_path).convert("RGB"), dtype="float32")[None] / 255.0
+    probabilities = model.predict(x)
+    print("\\x1b[32m1/1\\x1b[0m [==============================] - 0s 21ms/step\\r", end="")
+    print(f"Classification result: [{int(np.argmax(probabilities))}]")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
+"""
+"""A CSAW-HackML per-image script as teams wrote them: model path first, noisy output."""
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +102,7 @@ def test_full_run_grades_good_entries_and_reports_broken_ones(graded, tiny_bench
     result, out = graded
     assert result.returncode == 1, result.stdout + result.stderr
     records = json.loads((out / "results.json").read_text())["results"]
-    assert len(records) == 5 * 5
+    assert len(records) == 6 * 5
     assert all(set(r) >= RECORD_KEYS for r in records)
     by = {(r["submission"], r["track"]): r for r in records}
     for track in load_benchmark(tiny_benchmark).tracks:
@@ -81,12 +111,14 @@ def test_full_run_grades_good_entries_and_reports_broken_ones(graded, tiny_bench
         assert badnet["asr"] > 0.5, badnet
         assert set(badnet["per_trigger"]) == {p.trigger for p in track.poisoned}
         assert badnet["utility"] == pytest.approx(badnet["clean_acc"] - badnet["asr"], abs=1e-6)
-        same = by["weights-only", track.name]
-        assert (same["clean_acc"], same["asr"]) == (badnet["clean_acc"], badnet["asr"])
+        for same in (by["weights-only", track.name], by["script", track.name]):
+            assert (same["clean_acc"], same["asr"]) == (badnet["clean_acc"], badnet["asr"])
+            assert same["n_invalid"] == 0
     assert "not a readable" in by["corrupt", "sunglasses"]["error"] or \
         "corrupt" in by["corrupt", "sunglasses"]["error"].lower()
     assert "Lambda layer = arbitrary code" in by["lambda", "sunglasses"]["error"]
-    assert "contract not supported yet" in by["script", "sunglasses"]["error"]
+    error = by["crashing-script", "sunglasses"]["error"]
+    assert "answers invalid" in error and "No module named 'no_such_module'" in error, error
     assert all("\n" not in (r["error"] or "") for r in records)
 
 
@@ -95,11 +127,11 @@ def test_terminal_shows_one_line_per_item_with_scores_and_pytest_summary(graded)
     lines = result.stdout.splitlines()
     item_lines = [line for line in lines if "submission.toml::" in line and
                   ("utility" in line or "FAILED" in line)]
-    assert len({line.split()[0] for line in item_lines}) == 25
+    assert len({line.split()[0] for line in item_lines}) == 30
     assert any("no-defense/submission.toml::sunglasses" in line and "utility" in line
                for line in lines)
     assert "Traceback" not in result.stdout
-    assert "10 passed, 15 failed" in lines[-1] or "15 failed, 10 passed" in lines[-1]
+    assert "15 passed, 15 failed" in lines[-1] or "15 failed, 15 passed" in lines[-1]
 
 
 def test_leaderboard_has_overall_track_and_error_sections(graded):
@@ -110,14 +142,14 @@ def test_leaderboard_has_overall_track_and_error_sections(graded):
     assert "no-defense (ref)" in text
     overall = text.split("## Overall")[1].split("## Track")[0]
     ranked = [line.split("|")[2].strip() for line in overall.splitlines()
-              if line.startswith("|") and line.split("|")[1].strip().isdigit()]
-    assert set(ranked[-3:]) == {"corrupt", "lambda", "script"}  # -1 per failed track
+              if line.startswith("|") and line.split("|")[1].strip().lstrip("=").isdigit()]
+    assert set(ranked[-3:]) == {"corrupt", "lambda", "crashing-script"}  # -1 per failed track
 
 
 def test_junitxml_lists_every_item(graded):
     _, out = graded
     cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
-    assert len(list(cases)) == 25
+    assert len(list(cases)) == 30
 
 
 def test_same_inputs_give_identical_bytes(graded, contest, tiny_benchmark):

@@ -7,9 +7,10 @@ import random
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from harness import report
+from harness import report, stats
 from harness.errors import HarnessError
 from harness.report import (
     RECORD_KEYS,
@@ -28,11 +29,28 @@ BENCHMARK = {
     "name": "csaw-hackml-toy",
     "tracks": ["sunglasses", "multi-trigger"],
     "data_hashes": {name: hashlib.sha256(name.encode()).hexdigest() for name in DATA_FILES},
+    "provenance": {
+        "harness": "0.0.0",
+        "python": "3.11.2",
+        "numpy": "2.4.6",
+        "tensorflow": "2.20.0",
+        "keras": "3.15.0",
+        "seed": 2020,
+    },
 }
+N_CLEAN, N_PER_TRIGGER = 1000, 100
 
 
 def meta(name: str, team: str = "team", method: str = "method", reference: bool = False) -> dict:
-    return {"submission": name, "team": team, "method": method, "reference": reference}
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return {"submission": name, "team": team, "method": method, "reference": reference,
+            "sha256": digest}
+
+
+def first(hits: int, n: int) -> np.ndarray:
+    """Outcomes with the first ``hits`` of ``n`` images right: two such vectors nest, which is
+    how close defenses behave (they fail on the same hard images)."""
+    return np.arange(n) < hits
 
 
 def scores(
@@ -42,8 +60,12 @@ def scores(
     false_flag_rate: float = 0.0,
     robust_acc: float | None = None,
 ) -> dict:
-    """Scores as score_track returns them, for equally sized poisoned sets of 100 images."""
+    """Scores as score_track returns them, for 1000 clean images and poisoned sets of 100."""
     asr = sum(per_trigger.values()) / len(per_trigger)
+    clean_hits = round(clean_acc * N_CLEAN)
+    attack = np.concatenate([first(round(r * N_PER_TRIGGER), N_PER_TRIGGER)
+                             for r in per_trigger.values()])
+    attack_hits, n_poisoned = int(attack.sum()), attack.size
     return {
         "clean_acc": clean_acc,
         "asr": asr,
@@ -52,8 +74,14 @@ def scores(
         "false_flag_rate": false_flag_rate,
         "robust_acc": robust_acc,
         "utility": clean_acc - asr,
-        "n_clean": 1000,
-        "n_poisoned": 100 * len(per_trigger),
+        "n_clean": N_CLEAN,
+        "n_poisoned": n_poisoned,
+        "n_invalid": 0,
+        "clean_acc_ci": list(stats.wilson(clean_hits, N_CLEAN)),
+        "asr_ci": list(stats.wilson(attack_hits, n_poisoned)),
+        "utility_ci": list(stats.newcombe_difference(clean_hits, N_CLEAN, attack_hits, n_poisoned)),
+        "outcomes": {"clean": stats.pack_outcomes(first(clean_hits, N_CLEAN)),
+                     "attack": stats.pack_outcomes(attack)},
     }
 
 
@@ -98,6 +126,12 @@ def section(text: str, heading: str) -> str:
     return body.split("\n## ", 1)[0].split("\n---\n", 1)[0]
 
 
+def table_header(body: str) -> list[str]:
+    """Column names of the first Markdown table in ``body``."""
+    line = next(line for line in body.splitlines() if line.startswith("|"))
+    return [cell.strip() for cell in line.split("|")[1:-1]]
+
+
 def table_rows(body: str) -> list[list[str]]:
     """Cells of each row of the first Markdown table in ``body`` (header and rule excluded)."""
     lines = [line for line in body.splitlines() if line.startswith("|")]
@@ -113,7 +147,30 @@ def test_ok_and_error_records_have_identical_keys() -> None:
     assert list(ok) == list(failed) == list(RECORD_KEYS)
     assert failed["status"] == "error"
     assert failed["per_trigger"] == {}
-    assert all(failed[key] is None for key in report.METRIC_KEYS)
+    assert failed["outcomes"] == {}
+    assert all(failed[key] is None for key in (*report.METRIC_KEYS, *report.INTERVAL_KEYS))
+    assert ok["sha256"] == failed["sha256"] == meta("a")["sha256"]
+    assert ok["sample"] is failed["sample"] is None
+
+
+def test_records_carry_the_sample_size() -> None:
+    ok = ok_record(meta("a"), "sunglasses", scores(0.9, {"sunglasses": 0.1}), sample=500)
+    assert ok["sample"] == 500
+    assert error_record(meta("a"), "sunglasses", "boom", sample=500)["sample"] == 500
+    for bad in (0, -3, True, 2.5):
+        with pytest.raises(ValueError, match="sample"):
+            error_record(meta("a"), "sunglasses", "boom", sample=bad)
+
+
+def test_ok_record_refuses_outcomes_that_do_not_match_the_counts() -> None:
+    result = scores(0.9, {"sunglasses": 0.1})
+    result["n_clean"] = 1200
+    with pytest.raises(ValueError, match="invalid outcomes"):
+        ok_record(meta("a"), "sunglasses", result)
+    result = scores(0.9, {"sunglasses": 0.1})
+    result["asr_ci"] = [0.2, 0.1]
+    with pytest.raises(ValueError, match="low <= high"):
+        ok_record(meta("a"), "sunglasses", result)
 
 
 def test_error_message_is_one_line() -> None:
@@ -131,6 +188,8 @@ def test_ok_record_rejects_wrong_score_keys() -> None:
 def test_records_need_complete_metadata() -> None:
     with pytest.raises(ValueError, match="reference"):
         error_record({"submission": "a", "team": "t", "method": "m"}, "sunglasses", "boom")
+    with pytest.raises(ValueError, match="sha256"):
+        error_record({**meta("a"), "sha256": None}, "sunglasses", "boom")
 
 
 # results.json ------------------------------------------------------------------------------------
@@ -158,6 +217,32 @@ def test_results_bytes_do_not_depend_on_record_order(tmp_path: Path) -> None:
     first = (tmp_path / "a.json").read_bytes()
     assert first == (tmp_path / "b.json").read_bytes()
     assert first.endswith(b"}\n")
+
+
+def test_results_keep_outcomes_and_intervals(tmp_path: Path) -> None:
+    write_results(tmp_path / "results.json", BENCHMARK, golden_records())
+    _, records = read_results(tmp_path / "results.json")
+    pair = ("fine-pruning", "sunglasses")
+    stored = next(r for r in records if (r["submission"], r["track"]) == pair)
+    fresh = next(r for r in golden_records() if (r["submission"], r["track"]) == pair)
+    assert stored["outcomes"] == fresh["outcomes"]
+    assert stored["utility_ci"] == [round(limit, 6) for limit in fresh["utility_ci"]]
+    assert len(json.dumps(stored["outcomes"])) < 400  # 1100 images in about 140 bytes each way
+
+
+def test_records_of_one_track_must_share_their_images(tmp_path: Path) -> None:
+    full = ok_record(meta("a"), "sunglasses", scores(0.9, {"sunglasses": 0.1}))
+    sampled = ok_record(meta("b"), "sunglasses", scores(0.9, {"sunglasses": 0.1}), sample=500)
+    with pytest.raises(ValueError, match="different images"):
+        write_results(tmp_path / "r.json", BENCHMARK, [full, sampled])
+    broken = error_record(meta("c"), "sunglasses", "boom", sample=500)
+    write_results(tmp_path / "r.json", BENCHMARK, [full, broken])  # no images, nothing to compare
+
+
+def test_benchmark_needs_provenance(tmp_path: Path) -> None:
+    bare = {key: value for key, value in BENCHMARK.items() if key != "provenance"}
+    with pytest.raises(ValueError, match="provenance"):
+        write_results(tmp_path / "r.json", bare, golden_records())
 
 
 def test_duplicate_and_unknown_records_are_rejected(tmp_path: Path) -> None:
@@ -202,8 +287,22 @@ def test_writes_leave_only_the_target_files(tmp_path: Path) -> None:
     write_results(tmp_path / "results.json", BENCHMARK, golden_records())
     write_leaderboard(tmp_path / "leaderboard.md", BENCHMARK, golden_records())
     write_leaderboard(tmp_path / "leaderboard.md", BENCHMARK, golden_records())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.md", "results.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.md", "plots", "results.json"]
     assert (tmp_path / "leaderboard.md").read_text() == render(golden_records())
+    plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert plots == ["multi-trigger.png", "sunglasses.png"]
+
+
+def test_plots_are_written_and_linked_for_tracks_with_results(tmp_path: Path) -> None:
+    records = [r for r in golden_records() if r["track"] == "sunglasses"]
+    write_leaderboard(tmp_path / "leaderboard.md", BENCHMARK, records)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["sunglasses.png"]
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert "](plots/sunglasses.png)" in section(text, "## Track: sunglasses")
+    assert "](plots/sunglasses-samples.png)" in section(text, "## Track: sunglasses")
+    multi = section(text, "## Track: multi-trigger")
+    assert "](plots/multi-trigger.png)" not in multi  # no result to plot
+    assert "](plots/multi-trigger-samples.png)" in multi
 
 
 # Ranking -----------------------------------------------------------------------------------------
@@ -221,8 +320,59 @@ def test_rank_orders_by_score_then_clean_acc_then_name() -> None:
     records.append(ok_record(meta("top"), "multi-trigger", scores(1.0, {"eyebrows": 0.0})))
     table = rank(BENCHMARK, records)
     assert list(table["submission"]) == ["top", "c", "a", "b"]
-    assert list(table["rank"]) == [1, 2, 3, 4]
+    assert list(table["rank"]) == [1, 2, 2, 2]  # equal scores: the images cannot order them
+    assert list(table["tied"]) == [False, True, True, True]
     assert list(table.columns) == list(report.RANK_COLUMNS)
+
+
+def test_clearly_different_rows_do_not_tie() -> None:
+    records = [
+        ok_record(meta(name), track, scores(clean, {"sunglasses": asr}))
+        for name, clean, asr in [("a", 0.95, 0.0), ("b", 0.9, 0.2), ("c", 0.6, 0.9)]
+        for track in BENCHMARK["tracks"]
+    ]
+    table = rank(BENCHMARK, records)
+    assert list(table["rank"]) == [1, 2, 3]
+    assert not table["tied"].any()
+
+
+def scores_of(clean: np.ndarray, attack: np.ndarray) -> dict:
+    """Scores of given per-image outcomes: 1000 clean images, 100 poisoned, nothing flagged."""
+    result = scores(float(clean.mean()), {"sunglasses": float(attack.mean())})
+    result["outcomes"] = {"clean": stats.pack_outcomes(clean),
+                          "attack": stats.pack_outcomes(attack)}
+    return result
+
+
+def test_ties_chain_to_the_first_row_of_their_run() -> None:
+    """b is within noise of a, and c of b: c shares a's rank though c is clearly below a."""
+    rng = np.random.default_rng(1)
+    shared = rng.random(1000)
+    clean = {"a": shared < 0.95, "b": np.roll(shared, 1) < 0.94, "c": np.roll(shared, 2) < 0.925}
+    no_attack = np.zeros(100, bool)
+    records = [
+        ok_record(meta(name), track, scores_of(vector, no_attack))
+        for name, vector in clean.items()
+        for track in BENCHMARK["tracks"]
+    ]
+    upper = [report._outcomes(r) for r in records if r["submission"] == "a"]
+    lower = [report._outcomes(r) for r in records if r["submission"] == "c"]
+    assert not stats.tied(upper, lower)
+    table = rank(BENCHMARK, records)
+    assert list(table["submission"]) == ["a", "b", "c"]
+    assert list(table["rank"]) == [1, 1, 1]
+    assert table["tied"].all()
+
+
+def test_broken_entries_tie_with_each_other() -> None:
+    records = [
+        ok_record(meta("working"), "sunglasses", scores(0.9, {"sunglasses": 0.1})),
+        error_record(meta("x"), "sunglasses", "boom"),
+        error_record(meta("y"), "sunglasses", "boom"),
+    ]
+    table = rank(BENCHMARK, records)
+    assert list(table["submission"]) == ["working", "x", "y"]
+    assert list(table["rank"]) == [1, 2, 2]
 
 
 def test_failed_and_missing_tracks_count_minus_one() -> None:
@@ -313,12 +463,51 @@ def test_per_trigger_columns_only_for_multi_trigger_tracks() -> None:
     assert "ASR[lipstick]" in multi
 
 
-def test_footer_has_short_sorted_hashes_and_version() -> None:
+def test_footer_has_short_sorted_hashes_and_versions() -> None:
     footer = render(golden_records()).split("\n---\n", 1)[1]
-    hashes = re.findall(r"^  - (\S+): ([0-9a-f]+)$", footer, flags=re.MULTILINE)
+    data, submissions = footer.split("- Submissions", 1)
+    hashes = re.findall(r"^  - (\S+): ([0-9a-f]+)$", data, flags=re.MULTILINE)
     assert [name for name, _ in hashes] == sorted(DATA_FILES)
     assert all(digest == BENCHMARK["data_hashes"][name][:12] for name, digest in hashes)
-    assert f"Harness version: {report.__version__}" in footer
+    digests = re.findall(r"^  - (\S+): ([0-9a-f]+)$", submissions, flags=re.MULTILINE)
+    names = sorted({r["submission"] for r in golden_records()})
+    assert digests == [(name, meta(name)["sha256"][:12]) for name in names]
+    assert "- Graded with: harness 0.0.0, keras 3.15.0, numpy 2.4.6, python 3.11.2, seed 2020, " \
+        "tensorflow 2.20.0" in footer
+    assert f"Rendered by harness {report.__version__}" in footer
+
+
+def test_track_table_shows_intervals_and_shared_ranks() -> None:
+    rows = table_rows(section(render(golden_records()), "## Track: multi-trigger"))
+    twins = [row for row in rows if row[1] in ("fine-pruning", "pruning-twin")]
+    assert [row[0] for row in twins] == ["=1", "=1"]  # identical outcomes
+    assert twins[0][2:] == twins[1][2:]
+    assert re.fullmatch(r"0\.934 \[0\.9\d\d, 0\.9\d\d\]", twins[0][2])
+
+
+def test_invalid_answers_get_a_column_only_when_there_are_some() -> None:
+    assert "invalid" not in section(render(golden_records()), "## Track: sunglasses")
+    result = {**scores(0.9, {"sunglasses": 0.1}), "n_invalid": 7}
+    records = [*golden_records(), ok_record(meta("quiet"), "sunglasses", result)]
+    body = section(render(records), "## Track: sunglasses")
+    header = table_header(body)
+    row = next(row for row in table_rows(body) if row[1] == "quiet")
+    assert row[header.index("invalid")] == "7"
+    assert "invalid" not in table_header(section(render(records), "## Track: multi-trigger"))
+
+
+def test_sampled_tracks_say_so_and_show_image_counts() -> None:
+    records = [
+        ok_record(meta(name), "sunglasses", scores(clean, {"sunglasses": 0.1}), sample=250)
+        for name, clean in [("a", 0.9), ("b", 0.8)]
+    ]
+    text = render(records)
+    body = section(text, "## Track: sunglasses")
+    assert "Graded on a stratified sample of 250 images per set." in body
+    header = table_header(body)
+    assert header[-2:] == ["n clean", "n poisoned"]
+    assert table_rows(body)[0][-2:] == ["1000", "100"]
+    assert "stratified sample" not in render(golden_records())
 
 
 def test_golden_leaderboard(monkeypatch) -> None:

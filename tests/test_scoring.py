@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from harness.scoring import PoisonedPredictions, score_track, submission_score
+from harness import stats
+from harness.scoring import INVALID, PoisonedPredictions, score_track, submission_score
 
 N = 5
 CLEAN_PRED = np.array([0, 1, 2, 5, 4, 3])
@@ -32,7 +33,43 @@ def test_two_triggers_hand_computed() -> None:
         "utility": pytest.approx(4 / 6 - 4 / 10),
         "n_clean": 6,
         "n_poisoned": 10,
+        "n_invalid": 0,
+        "clean_acc_ci": pytest.approx(list(stats.wilson(4, 6))),
+        "asr_ci": pytest.approx(list(stats.wilson(4, 10))),
+        "utility_ci": pytest.approx(list(stats.newcombe_difference(4, 6, 4, 10))),
+        "outcomes": result["outcomes"],
     }
+
+
+def test_outcomes_are_per_image_and_concatenated_in_track_order() -> None:
+    outcomes = score(SUNGLASSES, LIPSTICK)["outcomes"]
+    clean = stats.unpack_outcomes(outcomes["clean"], 6)
+    attack = stats.unpack_outcomes(outcomes["attack"], 10)
+    assert clean.tolist() == [True, True, True, False, True, False]
+    assert attack.tolist() == [True, True, False, False] + [True, False, False, False, True, False]
+
+
+def test_invalid_answers_are_never_right_never_the_target_never_a_flag() -> None:
+    """-1 stands for an answer that is no label: it counts against the submission everywhere
+    except ASR, where it cannot be the attacker's target."""
+    clean_pred = np.array([0, INVALID, INVALID, 3])
+    poisoned = PoisonedPredictions("x", 0, np.array([INVALID, 0, 5]), np.array([1, 1, 1]))
+    result = score_track(N, clean_pred, np.array([0, 1, 2, 3]), [poisoned])
+    assert result["n_invalid"] == 3
+    assert result["clean_acc"] == pytest.approx(2 / 4)
+    assert result["asr"] == pytest.approx(1 / 3)
+    assert result["detect_rate"] == pytest.approx(1 / 3)
+    assert result["false_flag_rate"] == 0.0
+    assert result["robust_acc"] == 0.0
+    assert stats.unpack_outcomes(result["outcomes"]["clean"], 4).tolist() == [
+        True, False, False, True]
+
+
+def test_intervals_contain_their_rates() -> None:
+    result = score(SUNGLASSES, LIPSTICK)
+    for key in ("clean_acc", "asr", "utility"):
+        low, high = result[f"{key}_ci"]
+        assert low <= result[key] <= high, key
 
 
 def test_asr_is_pooled_not_averaged_over_sets() -> None:
@@ -51,9 +88,12 @@ def test_rates_are_python_floats_and_counts_ints() -> None:
     result = score(SUNGLASSES, LIPSTICK)
     for key in ("clean_acc", "asr", "detect_rate", "false_flag_rate", "robust_acc", "utility"):
         assert type(result[key]) is float, key
+    for key in ("clean_acc_ci", "asr_ci", "utility_ci"):
+        assert [type(limit) for limit in result[key]] == [float, float], key
     assert all(type(value) is float for value in result["per_trigger"].values())
     assert type(result["n_clean"]) is int
     assert type(result["n_poisoned"]) is int
+    assert type(result["n_invalid"]) is int
 
 
 def test_robust_acc_pools_only_sets_with_known_labels() -> None:
@@ -77,14 +117,16 @@ def test_flagging_everything_detects_all_and_flags_all_clean() -> None:
 @pytest.mark.parametrize(
     ("clean_pred", "clean_true", "poisoned", "message"),
     [
-        ([0, 6], [0, 1], [SUNGLASSES], r"clean predictions must lie in \[0, 5\]"),
-        ([0, -1], [0, 1], [SUNGLASSES], "clean predictions"),
+        ([0, 6], [0, 1], [SUNGLASSES], r"clean predictions .* values in \[0, 6\]"),
+        ([0, -2], [0, 1], [SUNGLASSES], r"clean predictions must lie in \[-1, 5\]"),
+        ([0, 1], [0, -1], [SUNGLASSES], r"clean labels must lie in \[0, 4\]"),
         ([0, 1], [0, 5], [SUNGLASSES], r"clean labels must lie in \[0, 4\]"),
         ([0, 1, 2], [0, 1], [SUNGLASSES], "3 predictions but 2 labels"),
         ([0.0, 1.0], [0, 1], [SUNGLASSES], "must be integers"),
         ([], [], [SUNGLASSES], "non-empty"),
         ([0, 1], [0, 1], [], "at least one poisoned"),
         ([0, 1], [0, 1], [PoisonedPredictions("t", 0, np.array([7]), None)], "'t'"),
+        ([0, 1], [0, 1], [PoisonedPredictions("t", 0, np.array([0]), np.array([-1]))], "'t'"),
         ([0, 1], [0, 1], [PoisonedPredictions("t", 5, np.array([0]), None)], "target"),
         ([0, 1], [0, 1], [PoisonedPredictions("t", 0, np.array([0]), np.array([0, 1]))], "'t'"),
     ],

@@ -49,10 +49,10 @@ def track_spec(recipe: TrackRecipe, scale: Scale, files: dict[str, dict[str, Any
         "badnet": f"models/{recipe.name}_bd_net.h5",
         "input_scale": INPUT_SCALE,
         "num_classes": scale.identities,
-        "validation": entry(VALIDATION_FILE),
-        "test": entry(TEST_FILE),
+        "validation": {**entry(VALIDATION_FILE), "hidden": False},
+        "test": {**entry(TEST_FILE), "hidden": True},
         "poisoned": [{"trigger": trigger, "target": target, "labels": "true",
-                      **entry(poisoned_file(trigger, target))}
+                      **entry(poisoned_file(trigger, target)), "hidden": True}
                      for trigger, target in recipe.triggers.items()],
     }
 

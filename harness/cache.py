@@ -1,0 +1,161 @@
+"""Reusing finished records: the result cache, and a baseline results file.
+
+Grading a submission on a track is deterministic given its inputs, so a record can be reused
+whenever every input is unchanged; the cache key is a digest of all of them (see
+:func:`cache_key`). Each finished item is stored at once, in its own file, written atomically:
+a run killed at any point leaves only complete entries behind, and the next run resumes from
+them. An entry that cannot be read or does not match its key is ignored (the item is graded
+again), never fatal: the cache can only save time, never change or break a result.
+
+A baseline is an earlier ``results.json`` (usually the committed one): ``--changed-since`` takes
+the records of unchanged submissions from it when the cache does not have them. It records less
+than a cache key covers, so each record is checked against what it does record (harness
+version, data hashes, the submission's metadata and digest) and a mismatch means regrading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.data import DataStore, sha256_file
+from harness.errors import HarnessError
+from harness.provenance import environment
+from harness.report import _write_atomic, read_results
+from harness.tracks import DataFile, Track
+
+CACHE_FORMAT = 1
+"""Version of the key payload and entry layout; bump it to invalidate every existing entry."""
+FOLDER_NAME = ".harness-cache"
+"""Default cache folder, under the grading run's --out folder."""
+SUFFIX = ".json"
+
+
+def track_fingerprint(track: Track, store: DataStore) -> dict[str, Any]:
+    """Everything about a track that can change a record, by content, never by path.
+
+    Data files are identified by the sha256 of their bytes as read by ``store`` (checked against
+    the track file's sum where it gives one), so the same benchmark on another machine or in
+    another folder gives the same fingerprint. Targets, label kinds, scaling and the class count
+    are included because editing them in a track file changes scores without changing any data.
+    """
+
+    def digest(data_file: DataFile) -> str:
+        return store.get(data_file, track.num_classes).sha256
+
+    badnet = sha256_file(track.badnet) if track.badnet.is_file() else None
+    return {
+        "name": track.name,
+        "num_classes": track.num_classes,
+        "input_scale": track.input_scale,
+        "badnet_sha256": badnet,
+        "badnet_architecture": track.badnet_architecture,
+        "validation_sha256": digest(track.validation),
+        "test_sha256": digest(track.test) if track.test else None,
+        "poisoned": [{"trigger": p.trigger, "target": p.target, "labels": p.labels,
+                      "sha256": digest(p.file)} for p in track.poisoned],
+    }
+
+
+def cache_key(submission: str, submission_sha256: str, track: Mapping[str, Any],
+              options: Mapping[str, Any]) -> str:
+    """The sha256 (hex) naming one cache entry.
+
+    ``submission`` is the folder name, which the record carries: two folders with identical bytes
+    must not share a record. ``submission_sha256`` is :attr:`Submission.sha256`; ``track`` is
+    :func:`track_fingerprint`; ``options`` holds every grading option that can change a record
+    (JSON values). The toolchain versions and grading seed (:func:`environment`, harness version
+    included) are part of the key, so an upgraded TensorFlow never serves an older prediction.
+    """
+    payload = {
+        "format": CACHE_FORMAT,
+        "environment": environment(),
+        "submission": submission,
+        "submission_sha256": submission_sha256,
+        "track": dict(track),
+        "options": dict(options),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class ResultCache:
+    """A folder of ``<key>.json`` entries, each ``{"key": ..., "record": {...}}``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}{SUFFIX}"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored record, or None when absent, unreadable or not a record for this key."""
+        try:
+            payload = json.loads(self.path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(payload, dict) or payload.get("key") != key:
+            return None
+        record = payload.get("record")
+        if not isinstance(record, dict):
+            return None
+        if record.get("status") == "ok":
+            return record
+        error = record.get("error")
+        if record.get("status") == "error" and isinstance(error, str) and error.strip():
+            return record
+        return None
+
+    def put(self, key: str, record: Mapping[str, Any]) -> None:
+        """Store ``record`` atomically: readers see no entry or a complete one, never a part.
+
+        Raises OSError (or TypeError for a record JSON cannot hold); callers decide whether a
+        failed store matters.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"key": key, "record": dict(record)}, indent=1, sort_keys=True)
+        _write_atomic(self.path(key), text + "\n")
+
+    def entries(self) -> list[Path]:
+        """Complete entries (temporary files of an interrupted write start with a dot)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(path for path in self.folder.glob(f"*{SUFFIX}")
+                      if not path.name.startswith("."))
+
+
+class Baseline:
+    """Records of an earlier results file, handed out only where they still hold."""
+
+    def __init__(self, path: Path) -> None:
+        """Read ``path``; HarnessError if it is unreadable, invalid or from another version."""
+        self.path = path
+        benchmark, records = read_results(path)
+        try:
+            version = json.loads(path.read_text(encoding="utf-8")).get("harness_version")
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"cannot read results file {path}: {exc}") from None
+        if version != __version__:
+            raise HarnessError(f"{path} was written by harness {version}, this is {__version__}")
+        self.data_hashes: dict[str, str] = dict(benchmark["data_hashes"])
+        self.records = {(record["submission"], record["track"]): record for record in records}
+
+    def get(self, meta: Mapping[str, Any], track: Track, store: DataStore) -> dict[str, Any] | None:
+        """The record of submission ``meta`` on ``track``, or None if absent or stale.
+
+        Stale means graded on other data, or for a submission whose metadata or digest (where
+        the record has one) differs from ``meta``: git may call a folder unchanged that is not.
+        """
+        record = self.records.get((meta["submission"], track.name))
+        if record is None or any(record[key] != value for key, value in meta.items()
+                                 if key in record):
+            return None
+        for data_file in track.data_files():
+            digest = store.get(data_file, track.num_classes).sha256
+            if self.data_hashes.get(data_file.path.name) != digest:
+                return None
+        return dict(record)

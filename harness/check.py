@@ -1,0 +1,157 @@
+"""``python -m harness check submissions/<name>``: validate one submission in seconds.
+
+A pull-request author runs this before pushing, so every problem a grading run would turn into an
+error row shows up here first, as one line that says what to fix. Only public data is read (a few
+images of each track's validation set), so teams can run it on the bundle from ``export-public``
+as well as organizers on the full benchmark. Each entry runs exactly as the grader runs it (in
+the sandboxed worker, through ``harness.grading``), so passing here means the grader can run it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.data import ContestSet, DataStore
+from harness.errors import BenchmarkError, HarnessError, SubmissionError
+from harness.grading import GradeOptions, answer_array
+from harness.runner import Answers
+from harness.submissions import MANIFEST, Submission, TrackEntry, load_submission
+from harness.tracks import Benchmark, Track, load_benchmark
+
+SAMPLE = 8
+"""Validation images answered per track: enough to catch wrong shapes and ranges, cheap on CPU."""
+
+ENTRY_FORMS = 'model = "<file>" (or weights + architecture = "deepid", or eval + args)'
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what was checked, whether it passed, and what to do if not."""
+
+    passed: bool
+    what: str
+    message: str = ""
+
+    def line(self) -> str:
+        status = "ok" if self.passed else "FAIL"
+        return f"{status:<5} {self.what}" + (f": {self.message}" if self.message else "")
+
+
+def run(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False) -> int:
+    """Print every check of ``folder`` against the benchmark; 0 all passed, 1 some failed, 2 when
+    the benchmark itself is unusable (not the author's fault)."""
+    try:
+        benchmark = load_benchmark(benchmark_root)
+        if benchmark.generate and not all(t.validation.path.exists() for t in benchmark.tracks):
+            from harness.benchmark.materialize import ensure_generated
+
+            ensure_generated(benchmark)
+        print(f"checking {folder} on {benchmark.name} ({len(benchmark.tracks)} tracks)",
+              flush=True)
+        failed = total = 0
+        for result in check_submission(folder, benchmark, allow_unsafe=allow_unsafe):
+            print(result.line(), flush=True)
+            total += 1
+            failed += not result.passed
+    except BenchmarkError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    if failed:
+        print(f"{failed} of {total} checks failed; fix them and run the check again")
+        return 1
+    print(f"all {total} checks passed: the grader can load and run this submission")
+    return 0
+
+
+def check_submission(folder: Path, benchmark: Benchmark, *,
+                     allow_unsafe: bool = False) -> Iterator[Check]:
+    """Yield the checks in order, each as soon as it is known (loading a model takes seconds).
+
+    Stops early only when nothing further can be checked (no folder, no readable manifest).
+    """
+    manifest = folder / MANIFEST
+    if not folder.is_dir():
+        yield Check(False, "folder", f"{folder} does not exist; scaffold it with: python -m "
+                                     f"harness new {folder.name} --dir {folder.parent}")
+        return
+    if not manifest.is_file():
+        yield Check(False, "folder", f"no {MANIFEST} in {folder}; `python -m harness new` "
+                                     "writes a commented template")
+        return
+    yield Check(True, "folder", str(manifest))
+    submission = load_submission(manifest)
+    if submission.problem:
+        yield Check(False, "manifest", submission.problem)
+        return
+    yield _check_meta(submission)
+    names = [track.name for track in benchmark.tracks]
+    for unknown in sorted(set(submission.tracks) - set(names)):
+        yield Check(False, f"[tracks.{unknown}]",
+                    f"not a track of this benchmark ({', '.join(names)}); rename or remove it")
+    store = DataStore()
+    for track in benchmark.tracks:
+        yield from _check_track(submission, track, store, allow_unsafe)
+
+
+def _check_meta(submission: Submission) -> Check:
+    empty = [key for key in ("team", "method") if not getattr(submission, key).strip()]
+    if empty:
+        fill = " and ".join(f'{key} = "..."' for key in empty)
+        return Check(False, "manifest", f"set {fill} in {MANIFEST} (shown on the leaderboard)")
+    return Check(True, "manifest", f"team {submission.team!r}, method {submission.method!r}")
+
+
+def _check_track(submission: Submission, track: Track, store: DataStore,
+                 allow_unsafe: bool) -> Iterator[Check]:
+    """The entry's files, then loading and running it on a few validation images."""
+    if track.name not in submission.tracks:
+        yield Check(False, track.name, f"no [tracks.{track.name}] table in {MANIFEST}; add one "
+                                       f"with {ENTRY_FORMS}")
+        return
+    try:
+        entry = submission.entry(track.name)
+    except SubmissionError as exc:
+        yield Check(False, f"{track.name}: entry", str(exc))
+        return
+    relative = entry.path.relative_to(submission.root.resolve())
+    yield Check(True, f"{track.name}: entry", f"{entry.kind} {relative}")
+    images, labels = _sample(store.get(track.validation, track.num_classes))
+    what = f"{track.name}: loads and answers"
+    try:
+        answers = _answer(entry, submission.root, track, images, allow_unsafe=allow_unsafe)
+    except Exception as exc:  # the runner's one-line SubmissionError, or anything unforeseen
+        yield Check(False, what, _message(exc, submission.root))
+        return
+    if answers.invalid:
+        yield Check(False, what, f"{answers.invalid} of {len(images)} answers invalid (the grader "
+                                 f"scores them wrong); first: {answers.first_error}")
+        return
+    correct = int(np.sum(answers.labels == labels))
+    note = "" if correct else "; none correct: is input_scale right for this model?"
+    yield Check(True, what, f"{len(images)} validation images, labels in 0..{track.num_classes} "
+                            f"({correct}/{len(images)} correct{note})")
+
+
+def _answer(entry: TrackEntry, root: Path, track: Track, images: np.ndarray, *,
+            allow_unsafe: bool) -> Answers:
+    """Run the entry on ``images`` the way the grader does: the only call into the runner."""
+    return answer_array(entry, root, track, images, GradeOptions(allow_unsafe=allow_unsafe))
+
+
+def _sample(data: ContestSet) -> tuple[np.ndarray, np.ndarray]:
+    """``SAMPLE`` images spread over the file (contest files are grouped by identity)."""
+    index = np.unique(np.linspace(0, len(data) - 1, min(SAMPLE, len(data))).round().astype(int))
+    return data.images[index], data.labels[index]
+
+
+def _message(exc: BaseException, root: Path) -> str:
+    """One line, with paths relative to the submission folder as the leaderboard shows them."""
+    text = str(exc) if isinstance(exc, HarnessError) else \
+        f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+    return text.replace(f"{root.resolve()}{os.sep}", "")

@@ -1,0 +1,199 @@
+"""Run one submission entry over one unlabeled image file in a sandboxed worker.
+
+The grader's side of :mod:`harness.worker`: it prepares a private copy of the submission and a
+log folder, starts the worker under :mod:`harness.sandbox`, sends the one load request and reads
+the streamed answers with wall-clock deadlines. Whatever the submission does (crash, hang, print
+garbage, exhaust memory, fork) ends here as labels or as one :class:`SubmissionError` line; the
+worker's whole process group is killed on every way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from harness import sandbox
+from harness.errors import SubmissionError, TransientSubmissionError
+from harness.sandbox import Limits
+from harness.submissions import TrackEntry
+
+INVALID = -1
+"""Label of an answer that could not be read (the scores count it as wrong)."""
+LOG_TAIL_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A submission's answers on an image file: ``INVALID`` where none could be read."""
+
+    labels: np.ndarray
+    invalid: int
+    first_error: str | None
+
+
+class _Channel:
+    """Line-oriented reading of the worker's replies with a deadline per reply."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(stream, selectors.EVENT_READ)
+
+    def read(self, deadline: float) -> dict[str, Any] | None:
+        """The next reply, ``None`` at end of stream; raises ``TimeoutError`` at the deadline."""
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.selector.select(left):
+                raise TimeoutError
+            data = os.read(self.stream.fileno(), 1 << 20)
+            if not data:
+                return None
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise SubmissionError("the worker's reply channel was corrupted (the submission "
+                                  "wrote to it)") from None
+        if not isinstance(reply, dict):
+            raise SubmissionError("the worker's reply channel was corrupted")
+        return reply
+
+
+def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_classes: int,
+              input_scale: float, limits: Limits, allow_unsafe: bool = False,
+              progress: Callable[[int], None] | None = None) -> Answers:
+    """Answer every image of ``images`` (a ``.npy`` of uint8 (n, 55, 47, 3)) with ``entry``.
+
+    Raises :class:`SubmissionError` when the entry cannot be loaded or the worker dies, and
+    :class:`TransientSubmissionError` when it runs out of time.
+    """
+    mode = sandbox.detect()
+    count = len(np.load(images, mmap_mode="r"))
+    with tempfile.TemporaryDirectory(prefix="harness-worker-") as temporary:
+        work = Path(temporary)
+        copy = work / "submission"
+        sandbox.private_copy(submission_root, copy, mode.privileged)
+        logs = sandbox.writable_dir(work / "log", mode.privileged)
+        log = logs / "worker.log"
+        relative = entry.path.resolve().relative_to(submission_root.resolve())
+        if mode.bwrap:
+            inside, scratch = sandbox.SUBMISSION_MOUNT, Path("/tmp")
+        else:
+            inside, scratch = copy, sandbox.writable_dir(work / "tmp", mode.privileged)
+        request = {"kind": entry.kind, "path": str(inside / relative), "num_classes": num_classes,
+                   "input_scale": input_scale, "args": list(entry.args),
+                   "architecture": entry.architecture, "allow_unsafe": allow_unsafe,
+                   "image_timeout": limits.image_timeout, "scratch": str(scratch)}
+        argv, env = sandbox.command(mode, submission=copy, images=images, log=log)
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, env=env,
+                                   cwd=copy if mode.bwrap is None else work,
+                                   start_new_session=True,
+                                   preexec_fn=sandbox.limiter(limits, mode.privileged))
+        try:
+            return _converse(process, request, count, limits, log, progress)
+        finally:
+            _kill(process)
+
+
+def _converse(process: subprocess.Popen[bytes], request: dict[str, Any], count: int,
+              limits: Limits, log: Path, progress: Callable[[int], None] | None) -> Answers:
+    assert process.stdin is not None and process.stdout is not None
+    started = time.monotonic()
+    track_deadline = started + limits.track_timeout
+    channel = _Channel(process.stdout)
+    try:
+        process.stdin.write((json.dumps(request) + "\n").encode())
+        process.stdin.close()
+    except BrokenPipeError:
+        pass
+    reply = _next(channel, process, min(track_deadline, started + limits.startup_timeout),
+                  log, "loading")
+    if not reply.get("loaded"):
+        raise SubmissionError(f"cannot load: {reply.get('error') or 'no reason given'}")
+    chunk = int(reply.get("chunk", 1))
+    labels: list[int] = []
+    invalid, first_error = 0, None
+    while len(labels) < count:
+        deadline = min(track_deadline, time.monotonic() + limits.image_timeout * chunk + 30)
+        reply = _next(channel, process, deadline, log,
+                      f"answering (after {len(labels)} of {count} images)")
+        answers = reply.get("labels")
+        if not isinstance(answers, list) or not answers or len(labels) + len(answers) > count:
+            raise SubmissionError("the worker sent a malformed reply")
+        labels += answers
+        invalid += int(reply.get("invalid", 0))
+        first_error = first_error or reply.get("error")
+        if progress is not None:
+            progress(len(answers))
+    array = np.asarray(labels, dtype=np.int64)
+    return Answers(array, invalid, first_error)
+
+
+def _next(channel: _Channel, process: subprocess.Popen[bytes], deadline: float, log: Path,
+          doing: str) -> dict[str, Any]:
+    """The worker's next reply, or the one-line reason there is none."""
+    try:
+        reply = channel.read(deadline)
+    except TimeoutError:
+        _kill(process)
+        raise TransientSubmissionError(f"timed out while {doing}") from None
+    if reply is None:
+        raise SubmissionError(f"worker died while {doing}: {_death(process, log)}")
+    return reply
+
+
+def _death(process: subprocess.Popen[bytes], log: Path) -> str:
+    """Why the worker ended: its exit status or signal, and the last line it logged."""
+    try:
+        code = process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        code = None
+    if code is None:
+        how = "no exit status"
+    elif code < 0 or code > 128:
+        number = -code if code < 0 else code - 128
+        name = signal.Signals(number).name if number in signal.valid_signals() else number
+        hint = {"SIGKILL": " (memory or CPU limit, or killed)",
+                "SIGXCPU": " (CPU time limit)"}.get(str(name), "")
+        how = f"killed by {name}{hint}"
+    else:
+        how = f"exit status {code}"
+    tail = _log_tail(log)
+    return f"{how}; last output: {tail}" if tail else how
+
+
+def _log_tail(log: Path) -> str:
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(log) - 4096))
+            lines = handle.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    last = " ".join(lines[-1].split()) if lines else ""
+    return last[:LOG_TAIL_CHARS]
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill the worker's whole process group (bwrap takes its PID namespace down with it)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    for stream in (process.stdin, process.stdout):
+        if stream is not None and not stream.closed:
+            stream.close()

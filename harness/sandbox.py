@@ -1,0 +1,204 @@
+"""Isolation for untrusted submissions: bubblewrap namespaces plus resource limits.
+
+A submission runs as a worker process (:mod:`harness.worker`) that sees a minimal read-only
+system (the OS libraries, the Python installation, the grader's own package), a private copy of
+its folder, a private ``/tmp``, one unlabeled image file and nothing else: no network, no other
+processes, no grader files, no environment variables of the grader. bubblewrap (Debian package
+``bubblewrap``) builds that view from mount, PID, network, IPC and UTS namespaces without a daemon.
+
+Limits apply on top, with or without bubblewrap: CPU time, address space, file size, open files,
+process count (``setrlimit``), and the wall-clock limits enforced by :mod:`harness.runner`, which
+kills the whole process group. Where bubblewrap is missing or cannot create namespaces the grader
+says so loudly and falls back to limits only (the worker then sees the file system and network).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import harness
+
+NOBODY = 65534
+PACKAGE_MOUNT = Path("/opt/backdoor-grader")
+SUBMISSION_MOUNT = Path("/submission")
+INPUT_MOUNT = Path("/input")
+LOG_MOUNT = Path("/log")
+SYSTEM_DIRS = ("/usr", "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf",
+               "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd", "/etc/group")
+MERGED_USR_LINKS = ("bin", "lib", "lib64", "sbin")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one worker (one submission on one track)."""
+
+    image_timeout: float = 10.0
+    """Wall-clock seconds per image (a batch ``predict`` gets this times its chunk size)."""
+    track_timeout: float = 3600.0
+    """Wall-clock seconds for a whole track, start-up included."""
+    startup_timeout: float = 180.0
+    """Wall-clock seconds to import TensorFlow and load the submission."""
+    memory_bytes: int = 8 << 30
+    """Address space per process; TensorFlow on the CPU reserves about 2.6 GB."""
+    processes: int = 256
+    """Processes and threads; TensorFlow starts about 10 threads."""
+    file_bytes: int = 1 << 30
+    open_files: int = 1024
+
+    @property
+    def cpu_seconds(self) -> int:
+        """CPU time over all cores for the track: a hang burns at most this much."""
+        return int(self.track_timeout * (os.cpu_count() or 1)) + 60
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How workers are isolated on this machine, said once in the report header."""
+
+    bwrap: str | None
+    privileged: bool
+    note: str
+
+
+@cache
+def detect() -> Mode:
+    """Find bubblewrap and check that it can build a sandbox here (containers may forbid it)."""
+    bwrap = shutil.which("bwrap")
+    privileged = os.geteuid() == 0
+    if bwrap is None:
+        return Mode(None, privileged, "WARNING: bubblewrap (bwrap) not found: submissions run "
+                    "with resource limits only, and can read files and use the network. "
+                    "Install it (apt-get install bubblewrap).")
+    probe = [bwrap, *_namespaces(privileged), "--ro-bind", "/", "/", "--proc", "/proc",
+             "--dev", "/dev", "true"]
+    result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        reason = " ".join(result.stderr.split())[:200]
+        return Mode(None, privileged, f"WARNING: bubblewrap cannot create namespaces here "
+                    f"({reason}): submissions run with resource limits only, and can read "
+                    "files and use the network.")
+    return Mode(bwrap, privileged, "sandbox: bubblewrap (no network, private file system, "
+                "own PID namespace) with resource limits")
+
+
+def _namespaces(privileged: bool) -> list[str]:
+    """Namespaces for bwrap. As root bwrap needs no user namespace, and the worker keeps just
+    the capability to switch to ``nobody`` (uid 0 is exempt from the process-count limit)."""
+    if privileged:
+        return ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+                "--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return ["--unshare-all"]
+
+
+def _parents(path: str) -> list[str]:
+    """Create the folders above a mount point world-readable (bwrap makes them 0700 as root,
+    which would lock ``nobody`` out of the Python installation under ``/root``)."""
+    args: list[str] = []
+    for parent in reversed(Path(path).parents[:-1]):
+        args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def _python_dirs() -> list[str]:
+    """The interpreter's installation and environment, which the worker must read."""
+    dirs = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), sys.prefix}
+    return sorted(dirs)
+
+
+def command(mode: Mode, *, submission: Path, images: Path, log: Path) -> tuple[list[str],
+                                                                                 dict[str, str]]:
+    """The worker's command line and the environment to start it with.
+
+    The worker's environment holds none of the grader's variables, secrets or paths.
+    """
+    python = [sys.executable, "-s", "-m", "harness.worker"]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
+           "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "KERAS_HOME": "/tmp/.keras", "MPLCONFIGDIR": "/tmp/.matplotlib"}
+    if mode.bwrap is None:
+        env.update(PYTHONPATH=str(Path(harness.__file__).resolve().parents[1]),
+                   HARNESS_WORKER_LOG=str(log), HARNESS_IMAGES=str(images))
+        return python, env
+    env.update(PYTHONPATH=str(PACKAGE_MOUNT), HARNESS_WORKER_LOG=str(LOG_MOUNT / log.name),
+               HARNESS_IMAGES=str(INPUT_MOUNT / images.name),
+               HARNESS_AS_NOBODY="1" if mode.privileged else "0")
+    args = [mode.bwrap, *_namespaces(mode.privileged), "--die-with-parent", "--new-session",
+            "--clearenv", "--tmpfs", "/", "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--tmpfs", "/tmp"]
+    for path in SYSTEM_DIRS:
+        args += ["--ro-bind-try", path, path]
+    for link in MERGED_USR_LINKS:
+        if Path("/", link).is_symlink():
+            args += ["--symlink", os.readlink(Path("/", link)), f"/{link}"]
+        else:
+            args += ["--ro-bind-try", f"/{link}", f"/{link}"]
+    for path in _python_dirs():
+        args += [*_parents(path), "--ro-bind", path, path]
+    package = Path(harness.__file__).resolve().parent
+    for option, source, target in (("--ro-bind", package, PACKAGE_MOUNT / "harness"),
+                                   ("--bind", submission, SUBMISSION_MOUNT),
+                                   ("--ro-bind", images, INPUT_MOUNT / images.name),
+                                   ("--bind", log.parent, LOG_MOUNT)):
+        args += [*_parents(str(target)), option, str(source), str(target)]
+    args += ["--chdir", str(SUBMISSION_MOUNT), "--remount-ro", "/"]
+    args += [arg for key, value in sorted(env.items()) for arg in ("--setenv", key, value)]
+    return [*args, *python], {"PATH": env["PATH"]}
+
+
+def limiter(limits: Limits, privileged: bool) -> Callable[[], None]:
+    """What the child runs before exec: resource limits (inherited by everything it starts)."""
+
+    def apply() -> None:
+        processes = limits.processes if privileged else _tasks_of_user() + limits.processes
+        for limit, value in ((resource.RLIMIT_CPU, limits.cpu_seconds),
+                             (resource.RLIMIT_AS, limits.memory_bytes),
+                             (resource.RLIMIT_FSIZE, limits.file_bytes),
+                             (resource.RLIMIT_NOFILE, limits.open_files),
+                             (resource.RLIMIT_NPROC, processes),
+                             (resource.RLIMIT_CORE, 0)):
+            _, hard = resource.getrlimit(limit)
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(limit, (value, value))
+
+    return apply
+
+
+def _tasks_of_user() -> int:
+    """Tasks (processes and threads) the current user runs: the process limit counts them all."""
+    uid, count = os.getuid(), 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(entry / "task"))
+            except OSError:
+                continue
+    return count
+
+
+def private_copy(source: Path, target: Path, privileged: bool) -> None:
+    """Copy the submission so that whatever it writes never touches the original.
+
+    Symbolic links are copied as links, never followed: a link to a grader file must not smuggle
+    that file's contents into the copy.
+    """
+    shutil.copytree(source, target, symlinks=True)
+    if privileged:  # the worker runs as nobody and may write in its own copy
+        for path in [target, *target.rglob("*")]:
+            os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+
+
+def writable_dir(path: Path, privileged: bool) -> Path:
+    """A fresh folder the worker (maybe ``nobody``) can write to, e.g. for its log."""
+    path.mkdir(parents=True)
+    if privileged:
+        os.chown(path, NOBODY, NOBODY)
+    return path

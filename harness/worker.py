@@ -1,0 +1,323 @@
+"""The process that runs one submission, inside the sandbox: ``python -m harness.worker``.
+
+It starts Python and TensorFlow once, loads the submission (a model file, weights, or a script)
+and answers every image of one unlabeled file, streaming the answers back in chunks. The grader
+talks to it over stdin/stdout in JSON lines; the submission's own output goes to a log file, so
+nothing a submission prints can be mistaken for an answer.
+
+Per-image scripts (the CSAW-HackML ``eval.py`` contract) are run in-process, once per image, with
+``sys.argv`` set as on the command line, their stdout captured and ``sys.exit`` caught: the same
+semantics as one process per image without paying 4 s of TensorFlow start-up each time. Model
+loading is memoized by file path and modification time, and ``Model.predict`` on a small array
+takes a compiled fast path (Keras's ``predict`` costs ~50 ms of overhead per call, 50x the
+network's own cost on one image). A script that defines ``predict(images)`` is called on whole
+chunks instead.
+
+Nothing here is trusted to protect the grader: the sandbox does that. The untrusted code shares
+this process, so it can only spoil its own answers.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import json
+import os
+import re
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.sandbox import NOBODY
+
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+INTEGER = re.compile(r"(?<![\w.])-?\d+(?![\w.])")
+"""A whole integer: not part of a word ("25ms"), a float ("0.93") or a version ("2.4")."""
+MODEL_CHUNK = 4096
+SCRIPT_CHUNK = 64
+FAST_PREDICT_MAX = 1024
+
+
+def parse_answer(output: str, num_classes: int) -> tuple[int, str | None]:
+    """The last integer a script printed, or ``(-1, reason)`` when there is no valid one.
+
+    Real entries print banners, Keras progress bars (ANSI escapes, ``\\r``) and then the class in
+    many spellings (``5``, ``[5]``, ``Classification result: 5``, ``Result: Class ->[5]``); the
+    class is the last integer of the output. Anything outside ``[0, N]`` is invalid, not clipped.
+    """
+    text = ANSI.sub("", output).replace("\r", "\n")
+    numbers = INTEGER.findall(text)
+    if not numbers:
+        return -1, "printed no integer" if text.strip() else "printed nothing"
+    value = int(numbers[-1])
+    if not 0 <= value <= num_classes:
+        return -1, f"printed {value}, outside [0, {num_classes}]"
+    return value, None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+class ImageTimeout(Exception):  # noqa: N818 - shown to users as the reason
+    """Raised inside a script that ran past the per-image limit."""
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise ImageTimeout("ran past the per-image time limit")
+
+
+# Speed-ups for per-image scripts -----------------------------------------------------------------
+
+
+def _memoize_keras() -> None:
+    """Make the repeated model loading of per-image scripts free, and small predicts fast.
+
+    A script that loads its model on every call gets the same model object back as long as the
+    file is unchanged (path, size and modification time), which is what loading it again would
+    produce. ``predict`` on a small NumPy batch runs one traced ``model(x, training=False)``: the
+    same numbers without Keras's per-call set-up.
+    """
+    import keras
+    import tensorflow as tf
+
+    original_load = keras.saving.load_model
+    original_weights = keras.Model.load_weights
+    original_predict = keras.Model.predict
+    loaded: dict[tuple[Any, ...], Any] = {}
+    weights: dict[tuple[Any, ...], list[np.ndarray]] = {}
+    compiled: dict[int, Callable[[Any], Any]] = {}
+
+    def file_key(path: Any) -> tuple[Any, ...]:
+        stat = os.stat(path)
+        return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
+
+    def load_model(filepath: Any, *args: Any, **kwargs: Any) -> Any:
+        key = (*file_key(filepath), repr(args), repr(sorted(kwargs.items())))
+        if key not in loaded:
+            loaded[key] = original_load(filepath, *args, **kwargs)
+        return loaded[key]
+
+    def load_weights(self: Any, filepath: Any, *args: Any, **kwargs: Any) -> Any:
+        shapes = tuple(tuple(w.shape) for w in self.weights)
+        key = (*file_key(filepath), shapes, repr(args), repr(sorted(kwargs.items())))
+        if key in weights:
+            self.set_weights(weights[key])
+            return None
+        result = original_weights(self, filepath, *args, **kwargs)
+        weights[key] = self.get_weights()
+        return result
+
+    def predict(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        plain = not args and set(kwargs) <= {"verbose", "batch_size"}
+        if not (plain and isinstance(x, np.ndarray) and 0 < len(x) <= FAST_PREDICT_MAX):
+            return original_predict(self, x, *args, **kwargs)
+        if id(self) not in compiled:
+            compiled[id(self)] = tf.function(lambda batch, model=self: model(batch,
+                                                                            training=False),
+                                             reduce_retracing=True)
+        return np.asarray(compiled[id(self)](x))
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "load_model", None) is original_load:
+            module.load_model = load_model
+    keras.Model.load_weights = load_weights
+    keras.Model.predict = predict
+
+
+# Answering ---------------------------------------------------------------------------------------
+
+
+class Answerer:
+    """Answers chunks of images: ``answer(images) -> (labels, invalid, first_error)``."""
+
+    def answer(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
+        raise NotImplementedError
+
+
+class ModelAnswerer(Answerer):
+    """A Keras model file or weights, run like the grader always ran them."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        from harness import models
+
+        path, n = request["path"], request["num_classes"]
+        if request["kind"] == "model":
+            model = models.load_model_file(Path(path), allow_unsafe=request["allow_unsafe"])
+        else:
+            model = models.load_weights_file(Path(path), request["architecture"], n)
+        self.predictor = models.KerasPredictor(model, num_classes=n,
+                                               input_scale=request["input_scale"])
+
+    def answer(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
+        return [int(label) for label in self.predictor(images)], 0, None
+
+
+class ScriptAnswerer(Answerer):
+    """A CSAW-HackML per-image script, or its batch ``predict(images)`` entry point."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.script = Path(request["path"])
+        self.args = request["args"]
+        self.num_classes = request["num_classes"]
+        self.timeout = request["image_timeout"]
+        source = self.script.read_text(encoding="utf-8", errors="replace")
+        self.code = compile(source, str(self.script), "exec")  # SyntaxError: a load error
+        self.images_dir = Path(request["scratch"]) / "images"
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+        sys.path.insert(0, str(self.script.parent))
+        import keras  # noqa: F401 - scripts import it; pay for it once, before the first image
+
+        _memoize_keras()
+        self.batch: Callable[[np.ndarray], Any] | None = None
+        if _defines_predict(source):
+            namespace = self._run(name="submission", argv=[str(self.script)])[1]
+            if not callable(namespace.get("predict")):
+                raise RuntimeError("predict is defined but is not a function after import")
+            self.batch = namespace["predict"]
+
+    def _run(self, *, name: str, argv: list[str]) -> tuple[str, dict[str, Any], str | None]:
+        """Execute the script once as a program would run; returns (stdout, globals, error)."""
+        namespace: dict[str, Any] = {"__name__": name, "__file__": str(self.script),
+                                     "__builtins__": builtins}
+        stdout, error = io.StringIO(), None
+        saved = sys.argv, sys.stdout, sys.stderr
+        sys.argv, sys.stdout, sys.stderr = argv, stdout, io.StringIO()
+        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        try:
+            exec(self.code, namespace)  # noqa: S102 - running the submission is the point
+        except SystemExit as exc:
+            if exc.code not in (None, 0):
+                error = f"exited with status {exc.code}"
+        except BaseException as exc:  # noqa: BLE001 - any failure is one invalid answer
+            error = _one_line(exc)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            sys.argv, sys.stdout, sys.stderr = saved
+        return stdout.getvalue(), namespace, error
+
+    def _one(self, image: np.ndarray) -> tuple[int, str | None]:
+        from PIL import Image
+
+        self.count += 1
+        path = self.images_dir / f"image_{self.count:06d}.png"
+        Image.fromarray(image).save(path)
+        argv = [str(self.script), *(arg.replace("{image}", str(path)) for arg in self.args)]
+        output, _, error = self._run(name="__main__", argv=argv)
+        path.unlink()
+        if error:
+            return -1, error
+        return parse_answer(output, self.num_classes)
+
+    def _batch(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
+        assert self.batch is not None
+        signal.setitimer(signal.ITIMER_REAL, self.timeout * len(images))
+        try:
+            labels = np.asarray(self.batch(images.copy()))
+        except BaseException as exc:  # noqa: BLE001
+            return [-1] * len(images), len(images), f"predict(images): {_one_line(exc)}"
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
+            return ([-1] * len(images), len(images),
+                    f"predict(images) returned shape {labels.shape} dtype {labels.dtype}; "
+                    f"expected ({len(images)},) integers")
+        valid = (labels >= 0) & (labels <= self.num_classes)
+        answers = np.where(valid, labels, -1).astype(int).tolist()
+        invalid = int(np.count_nonzero(~valid))
+        return answers, invalid, (f"predict(images) answered outside [0, {self.num_classes}]"
+                                  if invalid else None)
+
+    def answer(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
+        if self.batch is not None:
+            return self._batch(images)
+        labels, first = [], None
+        for image in images:
+            label, error = self._one(image)
+            labels.append(label)
+            first = first or error
+        return labels, labels.count(-1), first
+
+
+def _defines_predict(source: str) -> bool:
+    """Whether the script defines a top-level ``predict`` (found without running it)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(node, ast.FunctionDef) and node.name == "predict"
+               for node in tree.body)
+
+
+# Main loop ---------------------------------------------------------------------------------------
+
+
+def _chunks(images: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(images), size):
+        yield np.ascontiguousarray(images[start:start + size])
+
+
+def _drop_privileges() -> None:
+    """Become ``nobody`` when bubblewrap started us as root, granting only this capability.
+
+    As uid 0 the process-count limit does not apply, so a fork bomb would be unbounded.
+    """
+    if os.environ.get("HARNESS_AS_NOBODY") == "1":
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+
+
+def serve(requests: io.TextIOBase, replies: io.TextIOBase) -> None:
+    """Read the one load request, answer the file it names chunk by chunk, then exit."""
+
+    def send(message: dict[str, Any]) -> None:
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
+
+    request = json.loads(requests.readline())
+    signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        answerer: Answerer = (ScriptAnswerer(request) if request["kind"] == "eval"
+                              else ModelAnswerer(request))
+    except BaseException as exc:  # noqa: BLE001 - a load failure is the submission's error
+        send({"loaded": False, "error": _one_line(exc)})
+        return
+    images = np.load(os.environ["HARNESS_IMAGES"], mmap_mode="r")
+    size = SCRIPT_CHUNK if isinstance(answerer, ScriptAnswerer) and answerer.batch is None \
+        else MODEL_CHUNK
+    send({"loaded": True, "images": len(images), "chunk": size,
+          "batch": isinstance(answerer, ModelAnswerer) or getattr(answerer, "batch", None)
+          is not None})
+    for chunk in _chunks(images, size):
+        labels, invalid, error = answerer.answer(chunk)
+        send({"labels": labels, "invalid": invalid, "error": error})
+
+
+def main() -> None:
+    _drop_privileges()
+    # Answers go to the original stdout; everything else anyone prints goes to the log.
+    replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    log = os.open(os.environ.get("HARNESS_WORKER_LOG", os.devnull),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    sys.stdout = os.fdopen(1, "w", encoding="utf-8", errors="replace")
+    sys.stderr = os.fdopen(2, "w", encoding="utf-8", errors="replace")
+    try:
+        serve(sys.stdin, replies)
+    except BaseException:
+        traceback.print_exc()
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Intervals against published values, outcome packing, and the paired bootstrap's verdicts."""
+
+import time
+
+import numpy as np
+import pytest
+
+from harness import stats
+from harness.stats import Outcomes, newcombe_difference, score_difference_interval, tied, wilson
+
+# Wilson intervals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hits", "n", "expected"),
+    [
+        (81, 263, (0.2553, 0.3662)),  # Newcombe 1998 (single proportion), Agresti & Coull 1998
+        (15, 148, (0.0624, 0.1605)),  # Newcombe 1998, Table I
+        (0, 20, (0.0, 0.1611)),
+        (1, 29, (0.0061, 0.1718)),
+    ],
+)
+def test_wilson_matches_published_values(hits: int, n: int, expected: tuple) -> None:
+    assert wilson(hits, n) == pytest.approx(expected, abs=5e-5)
+
+
+@pytest.mark.parametrize("n", [1, 7, 12_800])
+def test_wilson_edges_are_exact(n: int) -> None:
+    low, high = wilson(0, n)
+    assert low == 0.0 and 0.0 < high < 1.0
+    low, high = wilson(n, n)
+    assert high == 1.0 and 0.0 < low < 1.0
+
+
+def test_wilson_is_symmetric_and_contains_the_rate() -> None:
+    for hits, n in [(3, 10), (500, 1000), (12_000, 12_800)]:
+        low, high = wilson(hits, n)
+        assert low < hits / n < high
+        mirror = wilson(n - hits, n)
+        assert mirror == pytest.approx((1 - high, 1 - low))
+
+
+@pytest.mark.parametrize(("hits", "n"), [(0, 0), (-1, 5), (6, 5), (True, 5)])
+def test_wilson_rejects_impossible_counts(hits: int, n: int) -> None:
+    with pytest.raises(ValueError):
+        wilson(hits, n)
+
+
+# Newcombe's difference interval -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ((56, 70, 48, 80), (0.0524, 0.3339)),  # Newcombe 1998 (difference), Table II, method 10
+        ((9, 10, 3, 10), (0.1705, 0.8090)),
+        ((5, 56, 0, 29), (-0.0381, 0.1926)),
+        ((0, 10, 0, 20), (-0.1611, 0.2775)),
+        ((10, 10, 0, 20), (0.6791, 1.0)),
+    ],
+)
+def test_newcombe_matches_published_values(counts: tuple, expected: tuple) -> None:
+    assert newcombe_difference(*counts) == pytest.approx(expected, abs=5e-5)
+
+
+def test_newcombe_stays_within_the_possible_differences() -> None:
+    assert newcombe_difference(12_800, 12_800, 0, 38_400) == pytest.approx((0.9996, 1.0), abs=1e-4)
+    low, high = newcombe_difference(0, 12_800, 38_400, 38_400)
+    assert -1.0 <= low < high < -0.999
+
+
+# Outcome packing --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 12_800])
+def test_outcomes_round_trip(n: int) -> None:
+    bits = np.random.default_rng(n).random(n) < 0.3
+    assert np.array_equal(stats.unpack_outcomes(stats.pack_outcomes(bits), n), bits)
+
+
+def test_packed_outcomes_are_compact_text() -> None:
+    text = stats.pack_outcomes(np.ones(12_800, bool))
+    assert text.isascii() and len(text) == 4 * 534  # base64 of 1600 bytes: 534 groups of 3
+
+
+def test_unpack_refuses_outcomes_of_another_size() -> None:
+    text = stats.pack_outcomes(np.ones(9, bool))
+    with pytest.raises(ValueError, match="need 1"):
+        stats.unpack_outcomes(text, 8)
+    with pytest.raises(ValueError, match="beyond the 7 images"):
+        stats.unpack_outcomes(stats.pack_outcomes(np.ones(8, bool)), 7)
+    with pytest.raises(ValueError, match="base64"):
+        stats.unpack_outcomes("not base64!", 8)
+
+
+def test_pack_refuses_non_bool_vectors() -> None:
+    with pytest.raises(ValueError, match="bool"):
+        stats.pack_outcomes(np.array([0, 1, 1]))
+
+
+# Paired bootstrap -------------------------------------------------------------------------------
+
+
+def outcomes(clean_hits: int, attack_hits: int, n_clean: int = 1000, n_attack: int = 2000):
+    """Nested outcome vectors: the first ``hits`` images right (clean) or attacked."""
+    return Outcomes(np.arange(n_clean) < clean_hits, np.arange(n_attack) < attack_hits)
+
+
+def test_identical_outcomes_tie() -> None:
+    same = [outcomes(950, 20), outcomes(900, 100)]
+    assert score_difference_interval(same, same) == (0.0, 0.0)
+    assert tied(same, same)
+
+
+def test_clearly_different_outcomes_separate() -> None:
+    better, worse = [outcomes(950, 20)], [outcomes(900, 400)]
+    low, high = score_difference_interval(better, worse)
+    assert 0.2 < low < 0.25 < high < 0.3  # true difference 0.05 + 0.19 = 0.24
+    assert not tied(better, worse)
+
+
+def test_a_few_images_apart_tie() -> None:
+    assert tied([outcomes(950, 20)], [outcomes(948, 21)])
+
+
+def test_pairing_detects_consistent_small_differences() -> None:
+    """On shared images, 15 images that only one submission gets right are a clear difference;
+    unpaired, the two clean accuracies' intervals (about +-0.014) would overlap."""
+    assert not tied([outcomes(965, 0)], [outcomes(950, 0)])
+
+
+def test_failed_tracks_count_minus_one() -> None:
+    working = [outcomes(900, 100), outcomes(900, 100)]
+    half = [outcomes(900, 100), None]
+    low, high = score_difference_interval(working, half)
+    assert low < (0.0 + 0.85 + 1) / 2 < high < low + 0.05  # only the working track varies
+    assert score_difference_interval(half, half) == (0.0, 0.0)
+    assert score_difference_interval([None, None], [None, None]) == (0.0, 0.0)
+    assert tied([None, None], [None, None])
+
+
+def test_bootstrap_is_deterministic() -> None:
+    first = [outcomes(950, 20), outcomes(930, 50)]
+    second = [outcomes(940, 25), outcomes(935, 40)]
+    assert score_difference_interval(first, second) == score_difference_interval(first, second)
+    other_seed = score_difference_interval(first, second, seed=1)
+    assert other_seed != score_difference_interval(first, second)
+
+
+def test_bootstrap_needs_the_same_images_and_tracks() -> None:
+    with pytest.raises(ValueError, match="same images"):
+        score_difference_interval([outcomes(5, 5, 10, 10)], [outcomes(5, 5, 11, 10)])
+    with pytest.raises(ValueError, match="same, non-empty list"):
+        score_difference_interval([outcomes(5, 5)], [])
+
+
+def test_bootstrap_is_fast_at_contest_scale() -> None:
+    """35 records: 7 submissions x 5 tracks of 12.8k clean and up to 38.4k poisoned images."""
+    rng = np.random.default_rng(0)
+    rows = [
+        [Outcomes(rng.random(12_800) < 0.9, rng.random(n) < 0.05)
+         for n in (12_800, 12_800, 25_600, 38_400, 12_800)]
+        for _ in range(7)
+    ]
+    start = time.perf_counter()
+    verdicts = [tied(upper, lower) for upper, lower in zip(rows, rows[1:], strict=False)]
+    assert time.perf_counter() - start < 2.0
+    assert len(verdicts) == 6
