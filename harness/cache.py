@@ -10,7 +10,8 @@ again), never fatal: the cache can only save time, never change or break a resul
 A baseline is an earlier ``results.json`` (usually the committed one): ``--changed-since`` takes
 the records of unchanged submissions from it when the cache does not have them. It records less
 than a cache key covers, so each record is checked against what it does record (harness
-version, data hashes, the submission's metadata and digest) and a mismatch means regrading.
+versions, data hashes, the submission's metadata and digest, the sample size) and a mismatch
+means regrading.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
 from harness.data import DataStore, sha256_file
 from harness.errors import HarnessError
 from harness.provenance import environment
@@ -132,26 +132,33 @@ class Baseline:
     """Records of an earlier results file, handed out only where they still hold."""
 
     def __init__(self, path: Path) -> None:
-        """Read ``path``; HarnessError if it is unreadable, invalid or from another version."""
+        """Read ``path``; HarnessError if it is unreadable, invalid, or was graded in another
+        environment (versions or seed): its records would then not be what this run computes,
+        and the merged results would claim this run's versions for them."""
         self.path = path
         benchmark, records = read_results(path)
-        try:
-            version = json.loads(path.read_text(encoding="utf-8")).get("harness_version")
-        except (OSError, ValueError) as exc:
-            raise HarnessError(f"cannot read results file {path}: {exc}") from None
-        if version != __version__:
-            raise HarnessError(f"{path} was written by harness {version}, this is {__version__}")
+        current = environment()
+        graded = benchmark["provenance"]
+        if graded != current:
+            differ = sorted(key for key in {*graded, *current}
+                            if graded.get(key) != current.get(key))
+            was = ", ".join(f"{key} {graded.get(key)}" for key in differ)
+            now = ", ".join(f"{key} {current.get(key)}" for key in differ)
+            raise HarnessError(f"{path} was graded with {was}; this run has {now}")
         self.data_hashes: dict[str, str] = dict(benchmark["data_hashes"])
         self.records = {(record["submission"], record["track"]): record for record in records}
 
-    def get(self, meta: Mapping[str, Any], track: Track, store: DataStore) -> dict[str, Any] | None:
-        """The record of submission ``meta`` on ``track``, or None if absent or stale.
+    def get(self, expect: Mapping[str, Any], track: Track, store: DataStore
+            ) -> dict[str, Any] | None:
+        """The record of submission ``expect["submission"]`` on ``track``, or None if absent or
+        stale.
 
-        Stale means graded on other data, or for a submission whose metadata or digest (where
-        the record has one) differs from ``meta``: git may call a folder unchanged that is not.
+        Stale means graded on other data, or with a record key differing from ``expect`` (the
+        submission's metadata and digest, the grading options records carry): git may call a
+        folder unchanged that is not, and a baseline may come from a sampled run.
         """
-        record = self.records.get((meta["submission"], track.name))
-        if record is None or any(record[key] != value for key, value in meta.items()
+        record = self.records.get((expect["submission"], track.name))
+        if record is None or any(record[key] != value for key, value in expect.items()
                                  if key in record):
             return None
         for data_file in track.data_files():

@@ -98,7 +98,8 @@ class GradingState:
                 return record, CACHED
         if (self.baseline is not None and self.changed is not None
                 and submission.root.resolve() not in self.changed):
-            record = self.baseline.get(submission.meta, track, self.store)
+            record = self.baseline.get({**submission.meta, "sample": self.grading.sample}, track,
+                                       self.store)
             if record is not None:
                 return record, BASELINE
         return None, GRADED
@@ -185,16 +186,17 @@ def pytest_configure(config: pytest.Config) -> None:
 def _baseline(path: Path, *, explicit: bool) -> tuple[Baseline | None, str]:
     """Read the baseline now, before this run overwrites the results file it may be.
 
-    A baseline the user named must be usable; the default one is a convenience, so when it is
-    absent or unusable the unchanged submissions are graded instead.
+    A file the user named must exist (a typo would silently mean grading everything); one that
+    exists but cannot serve (another format or harness version) only means grading more, so it
+    is ignored with a note, like an unusable default.
     """
-    if not explicit and not path.exists():
+    if not path.is_file():
+        if explicit:
+            raise pytest.UsageError(f"--baseline: {path}: no such file")
         return None, f"baseline: none ({path} absent)"
     try:
         baseline = Baseline(path)
     except HarnessError as exc:
-        if explicit:
-            raise pytest.UsageError(f"--baseline: {exc}") from None
         return None, f"baseline: ignored: {exc}"
     return baseline, f"baseline: {path} ({len(baseline.records)} records)"
 

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -105,9 +105,19 @@ def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_cla
                                    start_new_session=True,
                                    preexec_fn=sandbox.limiter(limits, mode.privileged))
         try:
-            return _converse(process, request, count, limits, log, progress)
+            answers = _converse(process, request, count, limits, log, progress)
+        except SubmissionError as exc:
+            raise type(exc)(_relative(str(exc), inside)) from None
         finally:
             _kill(process)
+    if answers.first_error:
+        answers = replace(answers, first_error=_relative(answers.first_error, inside))
+    return answers
+
+
+def _relative(message: str, inside: Path) -> str:
+    """Paths as the submission's author knows them: relative to the submission folder."""
+    return message.replace(f"{inside}{os.sep}", "")
 
 
 def _converse(process: subprocess.Popen[bytes], request: dict[str, Any], count: int,

@@ -32,7 +32,7 @@ SUBMISSION_MOUNT = Path("/submission")
 INPUT_MOUNT = Path("/input")
 LOG_MOUNT = Path("/log")
 SYSTEM_DIRS = ("/usr", "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf",
-               "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd", "/etc/group")
+               "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/fonts")
 MERGED_USR_LINKS = ("bin", "lib", "lib64", "sbin")
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import HarnessError
 from harness.sandbox import NOBODY
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
@@ -289,7 +290,8 @@ def serve(requests: io.TextIOBase, replies: io.TextIOBase) -> None:
         answerer: Answerer = (ScriptAnswerer(request) if request["kind"] == "eval"
                               else ModelAnswerer(request))
     except BaseException as exc:  # noqa: BLE001 - a load failure is the submission's error
-        send({"loaded": False, "error": _one_line(exc)})
+        send({"loaded": False, "error": str(exc) if isinstance(exc, HarnessError)
+              else _one_line(exc)})
         return
     images = np.load(os.environ["HARNESS_IMAGES"], mmap_mode="r")
     size = SCRIPT_CHUNK if isinstance(answerer, ScriptAnswerer) and answerer.batch is None \

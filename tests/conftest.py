@@ -59,3 +59,20 @@ def benchmark_subset(source: Path, dest: Path, tracks: list[str]) -> Path:
         if path.stem not in tracks:
             path.unlink()
     return dest
+
+
+def lambda_model(badnet: Path, path: Path) -> Path:
+    """A working model that wraps the BadNet behind a Lambda layer (arbitrary code)."""
+    import keras
+
+    from harness.models import load_model_file
+
+    inner = load_model_file(badnet)
+    inputs = keras.Input((55, 47, 3))
+    outputs = inner(keras.layers.Lambda(lambda x: x * 1.0)(inputs))
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+EVAL_SCRIPT = (REPO / "examples" / "per-image-eval" / "eval.py").read_text()
+"""A CSAW-HackML per-image script as teams wrote them: model path first, noisy output."""

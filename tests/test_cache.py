@@ -299,7 +299,7 @@ def test_changed_since_grades_changed_and_untracked_and_merges_like_a_full_run(
     assert "](" not in text and "http" not in text  # no links
 
 
-def test_changed_since_usage_errors(contest, bench, tmp_path):
+def test_changed_since_usage_errors_and_unusable_baselines(contest, bench, fresh, tmp_path):
     root = tmp_path / "repo"
     shutil.copytree(contest / "submissions", root / "submissions")
     init_repo(root)
@@ -310,4 +310,14 @@ def test_changed_since_usage_errors(contest, bench, tmp_path):
     assert alone.returncode == 2 and "only with --changed-since" in alone.stdout + alone.stderr
     missing = grade(root, bench, tmp_path / "out", "--changed-since", "HEAD", "--baseline",
                     tmp_path / "none.json", "-q")
-    assert missing.returncode == 2 and "--baseline: cannot read" in missing.stderr
+    assert missing.returncode == 2 and "--baseline:" in missing.stderr
+    assert "none.json: no such file" in missing.stderr
+    results = json.loads((fresh / "results.json").read_text())
+    results["benchmark"]["provenance"]["tensorflow"] = "0.1"  # graded with another TensorFlow
+    (tmp_path / "other.json").write_text(json.dumps(results))
+    other = grade(root, bench, tmp_path / "out", "--changed-since", "HEAD", "--baseline",
+                  tmp_path / "other.json", "-k", "partial")
+    assert other.returncode == 1, other.stdout + other.stderr  # graded instead
+    assert "was graded with tensorflow 0.1; this run has tensorflow " in other.stdout
+    assert sources(other.stdout) == "harness: changed since HEAD: none; graded: partial; " \
+        "from cache: none"

@@ -8,26 +8,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import run_harness, write_submission
+from conftest import EVAL_SCRIPT, lambda_model, run_harness, write_submission
 
 from harness.tracks import load_benchmark
 
 RECORD_KEYS = {"submission", "team", "method", "reference", "track", "status", "error",
                "clean_acc", "asr", "detect_rate", "false_flag_rate", "robust_acc", "utility",
                "n_clean", "n_poisoned", "per_trigger"}
-
-
-def lambda_model(badnet: Path, path: Path) -> Path:
-    """A working model that wraps the BadNet behind a Lambda layer (arbitrary code)."""
-    import keras
-
-    from harness.models import load_model_file
-
-    inner = load_model_file(badnet)
-    inputs = keras.Input((55, 47, 3))
-    outputs = inner(keras.layers.Lambda(lambda x: x * 1.0)(inputs))
-    keras.Model(inputs, outputs).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -65,29 +52,6 @@ def contest(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     write_submission(subs, "crashing-script", {n: {"eval": "eval.py"} for n in names},
                      {"eval.py": b"import no_such_module\n"})
     return root
-
-
-EVAL_SCRIPT = """\
-import sys
-
-import keras
-import numpy as np
-from PIL import Image
-
-
-def main(model_path, image_path):
-    print("Loading model", model_path)
-    model = keras.models.load_model(model_path, compile=False)
-    x = np.asarray(Image.open(image_path).convert("RGB"), dtype="float32")[None] / 255.0
-    probabilities = model.predict(x)
-    print("\\x1b[32m1/1\\x1b[0m [==============================] - 0s 21ms/step\\r", end="")
-    print(f"Classification result: [{int(np.argmax(probabilities))}]")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
-"""
-"""A CSAW-HackML per-image script as teams wrote them: model path first, noisy output."""
 
 
 @pytest.fixture(scope="module")

@@ -58,8 +58,9 @@ def pull_request(repo: Path, branch: str, name: str, files: dict[str, Path | byt
     git(repo, "commit", "-q", "-m", f"add {name}")
 
 
-def run_script(repo: Path, bench: Path, summary: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, "BASE_REF": "main",
+def run_script(repo: Path, bench: Path, summary: Path,
+               base: str = "main") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, "BASE_REF": base,
            "SUMMARY": str(summary), "BENCHMARK": str(bench)}
     env.pop("GITHUB_STEP_SUMMARY", None)
     return subprocess.run(["bash", str(SCRIPT)], cwd=repo / "submissions", env=env,
@@ -69,7 +70,7 @@ def run_script(repo: Path, bench: Path, summary: Path) -> subprocess.CompletedPr
 def test_workflow_runs_the_tested_script():
     text = WORKFLOW.read_text()
     for needed in ("pull_request:", '"submissions/**"', "fetch-depth: 0", 'python-version: "3.11"',
-                   "pip install -e '.[dev]'", "BASE_REF: origin/${{ github.base_ref }}",
+                   "pip install -e '.[dev]'\n", "BASE_REF: origin/${{ github.base_ref }}",
                    'SUMMARY="$GITHUB_STEP_SUMMARY" bash .github/scripts/grade-pr.sh',
                    "actions/upload-artifact@v4", "results.json", "leaderboard.md", "grade.xml"):
         assert needed in text, needed
@@ -79,6 +80,10 @@ def test_workflow_runs_the_tested_script():
 def test_valid_submission_is_checked_graded_and_merged(repo, bench, tmp_path):
     badnet = load_benchmark(bench).track(TRACK).badnet
     pull_request(repo, "add-beta", "beta", {"m.h5": badnet}, "m.h5")
+    results = json.loads((repo / "results.json").read_text())
+    results["results"][0]["team"] = "edited in the pull request"  # must not be the baseline
+    (repo / "results.json").write_text(json.dumps(results))
+    git(repo, "commit", "-q", "-am", "edit results.json")
     summary = tmp_path / "summary.md"
     result = run_script(repo, bench, summary)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -87,7 +92,7 @@ def test_valid_submission_is_checked_graded_and_merged(repo, bench, tmp_path):
     assert "## Submission checks" in text and "- beta: valid" in text
     assert "Graded in this run: beta. 2 entries are ranked on 1 track" in text
     assert "### beta: rank " in text and "### alpha" not in text
-    assert "from baseline" in result.stdout and "graded: beta;" in result.stdout
+    assert "graded: beta; from cache: none; from baseline" in result.stdout
     records = json.loads((repo / "results.json").read_text())["results"]
     assert sorted((r["submission"], r["status"]) for r in records) == \
         [("alpha", "ok"), ("beta", "ok")]
@@ -105,3 +110,8 @@ def test_invalid_submission_fails_the_job_before_grading(repo, bench, tmp_path):
     assert "- **broken: invalid**" in text and "missing.h5" in text
     assert "::error::submission broken is invalid" in result.stdout
     assert not (repo / "grade.xml").exists()
+
+
+def test_unknown_base_ref_is_an_error(repo, bench, tmp_path):
+    result = run_script(repo, bench, tmp_path / "summary.md", base="origin/nowhere")
+    assert result.returncode == 2 and "origin/nowhere is not a commit" in result.stderr

@@ -11,7 +11,7 @@
 #   PYTHON       interpreter with the harness installed (default: python)
 #
 # Writes results.json, leaderboard.md (the merged leaderboard: unchanged submissions come from the
-# committed results.json) and grade.xml at the repository root.
+# base branch's results.json) and grade.xml at the repository root.
 # Exit status: 0 graded (error rows, say a track left out, are reported, not fatal); 1 a changed
 # submission fails `harness check`; 2 the check or the grading could not run.
 set -euo pipefail
@@ -27,6 +27,10 @@ if [[ -n "${BENCHMARK:-}" ]]; then
   benchmark=(--benchmark "$BENCHMARK")
 fi
 cd "$(git rev-parse --show-toplevel)"
+if ! git rev-parse --verify --quiet "$base^{commit}" > /dev/null; then
+  echo "BASE_REF $base is not a commit here (fetch with fetch-depth: 0)" >&2
+  exit 2
+fi
 
 # Changed submissions: the first folder level under $submissions of every file changed since the
 # base (committed or not) or untracked; the same rule as `harness grade --changed-since`.
@@ -78,9 +82,19 @@ if [[ ${#invalid[@]} -gt 0 ]]; then
   exit 1
 fi
 
+# Unchanged entries come from the base branch's results.json: the pull request's own copy could
+# have been edited along with the submission.
+baseline=()
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+if git cat-file -e "$base:results.json" 2>/dev/null; then
+  git show "$base:results.json" > "$scratch/base-results.json"
+  baseline=(--baseline "$scratch/base-results.json")
+fi
+
 status=0
 "$python" -m harness grade "$submissions" --changed-since "$base" --summary-md "$summary" \
-  --junitxml grade.xml "${benchmark[@]}" || status=$?
+  --junitxml grade.xml "${benchmark[@]}" "${baseline[@]}" || status=$?
 case "$status" in
   0) ;;
   1) echo "::warning::some tracks have error rows; see the job summary" ;;

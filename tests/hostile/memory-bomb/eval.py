@@ -1,0 +1,2 @@
+hog = bytearray(64 << 30)
+print(0)

@@ -1,0 +1,3 @@
+import torchvision_is_not_here
+
+print(1)

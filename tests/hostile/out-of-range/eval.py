@@ -1,0 +1,1 @@
+print("Result: Class ->[99999]")

@@ -1,0 +1,165 @@
+"""Hostile and broken submissions (the corpus in tests/hostile/) graded beside good ones.
+
+Each hostile entry must end as its own error row with the right one-line reason (or, for the
+entries that only misbehave on the side, as a normal row), the good entries must be graded exactly
+as when graded alone, the grader must finish, and nothing outside the sandbox may change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import EVAL_SCRIPT, REPO, benchmark_subset, lambda_model, write_submission
+
+from harness import sandbox
+from harness.tracks import load_benchmark
+
+HOSTILE = Path(__file__).with_name("hostile")
+SANDBOXED = sandbox.detect().bwrap is not None
+needs_bwrap = pytest.mark.skipif(not SANDBOXED, reason="bubblewrap cannot run here: the "
+                                 "file-system and network checks need the sandbox")
+OUTSIDE = [Path("/escape.txt"), Path("/tmp/escape.txt"), Path.home() / "escape.txt"]
+
+BATCH_SCRIPT = """\
+import keras
+import numpy as np
+
+model = keras.models.load_model("model.h5", compile=False)
+
+
+def predict(images):
+    return np.argmax(model.predict(images.astype("float32") / 255.0, verbose=0), axis=1)
+"""
+"""The optional batch entry point: one call per chunk of images."""
+
+
+class Listener:
+    """A TCP server on the grader's loopback that counts who reached it."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            connection.close()
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` with its sha256: what 'nothing changed' is checked against."""
+    return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def hostile(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("hostile")
+    bench_dir = benchmark_subset(tiny_benchmark, root / "benchmark", ["sunglasses"])
+    badnet = load_benchmark(bench_dir).track("sunglasses").badnet
+    subs = root / "submissions"
+    shutil.copytree(HOSTILE, subs)
+    lambda_model(badnet, subs / "lambda-model" / "model.keras")
+    track = {"sunglasses": {"eval": "eval.py", "args": ["model.h5", "{image}"]}}
+    write_submission(subs, "good-script", track,
+                     {"eval.py": EVAL_SCRIPT.encode(), "model.h5": badnet})
+    write_submission(subs, "good-batch", {"sunglasses": {"eval": "eval.py"}},
+                     {"eval.py": BATCH_SCRIPT.encode(), "model.h5": badnet})
+    write_submission(subs, "badnet", {"sunglasses": {"model": "model.h5"}}, {"model.h5": badnet})
+    listener = Listener()
+    probe = {"paths": [str(root / "escape.txt"), str(subs / "escape" / "escaped.txt"),
+                       str(REPO / "escape.txt")], "port": listener.port}
+    for name in ("escape", "socket"):
+        (subs / name / "probe.json").write_text(json.dumps(probe))
+    before = snapshot(root)
+    outside_before = {path: path.exists() for path in OUTSIDE}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HARNESS_PROBE_SECRET": "the-labels-are-here"}
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "grade", "submissions", "--benchmark", bench_dir,
+         "--out", root / "out", "--no-cache", "--image-timeout", "2", "--track-timeout", "30"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    records = json.loads((root / "out" / "results.json").read_text())["results"]
+    nobody_left = subprocess.run(["pgrep", "-u", str(sandbox.NOBODY)], capture_output=True,
+                                 text=True).stdout.split()
+    return {"root": root, "result": result, "by": {r["submission"]: r for r in records},
+            "before": before, "after": snapshot(root), "outside_before": outside_before,
+            "connections": listener.connections, "nobody_left": nobody_left}
+
+
+def test_the_run_finishes_and_reports_every_entry(hostile):
+    result, by = hostile["result"], hostile["by"]
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stdout
+    expected = {path.name for path in HOSTILE.iterdir()} | {"good-script", "good-batch", "badnet"}
+    assert set(by) == expected
+    assert all("\n" not in (record["error"] or "") for record in by.values())
+
+
+def test_good_entries_are_graded_as_if_alone(hostile):
+    by = hostile["by"]
+    reference = by["badnet"]
+    assert reference["status"] == "ok" and reference["asr"] > 0.5
+    for name in ("good-script", "good-batch"):
+        record = by[name]
+        assert record["status"] == "ok", record["error"]
+        assert (record["clean_acc"], record["asr"], record["n_invalid"]) == \
+            (reference["clean_acc"], reference["asr"], 0)
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("crash", "worker died while answering"),
+    ("crash", "SIGSEGV"),
+    ("infinite-loop", "timed out while answering"),
+    ("memory-bomb", "MemoryError"),
+    ("prints-nothing", "printed nothing"),
+    ("prints-garbage", "printed no integer"),
+    ("out-of-range", "printed 99999, outside [0, 10]"),
+    ("syntax-error", "cannot load: SyntaxError"),
+    ("missing-import", "No module named 'torchvision_is_not_here'"),
+    ("missing-model", "file 'repaired.h5' not found"),
+    ("lambda-model", "Lambda layer"),
+    ("corrupt-h5", "model.h5"),
+])
+def test_each_broken_entry_gets_its_reason(hostile, name, reason):
+    record = hostile["by"][name]
+    assert record["status"] == "error"
+    assert reason in record["error"], record["error"]
+
+
+def test_fork_bomb_is_an_error_and_leaves_no_process(hostile):
+    assert hostile["by"]["fork-bomb"]["status"] == "error"
+    assert hostile["nobody_left"] == []
+
+
+@needs_bwrap
+def test_nothing_outside_the_sandbox_changed(hostile):
+    before, after = hostile["before"], hostile["after"]
+    changed = {name for name in before.keys() | after.keys()
+               if before.get(name) != after.get(name) and not name.startswith("out/")}
+    assert changed == set()
+    assert {path: path.exists() for path in OUTSIDE} == hostile["outside_before"]
+    assert not (REPO / "escape.txt").exists()
+    assert hostile["by"]["escape"]["status"] == "ok"  # it answered; its writes went nowhere
+
+
+@needs_bwrap
+def test_no_labels_secrets_or_network_inside(hostile):
+    hunter = hostile["by"]["label-hunter"]
+    assert hunter["status"] == "ok" and hunter["false_flag_rate"] == 0.0, hunter
+    assert hostile["by"]["socket"]["status"] == "ok"
+    assert hostile["connections"] == 0
