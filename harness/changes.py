@@ -47,10 +47,3 @@ def changed_files(ref: str, folders: Iterable[Path]) -> set[Path]:
     diff = _git(["diff", "--name-only", "--no-renames", "-z", ref, "--", *specs], top)
     untracked = _git(["ls-files", "--others", "--exclude-standard", "-z", "--", *specs], top)
     return {top / name for name in (diff + untracked).split("\0") if name}
-
-
-def changed_submissions(ref: str, roots: Iterable[Path]) -> set[Path]:
-    """The submission folders among ``roots`` holding a file changed since ``ref``."""
-    roots = [root.resolve() for root in roots]
-    files = changed_files(ref, roots)
-    return {root for root in roots if any(path.is_relative_to(root) for path in files)}

@@ -65,6 +65,12 @@ def _grade(args: argparse.Namespace, passthrough: list[str]) -> int:
         pytest_args += ["--harness-baseline", args.baseline]
     if args.summary_md:
         pytest_args += ["--harness-summary-md", args.summary_md]
+    if args.numprocesses:  # plugin autoloading is off: load pytest-xdist by name
+        pytest_args += ["-p", "xdist.plugin", "-n", str(args.numprocesses)]
+    if args.backend == "ray":
+        pytest_args += ["--harness-backend", "ray", "--harness-ray-cpus", str(args.ray_cpus)]
+        if args.ray_address:
+            pytest_args += ["--harness-ray-address", args.ray_address]
     code = int(pytest.main(pytest_args + passthrough))
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print(f"harness: error: no submissions (*/submission.toml) selected under {submissions}",
@@ -96,6 +102,31 @@ def _reference_build(args: argparse.Namespace, passthrough: list[str]) -> int:
 def _usage_error(exc: Exception) -> int:
     print(f"harness: error: {exc}", file=sys.stderr)
     return 2
+
+
+def _bench(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from harness import bench
+    from harness.errors import HarnessError
+    from harness.tracks import load_benchmark
+
+    try:
+        benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
+        benchmark.track(args.track)
+    except HarnessError as exc:
+        return _usage_error(exc)
+    except KeyError:
+        return _usage_error(ValueError(f"no track {args.track!r}"))
+    if benchmark.generate:
+        from harness.benchmark.materialize import ensure_generated
+
+        ensure_generated(benchmark)
+    model = Path(args.model) if args.model else None
+    result = bench.measure(benchmark, args.track, model, rounds=args.rounds)
+    print()
+    print(bench.header(result, args.rounds))
+    print()
+    print(bench.table(result))
+    return 0
 
 
 def _check(args: argparse.Namespace, passthrough: list[str]) -> int:
@@ -176,6 +207,16 @@ def parser() -> argparse.ArgumentParser:
                        help="append a Markdown summary of the submissions graded in this run "
                             "(e.g. $GITHUB_STEP_SUMMARY)")
     grade.add_argument("-q", "--quiet", action="store_true", help="one character per item")
+    grade.add_argument("-n", "--numprocesses", metavar="K", type=int, default=0,
+                       help="grade in K processes at once (pytest-xdist); results are the same")
+    grade.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local: this machine (default); ray: Ray tasks on a cluster "
+                            "(pip install 'backdoor-grader[ray]')")
+    grade.add_argument("--ray-address", metavar="ADDRESS",
+                       help="with --backend ray: the cluster's address, e.g. 10.0.0.1:6379 "
+                            "(default: RAY_ADDRESS, else a Ray instance on this machine)")
+    grade.add_argument("--ray-cpus", metavar="N", type=float, default=1.0,
+                       help="with --backend ray: CPUs reserved per item (default 1)")
     grade.set_defaults(run=_grade)
 
     benchmark = commands.add_parser("benchmark", help="the embedded benchmark")
@@ -214,6 +255,17 @@ def parser() -> argparse.ArgumentParser:
     new.add_argument("--benchmark", help="benchmark whose tracks the template lists (default: "
                                          "the embedded data/)")
     new.set_defaults(run=_new)
+
+    bench = commands.add_parser(
+        "bench", help="measure grading speed against a raw TensorFlow loop",
+        description="Time the grader's inference path (sandboxed worker) and a raw tf.function "
+                    "loop on the same model and images, alternating, and print a table.")
+    bench.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    bench.add_argument("--track", default="sunglasses", help="track whose test images to answer "
+                                                             "(default: sunglasses)")
+    bench.add_argument("--model", help="Keras model file (default: the track's BadNet)")
+    bench.add_argument("--rounds", type=int, default=3, help="rounds of each (default 3)")
+    bench.set_defaults(run=_bench)
 
     export = commands.add_parser(
         "export-public", help="write the bundle teams receive (no hidden data)",

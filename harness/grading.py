@@ -9,6 +9,11 @@ process, and scoring happens here.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +32,9 @@ from harness.tracks import DataFile, Track
 
 INVALID_LIMIT = 0.5
 """Above this fraction of unreadable answers a track is an error row rather than a low score."""
+HANDOVER_FORMAT = 1
+"""Version of how a mixed image file is made (sampling, shuffling, layout): bump it when that
+changes, so that no file made the old way is taken for a new one."""
 
 
 @dataclass(frozen=True)
@@ -74,35 +82,58 @@ class TrackImages:
 
 
 class Handover:
-    """Writes each track's mixed image file once per session; every entry reads the same file."""
+    """Writes each track's mixed image file once; every entry, process and run reads the same file.
 
-    def __init__(self, store: DataStore, sample: int | None = None) -> None:
+    With a ``folder`` (the result cache's ``images/``, shared by pytest-xdist workers and later
+    runs) the file is content-addressed: its name is a digest of everything that decides its bytes
+    (:meth:`key`), so whoever needs the same images finds the file instead of writing it again. A
+    file appears whole or not at all (written under a temporary name, then renamed) and only one
+    process writes it (a lock per file), so K processes starting together write it once. Without a
+    ``folder`` the files live in a temporary folder that :meth:`close` removes.
+    """
+
+    def __init__(self, store: DataStore, sample: int | None = None,
+                 folder: Path | None = None) -> None:
         self.store = store
         self.sample = sample
+        self._folder = folder
         self._directory: tempfile.TemporaryDirectory[str] | None = None
         self._tracks: dict[str, TrackImages] = {}
+
+    @property
+    def folder(self) -> Path:
+        """Where the mixed files are: the given folder, else a temporary one made on first use."""
+        if self._folder is None:
+            self._directory = tempfile.TemporaryDirectory(prefix="harness-images-")
+            self._folder = Path(self._directory.name)
+        return self._folder
 
     def images(self, track: Track) -> TrackImages:
         if track.name not in self._tracks:
             self._tracks[track.name] = self._write(track)
         return self._tracks[track.name]
 
-    def _write(self, track: Track) -> TrackImages:
-        if self._directory is None:
-            self._directory = tempfile.TemporaryDirectory(prefix="harness-images-")
+    def key(self, track: Track) -> str:
+        """Digest of what decides the mixed file's bytes: the data (by content), the sample, the
+        seed, NumPy (whose ``Generator`` streams may change between versions) and the recipe."""
         files = (track.test, *(spec.file for spec in track.poisoned))
-        picks, parts = [], []
-        for data_file in files:
-            data = self.store.get(data_file, track.num_classes)
-            pick = (np.arange(len(data.labels)) if self.sample is None
-                    else stratified_sample(data.labels, self.sample))
-            picks.append(pick)
-            parts.append(data.images[pick])
-        images = np.concatenate(parts)
-        shuffle = np.random.default_rng(GRADING_SEED).permutation(len(images))
-        path = Path(self._directory.name) / f"{track.name}.npy"
-        np.save(path, images[shuffle])
-        path.chmod(0o644)  # read by the sandboxed worker, which may run as nobody
+        payload = {"format": HANDOVER_FORMAT, "numpy": np.__version__, "seed": GRADING_SEED,
+                   "sample": self.sample,
+                   "files": [self.store.get(f, track.num_classes).sha256 for f in files]}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _write(self, track: Track) -> TrackImages:
+        files = (track.test, *(spec.file for spec in track.poisoned))
+        sets = [self.store.get(data_file, track.num_classes) for data_file in files]
+        picks = [np.arange(len(data.labels)) if self.sample is None
+                 else stratified_sample(data.labels, self.sample) for data in sets]
+        total = sum(len(pick) for pick in picks)
+        shuffle = np.random.default_rng(GRADING_SEED).permutation(total)
+        path = self.folder / f"{track.name}-{self.key(track)}.npy"
+        shape, dtype = (total, *sets[0].images.shape[1:]), sets[0].images.dtype
+        write_once(path, shape, dtype, lambda: np.concatenate(
+            [data.images[pick] for data, pick in zip(sets, picks, strict=True)])[shuffle])
         order = np.empty_like(shuffle)
         order[shuffle] = np.arange(len(shuffle))
         return TrackImages(path, files, tuple(picks), order)
@@ -110,8 +141,45 @@ class Handover:
     def close(self) -> None:
         if self._directory is not None:
             self._directory.cleanup()
-            self._directory = None
+            self._directory = self._folder = None
         self._tracks.clear()
+
+
+def write_once(path: Path, shape: tuple[int, ...], dtype: np.dtype,
+               make: Callable[[], np.ndarray]) -> None:
+    """Make ``path`` hold the image array ``make()`` unless it holds one of this shape already.
+
+    Of several processes asking at once, the first writes (under a lock file beside ``path``)
+    and the others wait, then find the file; readers see no file or the whole one (it is written
+    under a temporary name, then renamed).
+    """
+    if _holds(path, shape, dtype):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if _holds(path, shape, dtype):
+            return
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            with open(temporary, "xb") as handle:
+                np.save(handle, make())
+                handle.flush()
+                os.fsync(handle.fileno())
+            temporary.chmod(0o644)  # read by the sandboxed worker, which may run as nobody
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+
+def _holds(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """Whether ``path`` is a complete image file of this shape (its header says so)."""
+    try:
+        existing = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return existing.shape == shape and existing.dtype == dtype
 
 
 def _scale(entry: TrackEntry, track: Track) -> float:
@@ -141,17 +209,23 @@ def grade_track(entry: TrackEntry, root: Path, track: Track, handover: Handover,
     """Answer the track's test images in the sandbox and score the answers."""
     mixed = handover.images(track)
     answers = answer(entry, root, track, mixed.path, options, progress)
+    return score_answers(track, mixed, handover.store, answers)
+
+
+def score_answers(track: Track, mixed: TrackImages, store: DataStore, answers: Answers) -> dict:
+    """Score a submission's answers on a track's mixed file, wherever they were computed (here
+    or on a cluster node): the labels never leave this process."""
     total = len(answers.labels)
     if answers.invalid > INVALID_LIMIT * total:
         raise SubmissionError(f"{answers.invalid} of {total} answers invalid; first: "
                               f"{answers.first_error}")
     n = track.num_classes
     clean_answers, *poisoned_answers = mixed.split(answers.labels)
-    clean = handover.store.get(track.test, n)
+    clean = store.get(track.test, n)
     poisoned = []
     for spec, predictions, pick in zip(track.poisoned, poisoned_answers, mixed.picks[1:],
                                        strict=True):
-        data = handover.store.get(spec.file, n)
+        data = store.get(spec.file, n)
         poisoned.append(PoisonedPredictions(
             trigger=spec.trigger, target=spec.target, predictions=predictions,
             true_labels=data.labels[pick] if spec.labels == "true" else None))

@@ -18,7 +18,7 @@ import pytest
 
 from harness import __version__
 from harness.cache import FOLDER_NAME, Baseline, ResultCache, cache_key, track_fingerprint
-from harness.changes import changed_submissions
+from harness.changes import changed_files
 from harness.data import DataStore
 from harness.errors import (
     BenchmarkError,
@@ -26,12 +26,13 @@ from harness.errors import (
     SubmissionError,
     TransientSubmissionError,
 )
-from harness.grading import GradeOptions, Handover, grade_track
+from harness.grading import GradeOptions, Handover, grade_track, score_answers
 from harness.plots import write_samples
 from harness.provenance import environment
+from harness.ray_backend import RayBackend, dispatch
 from harness.report import error_record, ok_record, write_leaderboard, write_results
 from harness.sandbox import Limits, detect
-from harness.submissions import MANIFEST, Submission, load_submission
+from harness.submissions import MANIFEST, Submission, TrackEntry, load_submission
 from harness.summary import append_summary, render_summary
 from harness.tracks import Benchmark, Track, load_benchmark
 
@@ -49,7 +50,10 @@ class GradingState:
     cache: ResultCache | None = None
     changed_since: str | None = None
     changed: set[Path] | None = None
-    """Submission folders changed since ``changed_since`` (None: every submission is graded)."""
+    """Files changed since ``changed_since`` (None: every submission is graded)."""
+    changed_names: set[str] = field(default_factory=set)
+    """Submissions reported changed by their items: the process that renders (the xdist
+    controller) need not be one that collected them."""
     baseline: Baseline | None = None
     baseline_note: str = ""
     """One line on the baseline in use, or why there is none (shown in the session header)."""
@@ -57,12 +61,26 @@ class GradingState:
     sources: dict[str, set[str]] = field(default_factory=dict)
     """Where each submission's records came from: GRADED, CACHED or BASELINE."""
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ray: RayBackend | None = None
+    """Where items are answered with ``--backend ray`` (None: here, in a local worker)."""
 
     def __post_init__(self) -> None:
         self.handover = Handover(self.store, self.grading.sample)
 
     def pytest_unconfigure(self) -> None:
+        if self.ray is not None:
+            self.ray.close()
         self.handover.close()
+
+    def grade(self, key: str, entry: TrackEntry, root: Path, track: Track) -> dict[str, Any]:
+        """Scores of one entry on one track: answered here or, with Ray, on a cluster node
+        (submitted by :func:`harness.ray_backend.dispatch`); scored here either way."""
+        if self.ray is None:
+            return grade_track(entry, root, track, self.handover, self.grading)
+        mixed = self.handover.images(track)
+        if key not in self.ray.pending:
+            self.ray.submit(key, entry, root, track, mixed, self.grading)
+        return score_answers(track, mixed, self.store, self.ray.answers(key))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect each item's record from its report, where every item's result arrives.
@@ -76,6 +94,13 @@ class GradingState:
             self.records.append(record)
             self.sources.setdefault(record["submission"], set()).add(
                 properties.get(SOURCE, GRADED))
+            if properties.get(CHANGED):
+                self.changed_names.add(record["submission"])
+
+    def is_changed(self, submission: Submission) -> bool:
+        """Whether ``--changed-since`` asks for this submission to be graded (True without it)."""
+        root = submission.root.resolve()
+        return self.changed is None or any(path.is_relative_to(root) for path in self.changed)
 
     def options(self) -> dict[str, Any]:
         """The grading options that can change a record: each one is part of the cache key."""
@@ -96,8 +121,7 @@ class GradingState:
             record = self.cache.get(self.key(submission, track))
             if record is not None:
                 return record, CACHED
-        if (self.baseline is not None and self.changed is not None
-                and submission.root.resolve() not in self.changed):
+        if self.baseline is not None and not self.is_changed(submission):
             record = self.baseline.get({**submission.meta, "sample": self.grading.sample}, track,
                                        self.store)
             if record is not None:
@@ -111,6 +135,8 @@ RECORD = "harness_record"
 SOURCE = "harness_source"
 """User property saying where a reused record came from (absent: graded in this run)."""
 GRADED, CACHED, BASELINE = "graded", "cache", "baseline"
+CHANGED = "harness_changed"
+"""User property, with ``--changed-since``: whether the item's submission changed."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -138,6 +164,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default: results.json in the out folder, if present)")
     group.addoption("--harness-summary-md", metavar="FILE",
                     help="append a Markdown summary of the submissions graded in this run")
+    group.addoption("--harness-backend", choices=("local", "ray"), default="local",
+                    help="where submissions are answered: local workers, or Ray tasks")
+    group.addoption("--harness-ray-address", metavar="ADDRESS",
+                    help="Ray cluster to use (default: RAY_ADDRESS, else a local instance)")
+    group.addoption("--harness-ray-cpus", metavar="N", type=float, default=1.0,
+                    help="CPUs Ray reserves per item (default 1)")
 
 
 def _positive_int(text: str) -> int:
@@ -177,10 +209,72 @@ def pytest_configure(config: pytest.Config) -> None:
         state.baseline, state.baseline_note = _baseline(
             Path(baseline) if baseline else state.out / "results.json",
             explicit=baseline is not None)
+        # Here, not after collection: a bad ref is a usage error before any xdist worker starts.
+        folders = [Path(arg.split("::")[0]) for arg in config.args]
+        try:
+            state.changed = changed_files(state.changed_since, [
+                folder if folder.is_dir() else folder.parent for folder in folders])
+        except HarnessError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    state.handover = Handover(state.store, grading.sample, folder=_images_folder(config, state))
+    if config.getoption("harness_backend") == "ray":
+        if _xdist_controller(config):
+            raise pytest.UsageError("--backend ray spreads items over the cluster; drop -n")
+        try:
+            state.ray = RayBackend(config.getoption("harness_ray_address"),
+                                   config.getoption("harness_ray_cpus"))
+        except HarnessError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    if _xdist_controller(config) and benchmark.generate:  # once, before the workers start
+        from harness.benchmark.materialize import ensure_generated
+
+        try:
+            ensure_generated(benchmark)
+        except BenchmarkError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = state
     if detect().bwrap is None:  # loud even under -q: isolation is weaker than documented
         print(f"harness: {detect().note}", file=sys.stderr)
     config.pluginmanager.register(state, "harness-records")
+
+
+IMAGES = "harness_images"
+"""Key of the controller's mixed-image folder in an xdist worker's ``workerinput``."""
+
+
+def _xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands items to pytest-xdist workers (``-n K``) and grades none."""
+    return not _xdist_worker(config) and config.getoption("dist", "no") != "no"
+
+
+def _images_folder(config: pytest.Config, state: GradingState) -> Path | None:
+    """Where the mixed image files go: the controller's folder in an xdist worker, else the
+    cache's ``images/`` (shared with later runs), else (no cache) a temporary folder."""
+    workerinput = getattr(config, "workerinput", {})
+    if IMAGES in workerinput:
+        return Path(workerinput[IMAGES])
+    return state.cache.folder / "images" if state.cache is not None else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker writes and reads mixed image files in the controller's folder, so a
+    file is written once per run however many workers need it (see :class:`Handover`)."""
+    if STATE in node.config.stash:
+        node.workerinput[IMAGES] = str(node.config.stash[STATE].handover.folder)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """With ``--backend ray``, submit every item to the cluster before the first one runs."""
+    state = session.config.stash.get(STATE, None)
+    if state is not None and state.ray is not None and not session.config.option.collectonly:
+        dispatch(state.ray, state, [item for item in session.items
+                                    if isinstance(item, TrackItem)])
 
 
 def _baseline(path: Path, *, explicit: bool) -> tuple[Baseline | None, str]:
@@ -246,6 +340,8 @@ class TrackItem(pytest.Item):
             record = self._grade(state)
         else:
             self.user_properties.append((SOURCE, source))
+        if state.changed_since is not None:
+            self.user_properties.append((CHANGED, state.is_changed(self.submission)))
         self.user_properties.append((RECORD, record))
         if record["status"] == "error":
             raise SubmissionError(record["error"])
@@ -257,8 +353,7 @@ class TrackItem(pytest.Item):
         keeps it, unless it is a failure that may not recur (a timeout)."""
         try:
             entry = self.submission.entry(self.track.name)
-            scores = grade_track(entry, self.submission.root, self.track, state.handover,
-                                 state.grading)
+            scores = state.grade(self.nodeid, entry, self.submission.root, self.track)
         except BenchmarkError:
             raise
         except Exception as exc:  # untrusted models fail in arbitrary ways inside TensorFlow
@@ -310,12 +405,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 state.store.get(data_file, track.num_classes)
     except BenchmarkError as exc:
         pytest.exit(f"benchmark error: {exc}", returncode=2)
-    if state.changed_since is not None:
-        roots = {item.submission.root for item in session.items if isinstance(item, TrackItem)}
-        try:
-            state.changed = changed_submissions(state.changed_since, roots)
-        except HarnessError as exc:
-            pytest.exit(f"error: {exc}", returncode=2)
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
@@ -338,17 +427,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if STATE not in session.config.stash:
         return
     state = session.config.stash[STATE]
-    if not state.records:
+    if not state.records or _xdist_worker(session.config):  # the controller renders
         return
     graded = {record["track"] for record in state.records}
-    # A run narrowed by -k or -x ranks on the tracks it graded, not on tracks it skipped.
-    benchmark = {"name": state.benchmark.name,
-                 "tracks": [t.name for t in state.benchmark.tracks if t.name in graded],
-                 "data_hashes": state.store.hashes(), "provenance": environment()}
+    tracks = [t for t in state.benchmark.tracks if t.name in graded]
+    # A run narrowed by -k or -x ranks on the tracks it graded, not on tracks it skipped. The
+    # hashes are of those tracks' files, by content, so they do not depend on which process read
+    # what: under -n K this process (the controller) grades nothing and reads them here.
+    hashes = {f.path.name: state.store.get(f, t.num_classes).sha256
+              for t in tracks for f in t.data_files()}
+    benchmark = {"name": state.benchmark.name, "tracks": [t.name for t in tracks],
+                 "data_hashes": dict(sorted(hashes.items())), "provenance": environment()}
     state.out.mkdir(parents=True, exist_ok=True)
     write_results(state.out / "results.json", benchmark, state.records)
     write_leaderboard(state.out / "leaderboard.md", benchmark, state.records)
-    write_samples(state.out, [t for t in state.benchmark.tracks if t.name in graded], state.store)
+    write_samples(state.out, tracks, state.store)
     graded_now = {name for name, sources in state.sources.items() if GRADED in sources}
     if state.summary_md is not None:
         append_summary(state.summary_md, render_summary(benchmark, state.records, graded_now))
@@ -366,9 +459,9 @@ def _sources_line(state: GradingState) -> str:
         return ", ".join(found) or "none"
 
     parts = []
-    if state.changed is not None:
-        changed = sorted(root.name for root in state.changed)
-        parts.append(f"changed since {state.changed_since}: {', '.join(changed) or 'none'}")
+    if state.changed_since is not None:
+        changed = ", ".join(sorted(state.changed_names)) or "none"
+        parts.append(f"changed since {state.changed_since}: {changed}")
     parts.append(f"graded: {names(GRADED)}")
     if state.cache is not None:
         parts.append(f"from cache: {names(CACHED)}")

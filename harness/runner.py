@@ -184,7 +184,7 @@ def _death(process: subprocess.Popen[bytes], log: Path) -> str:
     else:
         how = f"exit status {code}"
     tail = _log_tail(log)
-    return f"{how}; last output: {tail}" if tail else how
+    return f"{how}; last line of its log: {tail}" if tail else how
 
 
 def _log_tail(log: Path) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import faulthandler
 import io
 import json
 import os
@@ -314,6 +315,7 @@ def main() -> None:
     os.dup2(log, 2)
     sys.stdout = os.fdopen(1, "w", encoding="utf-8", errors="replace")
     sys.stderr = os.fdopen(2, "w", encoding="utf-8", errors="replace")
+    faulthandler.enable()  # a crash logs where it happened: the error row quotes the last line
     try:
         serve(sys.stdin, replies)
     except BaseException:

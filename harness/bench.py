@@ -1,0 +1,223 @@
+"""``python -m harness bench``: how fast the grader answers images, against the hardware's pace.
+
+The ceiling is a plain ``tf.function`` loop over ``model(x, training=False)`` on float32 batches
+that are already in memory: no process start, no sandbox, no data handling, only the network.
+The grader's own path is what a grading run does for one submission on one track: the track's
+mixed image file, a sandboxed worker (:func:`harness.runner.run_entry` through
+:func:`harness.grading.grade_track`) and scoring. Both run on the same model and the same images,
+alternating round by round, so that load from other processes on a shared machine hits both
+alike; the table shows the best and the median round of each.
+
+The worker's throughput is measured from its first streamed chunk of answers to its last, so it
+excludes the worker's start-up (importing TensorFlow, loading the model, tracing) and the first
+chunk; the whole item's wall time includes everything and is what a grading run pays per item.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.data import DataStore
+from harness.grading import GradeOptions, Handover, answer, score_answers
+from harness.submissions import TrackEntry
+from harness.tracks import Benchmark, Track
+
+RAW_BATCH = 1024
+"""Batch size of the reference loop: the best of 128/512/1024 measured in NOTES.md."""
+
+
+@dataclass
+class Rounds:
+    """Per-round figures of one contender (higher is better for rates)."""
+
+    rates: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def add(self, rate: float, seconds: float) -> None:
+        self.rates.append(rate)
+        self.seconds.append(seconds)
+
+
+@dataclass
+class Result:
+    """What :func:`measure` found; :func:`table` renders it."""
+
+    track: str
+    model: str
+    images: int
+    raw: Rounds = field(default_factory=Rounds)
+    steady: Rounds = field(default_factory=Rounds)
+    item: Rounds = field(default_factory=Rounds)
+    grader_rss: int = 0
+    """Peak RSS of the grading process in bytes, measured before this process imports
+    TensorFlow for the reference loop (a grading process never does)."""
+    worker_rss: int = 0
+    """Peak RSS of the largest finished child (the sandboxed worker), in bytes."""
+    labels_agree: bool = True
+    load: list[float] = field(default_factory=list)
+    """1-minute load average before each round: other work on the machine skews the figures."""
+
+
+def _maxrss(who: int) -> int:
+    return resource.getrusage(who).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def bench_entry(track: Track, model: Path | None, folder: Path) -> tuple[TrackEntry, Path]:
+    """A one-file submission in ``folder`` answering ``track`` with ``model`` (default: the
+    track's BadNet, as a full model or as weights for its architecture)."""
+    source = model or track.badnet
+    root = folder / "submission"
+    root.mkdir()
+    target = root / source.name
+    shutil.copy(source, target)
+    if model is None and track.badnet_architecture:
+        return TrackEntry(kind="weights", path=target,
+                          architecture=track.badnet_architecture), root
+    return TrackEntry(kind="model", path=target), root
+
+
+def _grader_round(entry: TrackEntry, root: Path, track: Track, handover: Handover,
+                  options: GradeOptions) -> tuple[float, float, np.ndarray]:
+    """One grading item as :func:`harness.grading.grade_track` runs it, timed: (wall seconds,
+    steady images/s, the worker's labels)."""
+    stamps: list[tuple[float, int]] = []
+
+    def progress(count: int) -> None:
+        stamps.append((time.perf_counter(), count))
+
+    start = time.perf_counter()
+    mixed = handover.images(track)
+    answers = answer(entry, root, track, mixed.path, options, progress)
+    score_answers(track, mixed, handover.store, answers)
+    wall = time.perf_counter() - start
+    if len(stamps) < 2:  # one chunk only: no steady state to separate from the start-up
+        return wall, len(answers.labels) / wall, answers.labels
+    steady_images = sum(count for _, count in stamps[1:])
+    return wall, steady_images / (stamps[-1][0] - stamps[0][0]), answers.labels
+
+
+def _raw_loop(model_path: Path, entry: TrackEntry, track: Track, scale: float
+              ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """The reference: a traced forward pass over float32 batches prepared outside the clock."""
+    import tensorflow as tf
+
+    from harness import models
+
+    if entry.kind == "weights":
+        model = models.load_weights_file(model_path, entry.architecture or "",
+                                         track.num_classes)
+    else:
+        model = models.load_model_file(model_path, allow_unsafe=False)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *models.IMAGE_SHAPE), tf.float32)])
+    def forward(x: tf.Tensor) -> tf.Tensor:
+        return model(x, training=False)
+
+    def run(images: np.ndarray) -> tuple[float, np.ndarray]:
+        seconds, labels = 0.0, []
+        for start in range(0, len(images), RAW_BATCH):
+            batch = tf.constant(models.model_input(images[start:start + RAW_BATCH], scale))
+            begin = time.perf_counter()
+            labels.append(forward(batch).numpy().argmax(axis=1))
+            seconds += time.perf_counter() - begin
+        return seconds, np.concatenate(labels)
+
+    run(images=np.zeros((RAW_BATCH, *models.IMAGE_SHAPE), np.uint8))  # trace outside the clock
+    return run
+
+
+def measure(benchmark: Benchmark, track_name: str, model: Path | None = None,
+            rounds: int = 3, say: Callable[[str], None] = print) -> Result:
+    """Alternate grader items and reference loops ``rounds`` times on one track's images."""
+    track = benchmark.track(track_name)
+    store = DataStore()
+    options = GradeOptions()
+    with tempfile.TemporaryDirectory(prefix="harness-bench-") as temporary:
+        folder = Path(temporary)
+        entry, root = bench_entry(track, model, folder)
+        handover = Handover(store, folder=folder / "images")
+        try:
+            mixed = handover.images(track)
+            images = np.load(mixed.path, mmap_mode="r")
+            result = Result(track=track.name, model=str(model or track.badnet),
+                            images=len(images))
+            scale = entry.input_scale if entry.input_scale is not None else track.input_scale
+            raw: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None
+            for number in range(1, rounds + 1):
+                result.load.append(os.getloadavg()[0])
+                wall, rate, answers = _grader_round(entry, root, track, handover, options)
+                result.item.add(len(images) / wall, wall)
+                result.steady.add(rate, len(images) / rate)
+                if raw is None:
+                    result.grader_rss = _maxrss(resource.RUSAGE_SELF)
+                    raw = _raw_loop(entry.path, entry, track, scale)
+                seconds, labels = raw(images)
+                result.raw.add(len(images) / seconds, seconds)
+                result.labels_agree &= bool(np.array_equal(answers, labels))
+                say(f"round {number}/{rounds}: grader item {wall:.1f} s, steady "
+                    f"{rate:,.0f} images/s; raw loop {len(images) / seconds:,.0f} images/s "
+                    f"(load {result.load[-1]:.1f})")
+            result.worker_rss = _maxrss(resource.RUSAGE_CHILDREN)
+        finally:
+            handover.close()
+    return result
+
+
+def _cell(rounds: Rounds) -> tuple[float, float]:
+    return max(rounds.rates), statistics.median(rounds.rates)
+
+
+def table(result: Result) -> str:
+    """The Markdown table of a measurement, ratios relative to the reference loop."""
+    raw_best, raw_median = _cell(result.raw)
+    rows = [("raw tf.function loop, batch 1024 (in process, model only)", result.raw),
+            ("grader inference path: sandboxed worker, steady state", result.steady),
+            ("grader item: worker start-up + inference + scoring", result.item)]
+    lines = ["| what | images/s best | images/s median | seconds (median) | "
+             "best / raw best | median / raw median |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, rounds in rows:
+        best, median = _cell(rounds)
+        lines.append(f"| {name} | {best:,.0f} | {median:,.0f} | "
+                     f"{statistics.median(rounds.seconds):.2f} | {best / raw_best:.2f} | "
+                     f"{median / raw_median:.2f} |")
+    overhead = statistics.median(result.item.seconds) - result.images / _cell(result.steady)[1]
+    mib = 1 << 20
+    lines += ["",
+              "| per item | value |", "|---|---:|",
+              f"| images answered | {result.images:,} |",
+              f"| wall time (median) | {statistics.median(result.item.seconds):.2f} s |",
+              f"| of which start-up, first chunk and scoring | {overhead:.2f} s |",
+              f"| grader process peak RSS | {result.grader_rss / mib:,.0f} MiB |",
+              f"| worker peak RSS (ru_maxrss of children) | {result.worker_rss / mib:,.0f} MiB |",
+              f"| worker labels = raw loop labels | {'yes' if result.labels_agree else 'NO'} |"]
+    return "\n".join(lines)
+
+
+def header(result: Result, rounds: int) -> str:
+    """Where and on what the figures were taken."""
+    from importlib import metadata
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"track {result.track}, model {result.model}, {result.images:,} images; "
+            f"{rounds} rounds; {os.cpu_count()} cores ({cpu}); Python "
+            f"{platform.python_version()}, TensorFlow {metadata.version('tensorflow')}; "
+            f"load average per round: {', '.join(f'{x:.1f}' for x in result.load)}")
