@@ -188,14 +188,17 @@ def _death(process: subprocess.Popen[bytes], log: Path) -> str:
 
 
 def _log_tail(log: Path) -> str:
+    """The most telling line of the worker's log: where in the submission's own code a crash
+    happened (faulthandler's trace), else the last line."""
     try:
         with open(log, "rb") as handle:
-            handle.seek(max(0, os.path.getsize(log) - 4096))
+            handle.seek(max(0, os.path.getsize(log) - 16384))
             lines = handle.read().decode("utf-8", "replace").strip().splitlines()
     except OSError:
         return ""
-    last = " ".join(lines[-1].split()) if lines else ""
-    return last[:LOG_TAIL_CHARS]
+    own = [line for line in lines if f'File "{sandbox.SUBMISSION_MOUNT}{os.sep}' in line]
+    line = own[0] if own else (lines[-1] if lines else "")
+    return " ".join(line.split())[:LOG_TAIL_CHARS]
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
