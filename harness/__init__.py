@@ -1,3 +1,3 @@
 """backdoor-grader: scores repaired BadNets on backdoor tracks."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -25,7 +25,7 @@ from typing import Any
 from harness.data import DataStore, sha256_file
 from harness.errors import HarnessError
 from harness.provenance import environment
-from harness.report import _write_atomic, read_results
+from harness.report import read_results, write_atomic
 from harness.tracks import DataFile, Track
 
 CACHE_FORMAT = 1
@@ -118,7 +118,7 @@ class ResultCache:
         """
         self.folder.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"key": key, "record": dict(record)}, indent=1, sort_keys=True)
-        _write_atomic(self.path(key), text + "\n")
+        write_atomic(self.path(key), text + "\n")
 
     def entries(self) -> list[Path]:
         """Complete entries (temporary files of an interrupted write start with a dot)."""

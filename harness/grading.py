@@ -96,7 +96,7 @@ class Handover:
                  folder: Path | None = None) -> None:
         self.store = store
         self.sample = sample
-        self._folder = folder
+        self._folder = folder.resolve() if folder is not None else None  # other processes read it
         self._directory: tempfile.TemporaryDirectory[str] | None = None
         self._tracks: dict[str, TrackImages] = {}
 

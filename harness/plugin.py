@@ -419,7 +419,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
                 f"detect {record['detect_rate']:.3f}  utility {record['utility']:.3f}")
         return "passed", ".", (word + reused, {"green": True})
     if report.failed:
-        return "failed", "F", (f"FAILED ({report.longreprtext}){reused}", {"red": True})
+        # str(longrepr), not longreprtext: under xdist the latter starts with the worker's name
+        return "failed", "F", (f"FAILED ({report.longrepr}){reused}", {"red": True})
     return None
 
 

@@ -280,7 +280,7 @@ def _sorted_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
 # Files -------------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: str | os.PathLike[str], content: str | bytes) -> None:
+def write_atomic(path: str | os.PathLike[str], content: str | bytes) -> None:
     """Write ``content`` to ``path`` so that readers see the old file or the new one, never a mix.
 
     The temporary file lives in the same folder (``os.replace`` is only atomic within one file
@@ -311,7 +311,7 @@ def write_results(
         "harness_version": __version__,
         "results": _sorted_records(records),
     }
-    _write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def read_results(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -646,7 +646,7 @@ def write_leaderboard(
 ) -> None:
     """Write the rendered leaderboard atomically, like ``results.json``, and next to it the
     Pareto plot of every track with a result (``plots/<track>.png``), numbered like its table."""
-    _write_atomic(path, render_leaderboard(benchmark, records))
+    write_atomic(path, render_leaderboard(benchmark, records))
     complete = _complete(benchmark, records)
     folder = Path(path).parent
     for track in _tracks(benchmark):
@@ -654,4 +654,4 @@ def write_leaderboard(
         if ok:
             target = folder / plots.pareto_file(track)
             target.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(target, plots.pareto_png(track, _pareto_points(ok)))
+            write_atomic(target, plots.pareto_png(track, _pareto_points(ok)))

@@ -39,7 +39,7 @@ description = ""   # optional: one sentence on what you did
 #   weights = "sunglasses.weights.h5"    # weights only, for the contest's DeepID network
 #   architecture = "deepid"
 #
-#   eval = "eval.py"                     # a per-image script (not graded yet)
+#   eval = "eval.py"                     # a per-image script (docs/submitting.md)
 #   args = ["{{image}}"]
 #
 # A model outputs N scores (argmax is the answer) or N+1 (argmax N flags the image as poisoned).
