@@ -21,6 +21,7 @@ import resource
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,14 +64,58 @@ class Result:
     """Peak RSS of the grading process in bytes, measured before this process imports
     TensorFlow for the reference loop (a grading process never does)."""
     worker_rss: int = 0
-    """Peak RSS of the largest finished child (the sandboxed worker), in bytes."""
+    """Peak RSS of the sandboxed worker (see :class:`DescendantPeak`), in bytes."""
     labels_agree: bool = True
     load: list[float] = field(default_factory=list)
     """1-minute load average before each round: other work on the machine skews the figures."""
 
 
-def _maxrss(who: int) -> int:
-    return resource.getrusage(who).ru_maxrss * 1024  # kilobytes on Linux
+def _maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+class DescendantPeak:
+    """Peak RSS of this process's descendants (the sandboxed worker), polled from ``/proc``.
+
+    ``RUSAGE_CHILDREN`` cannot tell it: a child's ``ru_maxrss`` starts at the parent's RSS when
+    it forks (the kernel carries the high-water mark across ``exec``), so it would report the
+    grading process's own size whenever that is the larger.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.peak = 0
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> DescendantPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._interval):
+            parents: dict[int, int] = {}
+            peaks: dict[int, int] = {}
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    status = (entry / "status").read_text()
+                except OSError:
+                    continue
+                fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+                parents[int(entry.name)] = int(fields.get("PPid", "0"))
+                peaks[int(entry.name)] = int(fields.get("VmHWM", "0 kB").split()[0]) * 1024
+            for pid, peak in peaks.items():
+                ancestor = parents.get(pid, 0)
+                while ancestor not in (0, 1, os.getpid()):
+                    ancestor = parents.get(ancestor, 0)
+                if ancestor == os.getpid() and pid != os.getpid():
+                    self.peak = max(self.peak, peak)
 
 
 def bench_entry(track: Track, model: Path | None, folder: Path) -> tuple[TrackEntry, Path]:
@@ -156,11 +201,13 @@ def measure(benchmark: Benchmark, track_name: str, model: Path | None = None,
             raw: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None
             for number in range(1, rounds + 1):
                 result.load.append(os.getloadavg()[0])
-                wall, rate, answers = _grader_round(entry, root, track, handover, options)
+                with DescendantPeak() as worker:
+                    wall, rate, answers = _grader_round(entry, root, track, handover, options)
+                result.worker_rss = max(result.worker_rss, worker.peak)
                 result.item.add(len(images) / wall, wall)
                 result.steady.add(rate, len(images) / rate)
                 if raw is None:
-                    result.grader_rss = _maxrss(resource.RUSAGE_SELF)
+                    result.grader_rss = _maxrss()
                     raw = _raw_loop(entry.path, entry, track, scale)
                 seconds, labels = raw(images)
                 result.raw.add(len(images) / seconds, seconds)
@@ -168,7 +215,6 @@ def measure(benchmark: Benchmark, track_name: str, model: Path | None = None,
                 say(f"round {number}/{rounds}: grader item {wall:.1f} s, steady "
                     f"{rate:,.0f} images/s; raw loop {len(images) / seconds:,.0f} images/s "
                     f"(load {result.load[-1]:.1f})")
-            result.worker_rss = _maxrss(resource.RUSAGE_CHILDREN)
         finally:
             handover.close()
     return result
@@ -200,7 +246,7 @@ def table(result: Result) -> str:
               f"| wall time (median) | {statistics.median(result.item.seconds):.2f} s |",
               f"| of which start-up, first chunk and scoring | {overhead:.2f} s |",
               f"| grader process peak RSS | {result.grader_rss / mib:,.0f} MiB |",
-              f"| worker peak RSS (ru_maxrss of children) | {result.worker_rss / mib:,.0f} MiB |",
+              f"| worker peak RSS (VmHWM) | {result.worker_rss / mib:,.0f} MiB |",
               f"| worker labels = raw loop labels | {'yes' if result.labels_agree else 'NO'} |"]
     return "\n".join(lines)
 

@@ -139,7 +139,3 @@ class DataStore:
         if spec.path not in self._sets:
             self._sets[spec.path] = read_contest_file(spec, num_classes)
         return self._sets[spec.path]
-
-    def hashes(self) -> dict[str, str]:
-        """sha256 of every file read so far, by file name, for the report's provenance."""
-        return {path.name: data.sha256 for path, data in sorted(self._sets.items())}

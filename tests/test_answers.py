@@ -56,7 +56,8 @@ class FakeStore:
             images = np.zeros((size, 55, 47, 3), np.uint8)
             images[:, 0, 0, 0] = np.arange(size) % 256
             images[:, 0, 0, 1] = np.arange(size) // 256
-            self.sets[name] = type("Set", (), {"images": images, "labels": np.arange(size) % 10})
+            self.sets[name] = type("Set", (), {"images": images, "labels": np.arange(size) % 10,
+                                               "sha256": f"{name}-{size}"})
 
     def get(self, data_file: DataFile, num_classes: int):
         return self.sets[data_file.path.name]

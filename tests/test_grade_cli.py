@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import EVAL_SCRIPT, lambda_model, run_harness, write_submission
+from conftest import EVAL_SCRIPT, benchmark_subset, lambda_model, run_harness, write_submission
 
 from harness.tracks import load_benchmark
 
@@ -17,22 +17,32 @@ RECORD_KEYS = {"submission", "team", "method", "reference", "track", "status", "
                "n_clean", "n_poisoned", "per_trigger"}
 
 
+TRACKS = ["sunglasses", "multi_trigger_multi_target", "pruning_aware"]
+"""One single-trigger, the multi-trigger and the pruning-aware track: every kind of track, at
+three fifths of the cost of all five (each item starts a sandboxed worker)."""
+
+
 @pytest.fixture(scope="module")
-def contest(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bench(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return benchmark_subset(tiny_benchmark, tmp_path_factory.mktemp("bench") / "b", TRACKS)
+
+
+@pytest.fixture(scope="module")
+def contest(bench: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A submissions folder: the BadNets as-is (two contracts), and three broken entries."""
     root = tmp_path_factory.mktemp("contest")
     subs = root / "submissions"
-    bench = load_benchmark(tiny_benchmark)
-    names = [t.name for t in bench.tracks]
+    benchmark = load_benchmark(bench)
+    names = [t.name for t in benchmark.tracks]
     write_submission(subs, "no-defense", {n: {"model": f"{n}.h5"} for n in names},
-                     {f"{n}.h5": bench.track(n).badnet for n in names}, reference=True,
+                     {f"{n}.h5": benchmark.track(n).badnet for n in names}, reference=True,
                      method="none")
     import keras
 
     weights = {}
     for n in names:
         path = root / f"{n}.weights.h5"
-        keras.models.load_model(bench.track(n).badnet, compile=False).save_weights(path)
+        keras.models.load_model(benchmark.track(n).badnet, compile=False).save_weights(path)
         weights[f"{n}.weights.h5"] = path
     write_submission(subs, "weights-only",
                      {n: {"weights": f"{n}.weights.h5", "architecture": "deepid"}
@@ -40,7 +50,7 @@ def contest(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     write_submission(subs, "corrupt", {n: {"model": "model.h5"} for n in names},
                      {"model.h5": b"\x89HDF\r\n\x1a\n" + b"\x00" * 100})
     write_submission(subs, "lambda", {n: {"model": "model.keras"} for n in names},
-                     {"model.keras": lambda_model(bench.track("sunglasses").badnet,
+                     {"model.keras": lambda_model(benchmark.track("sunglasses").badnet,
                                                   root / "model.keras")})
     write_submission(subs, "script",
                      {n: {"eval": "eval.py", "args": [f"models/{n}.h5", "{image}"]}
@@ -48,28 +58,28 @@ def contest(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> P
                      {"eval.py": EVAL_SCRIPT.encode()})
     (subs / "script" / "models").mkdir()
     for n in names:
-        shutil.copy(bench.track(n).badnet, subs / "script" / "models" / f"{n}.h5")
+        shutil.copy(benchmark.track(n).badnet, subs / "script" / "models" / f"{n}.h5")
     write_submission(subs, "crashing-script", {n: {"eval": "eval.py"} for n in names},
                      {"eval.py": b"import no_such_module\n"})
     return root
 
 
 @pytest.fixture(scope="module")
-def graded(contest: Path, tiny_benchmark: Path) -> tuple[object, Path]:
+def graded(contest: Path, bench: Path) -> tuple[object, Path]:
     out = contest / "out"
-    result = run_harness("grade", "submissions", "--benchmark", tiny_benchmark, "--out", out,
+    result = run_harness("grade", "submissions", "--benchmark", bench, "--out", out,
                          "--junitxml", out / "junit.xml", cwd=contest)
     return result, out
 
 
-def test_full_run_grades_good_entries_and_reports_broken_ones(graded, tiny_benchmark):
+def test_full_run_grades_good_entries_and_reports_broken_ones(graded, bench):
     result, out = graded
     assert result.returncode == 1, result.stdout + result.stderr
     records = json.loads((out / "results.json").read_text())["results"]
-    assert len(records) == 6 * 5
+    assert len(records) == 6 * len(TRACKS)
     assert all(set(r) >= RECORD_KEYS for r in records)
     by = {(r["submission"], r["track"]): r for r in records}
-    for track in load_benchmark(tiny_benchmark).tracks:
+    for track in load_benchmark(bench).tracks:
         badnet = by["no-defense", track.name]
         assert badnet["status"] == "ok" and badnet["error"] is None
         assert badnet["asr"] > 0.5, badnet
@@ -91,11 +101,11 @@ def test_terminal_shows_one_line_per_item_with_scores_and_pytest_summary(graded)
     lines = result.stdout.splitlines()
     item_lines = [line for line in lines if "submission.toml::" in line and
                   ("utility" in line or "FAILED" in line)]
-    assert len({line.split()[0] for line in item_lines}) == 30
+    assert len({line.split()[0] for line in item_lines}) == 6 * len(TRACKS)
     assert any("no-defense/submission.toml::sunglasses" in line and "utility" in line
                for line in lines)
     assert "Traceback" not in result.stdout
-    assert "15 passed, 15 failed" in lines[-1] or "15 failed, 15 passed" in lines[-1]
+    assert "9 passed, 9 failed" in lines[-1] or "9 failed, 9 passed" in lines[-1]
 
 
 def test_leaderboard_has_overall_track_and_error_sections(graded):
@@ -113,21 +123,21 @@ def test_leaderboard_has_overall_track_and_error_sections(graded):
 def test_junitxml_lists_every_item(graded):
     _, out = graded
     cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
-    assert len(list(cases)) == 30
+    assert len(list(cases)) == 6 * len(TRACKS)
 
 
-def test_same_inputs_give_identical_bytes(graded, contest, tiny_benchmark):
+def test_same_inputs_give_identical_bytes(graded, contest, bench):
     _, out = graded
     again = contest / "again"
-    run_harness("grade", "submissions", "--benchmark", tiny_benchmark, "--out", again,
+    run_harness("grade", "submissions", "--benchmark", bench, "--out", again,
                 cwd=contest)
     for name in ("leaderboard.md", "results.json"):
         assert (again / name).read_bytes() == (out / name).read_bytes()
 
 
-def test_k_selects_and_allow_unsafe_models_loads_lambda(contest, tiny_benchmark):
+def test_k_selects_and_allow_unsafe_models_loads_lambda(contest, bench):
     out = contest / "k"
-    result = run_harness("grade", "submissions", "--benchmark", tiny_benchmark, "--out", out,
+    result = run_harness("grade", "submissions", "--benchmark", bench, "--out", out,
                          "-k", "lambda and sunglasses", "--allow-unsafe-models", cwd=contest)
     assert result.returncode == 0, result.stdout + result.stderr
     records = json.loads((out / "results.json").read_text())["results"]
@@ -135,18 +145,18 @@ def test_k_selects_and_allow_unsafe_models_loads_lambda(contest, tiny_benchmark)
         [("lambda", "sunglasses", "ok")]
 
 
-def test_x_stops_at_the_first_failure(contest, tiny_benchmark):
+def test_x_stops_at_the_first_failure(contest, bench):
     out = contest / "x"
-    result = run_harness("grade", "submissions", "--benchmark", tiny_benchmark, "--out", out,
+    result = run_harness("grade", "submissions", "--benchmark", bench, "--out", out,
                          "-x", cwd=contest)
     assert result.returncode == 1
     records = json.loads((out / "results.json").read_text())["results"]
     assert [r["status"] for r in records] == ["error"]  # "corrupt" sorts first
 
 
-def test_benchmark_errors_exit_2(contest, tiny_benchmark, tmp_path):
+def test_benchmark_errors_exit_2(contest, bench, tmp_path):
     broken = tmp_path / "bench"
-    shutil.copytree(tiny_benchmark, broken)
+    shutil.copytree(bench, broken)
     test_file = next((broken / "cache").glob("clean_test*.h5"))
     test_file.write_bytes(test_file.read_bytes()[:-10])
     result = run_harness("grade", "submissions", "--benchmark", broken, "--out", tmp_path,
@@ -158,7 +168,7 @@ def test_benchmark_errors_exit_2(contest, tiny_benchmark, tmp_path):
     assert missing.returncode == 2 and "benchmark folder not found" in missing.stderr
 
 
-def test_no_submissions_exit_2(tiny_benchmark, tmp_path):
+def test_no_submissions_exit_2(bench, tmp_path):
     (tmp_path / "empty").mkdir()
-    result = run_harness("grade", "empty", "--benchmark", tiny_benchmark, cwd=tmp_path)
+    result = run_harness("grade", "empty", "--benchmark", bench, cwd=tmp_path)
     assert result.returncode == 2 and "no submissions" in result.stderr
