@@ -43,6 +43,8 @@ def _grade(args: argparse.Namespace, passthrough: list[str]) -> int:
     ]
     if not args.quiet:
         pytest_args.append("-v")
+        if sys.stderr.isatty():  # progress bars only on a terminal; pytest captures fd 2 itself
+            pytest_args += ["--harness-progress-fd", str(os.dup(sys.stderr.fileno()))]
     if args.allow_unsafe_models:
         pytest_args.append("--harness-allow-unsafe-models")
     if args.sample:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
+from tqdm import tqdm
 
 from harness import __version__
 from harness.cache import FOLDER_NAME, Baseline, ResultCache, cache_key, track_fingerprint
@@ -62,6 +65,8 @@ class GradingState:
     """Where each submission's records came from: GRADED, CACHED or BASELINE."""
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
     ray: RayBackend | None = None
+    progress: TextIO | None = None
+    """The terminal for per-item progress bars (None: no bars, e.g. output is not a terminal)."""
     """Where items are answered with ``--backend ray`` (None: here, in a local worker)."""
 
     def __post_init__(self) -> None:
@@ -76,7 +81,9 @@ class GradingState:
         """Scores of one entry on one track: answered here or, with Ray, on a cluster node
         (submitted by :func:`harness.ray_backend.dispatch`); scored here either way."""
         if self.ray is None:
-            return grade_track(entry, root, track, self.handover, self.grading)
+            total = len(self.handover.images(track).order)
+            with _progress(self.progress, f"{root.name} on {track.name}", total) as update:
+                return grade_track(entry, root, track, self.handover, self.grading, update)
         mixed = self.handover.images(track)
         if key not in self.ray.pending:
             self.ray.submit(key, entry, root, track, mixed, self.grading)
@@ -129,6 +136,17 @@ class GradingState:
         return None, GRADED
 
 
+@contextmanager
+def _progress(stream: TextIO | None, what: str, total: int
+              ) -> Iterator[Callable[[int], object] | None]:
+    """A tqdm bar over an item's images on ``stream``, cleared when the item ends."""
+    if stream is None:
+        yield None
+        return
+    with tqdm(total=total, desc=what, unit="img", leave=False, file=stream) as bar:
+        yield bar.update
+
+
 STATE = pytest.StashKey[GradingState]()
 RECORD = "harness_record"
 """Name of the user property that carries an item's result record on its test report."""
@@ -146,6 +164,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where results.json and leaderboard.md are written")
     group.addoption("--harness-allow-unsafe-models", action="store_true",
                     help="load models with Lambda layers (arbitrary code)")
+    group.addoption("--harness-progress-fd", metavar="FD", type=int,
+                    help="terminal file descriptor for progress bars (set by harness grade)")
     group.addoption("--harness-sample", metavar="K", type=_positive_int,
                     help="grade a stratified sample of K images per test set")
     group.addoption("--harness-image-timeout", metavar="S", type=float,
@@ -233,6 +253,9 @@ def pytest_configure(config: pytest.Config) -> None:
         except BenchmarkError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = state
+    fd = config.getoption("harness_progress_fd")
+    if fd is not None and not hasattr(config, "workerinput"):  # xdist workers have no terminal
+        state.progress = os.fdopen(fd, "w", closefd=False)
     if detect().bwrap is None:  # loud even under -q: isolation is weaker than documented
         print(f"harness: {detect().note}", file=sys.stderr)
     config.pluginmanager.register(state, "harness-records")

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import EVAL_SCRIPT, benchmark_subset, lambda_model, run_harness, write_submission
+from conftest import (
+    EVAL_SCRIPT,
+    REPO,
+    benchmark_subset,
+    lambda_model,
+    run_harness,
+    write_submission,
+)
 
 from harness.tracks import load_benchmark
 
@@ -172,3 +183,28 @@ def test_no_submissions_exit_2(bench, tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_harness("grade", "empty", "--benchmark", bench, cwd=tmp_path)
     assert result.returncode == 2 and "no submissions" in result.stderr
+
+
+def test_progress_bars_on_a_terminal_only(graded, contest, bench):
+    """A tqdm bar per item when stderr is a terminal; none in logs (the run above was piped)."""
+    result, _ = graded
+    assert "img/s" not in result.stdout + result.stderr
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "grade", "submissions", "--benchmark", str(bench),
+         "--out", str(contest / "tty"), "--no-cache", "-k", "no-defense and sunglasses"],
+        cwd=contest, env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL,
+        stdout=follower, stderr=follower)
+    os.close(follower)
+    output = b""
+    while chunk := _read(leader):
+        output += chunk
+    assert process.wait(timeout=300) == 0, output.decode(errors="replace")
+    assert b"no-defense on sunglasses" in output and b"img/s" in output
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 16)
+    except OSError:  # the terminal closes when the child exits
+        return b""

@@ -96,7 +96,7 @@ def hostile(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory):
            "TMPDIR": str(temporary)}
     result = subprocess.run(
         [sys.executable, "-m", "harness", "grade", "submissions", "--benchmark", bench_dir,
-         "--out", root / "out", "--no-cache", "--image-timeout", "2", "--track-timeout", "30"],
+         "--out", root / "out", "--no-cache", "--image-timeout", "2", "--track-timeout", "20"],
         cwd=root, env=env, capture_output=True, text=True, timeout=900)
     records = json.loads((root / "out" / "results.json").read_text())["results"]
     left = subprocess.run(["pgrep", "-f", str(temporary)], capture_output=True, text=True)
