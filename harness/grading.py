@@ -231,3 +231,12 @@ def score_answers(track: Track, mixed: TrackImages, store: DataStore, answers: A
             true_labels=data.labels[pick] if spec.labels == "true" else None))
     return score_track(n, clean_answers, clean.labels[mixed.picks[0]], poisoned)
 
+
+
+def grade_trusted(predict: Callable[[np.ndarray], np.ndarray], track: Track,
+                  handover: Handover) -> dict:
+    """Score the project's own models (reports, ablations) in this process, on exactly the images
+    and with exactly the scoring submissions get. Trusted code only: nothing here is sandboxed."""
+    mixed = handover.images(track)
+    labels = np.asarray(predict(np.load(mixed.path, mmap_mode="r")), dtype=np.int64)
+    return score_answers(track, mixed, handover.store, Answers(labels, 0, None))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness.cli import default_benchmark
 from harness.data import DataStore
-from harness.grading import grade_track
+from harness.grading import Handover, grade_trusted
 from harness.models import KerasPredictor
 from harness.pruning import prune_channels
 from harness.reference import DEFENSES, load_badnet
@@ -45,7 +45,7 @@ def defense_rows(records: list[dict], submissions: Path) -> pd.DataFrame:
 def pruning_variants(benchmark_path: Path, submissions: Path) -> pd.DataFrame:
     benchmark = load_benchmark(benchmark_path)
     notes = json.loads((submissions / "pruning" / "build.json").read_text())
-    store, rows = DataStore(), []
+    handover, rows = Handover(DataStore()), []
     for track in benchmark.tracks:
         if track.name not in notes:
             continue
@@ -53,8 +53,8 @@ def pruning_variants(benchmark_path: Path, submissions: Path) -> pd.DataFrame:
         for drop, depth in notes[track.name]["depths"].items():
             model = load_badnet(track)
             prune_channels(model, order[:depth])
-            scores = grade_track(KerasPredictor(model, track.num_classes, track.input_scale),
-                                 track, store)
+            scores = grade_trusted(KerasPredictor(model, track.num_classes, track.input_scale),
+                                   track, handover)
             rows.append({"track": track.name, "drop": drop, "pruned": depth,
                          "val acc": notes[track.name]["val_acc_at_depth"][drop],
                          "clean acc": scores["clean_acc"], "ASR": scores["asr"]})

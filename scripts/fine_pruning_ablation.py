@@ -20,7 +20,7 @@ from harness.data import DataStore
 from harness.defenses.base import Context
 from harness.defenses.finetune import fine_tune
 from harness.defenses.prune import pruned_copy, sweep
-from harness.grading import grade_track
+from harness.grading import Handover, grade_trusted
 from harness.models import KerasPredictor
 from harness.reference import SEED, load_badnet
 from harness.tracks import load_benchmark
@@ -35,6 +35,7 @@ def main() -> None:
 
     track = load_benchmark(args.benchmark).track(args.track)
     store = DataStore()
+    handover = Handover(store)
     validation = store.get(track.validation, track.num_classes)
     ctx = Context(badnet=load_badnet(track), images=validation.images, labels=validation.labels,
                   scale=track.input_scale, num_classes=track.num_classes, seed=SEED)
@@ -44,8 +45,8 @@ def main() -> None:
         depth = result.depth(drop)
         model = pruned_copy(ctx, result.order[:depth])
         notes = fine_tune(model, ctx, dead_channels=result.order[:depth])
-        scores = grade_track(KerasPredictor(model, track.num_classes, track.input_scale),
-                             track, store)
+        scores = grade_trusted(KerasPredictor(model, track.num_classes, track.input_scale),
+                               track, handover)
         rows.append({"drop": f"{round(drop * 100)}pt", "pruned": depth,
                      "val acc pruned": result.accuracy[depth],
                      "holdout acc tuned": notes["holdout_acc"], "epoch": notes["best_epoch"],

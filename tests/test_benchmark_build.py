@@ -14,8 +14,8 @@ from harness.benchmark.faces import render, sample_identities
 from harness.benchmark.materialize import ensure_generated
 from harness.benchmark.recipe import SCALES, TRACKS
 from harness.data import DataStore, sha256_file
+from harness.grading import Handover, grade_trusted
 from harness.models import KerasPredictor, load_model_file
-from harness.scoring import PoisonedPredictions, score_track
 from harness.tracks import load_benchmark
 
 
@@ -47,20 +47,15 @@ def test_first_use_regenerates_identical_bytes(tiny_benchmark, tmp_path):
 
 def test_contest_evaluation_gives_the_graders_numbers(tiny_benchmark):
     """build.json holds the contest's own logic (argmax over the file vs label or target); the
-    grader's scoring of the same predictions must agree (its sandboxed path gives the same
-    predictions: tests/test_grade_cli.py)."""
+    grader's hand-over and scoring of the same model must agree (the sandboxed path gives the
+    same predictions as this in-process one: tests/test_grade_cli.py)."""
     report = json.loads((tiny_benchmark / "build.json").read_text())["tracks"]
     bench = load_benchmark(tiny_benchmark)
-    store = DataStore()
+    handover = Handover(DataStore())
     for track in bench.tracks:
         predict = KerasPredictor(load_model_file(track.badnet), track.num_classes,
                                  track.input_scale)
-        clean = store.get(track.test, track.num_classes)
-        poisoned = [PoisonedPredictions(spec.trigger, spec.target, predict(data.images),
-                                        data.labels if spec.labels == "true" else None)
-                    for spec in track.poisoned
-                    for data in [store.get(spec.file, track.num_classes)]]
-        scores = score_track(track.num_classes, predict(clean.images), clean.labels, poisoned)
+        scores = grade_trusted(predict, track, handover)
         assert scores["clean_acc"] == pytest.approx(report[track.name]["clean_acc"])
         assert scores["per_trigger"] == pytest.approx(report[track.name]["asr"])
 
