@@ -166,7 +166,7 @@ def write_once(path: Path, shape: tuple[int, ...], dtype: np.dtype,
                 np.save(handle, make())
                 handle.flush()
                 os.fsync(handle.fileno())
-            temporary.chmod(0o644)  # read by the sandboxed worker, which may run as nobody
+            temporary.chmod(0o644)  # read by the sandboxed worker, which runs as another user
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)

@@ -65,9 +65,9 @@ class GradingState:
     """Where each submission's records came from: GRADED, CACHED or BASELINE."""
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
     ray: RayBackend | None = None
+    """Where items are answered with ``--backend ray`` (None: here, in a local worker)."""
     progress: TextIO | None = None
     """The terminal for per-item progress bars (None: no bars, e.g. output is not a terminal)."""
-    """Where items are answered with ``--backend ray`` (None: here, in a local worker)."""
 
     def __post_init__(self) -> None:
         self.handover = Handover(self.store, self.grading.sample)

@@ -86,19 +86,20 @@ def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_cla
     with tempfile.TemporaryDirectory(prefix="harness-worker-") as temporary:
         work = Path(temporary)
         copy = work / "submission"
-        sandbox.private_copy(submission_root, copy, mode.privileged)
-        logs = sandbox.writable_dir(work / "log", mode.privileged)
+        uid = sandbox.worker_uid(mode)
+        sandbox.private_copy(submission_root, copy, uid)
+        logs = sandbox.writable_dir(work / "log", uid)
         log = logs / "worker.log"
         relative = entry.path.resolve().relative_to(submission_root.resolve())
         if mode.bwrap:
             inside, scratch = sandbox.SUBMISSION_MOUNT, Path("/tmp")
         else:
-            inside, scratch = copy, sandbox.writable_dir(work / "tmp", mode.privileged)
+            inside, scratch = copy, sandbox.writable_dir(work / "tmp", uid)
         request = {"kind": entry.kind, "path": str(inside / relative), "num_classes": num_classes,
                    "input_scale": input_scale, "args": list(entry.args),
                    "architecture": entry.architecture, "allow_unsafe": allow_unsafe,
                    "image_timeout": limits.image_timeout, "scratch": str(scratch)}
-        argv, env = sandbox.command(mode, submission=copy, images=images, log=log)
+        argv, env = sandbox.command(mode, submission=copy, images=images, log=log, uid=uid)
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL, env=env,
                                    cwd=copy if mode.bwrap is None else work,
@@ -142,6 +143,8 @@ def _converse(process: subprocess.Popen[bytes], request: dict[str, Any], count: 
         deadline = min(track_deadline, time.monotonic() + limits.image_timeout * chunk + 30)
         reply = _next(channel, process, deadline, log,
                       f"answering (after {len(labels)} of {count} images)")
+        if reply.get("failed"):
+            raise SubmissionError(f"failed while answering: {reply['failed']}")
         answers = reply.get("labels")
         if not isinstance(answers, list) or not answers or len(labels) + len(answers) > count:
             raise SubmissionError("the worker sent a malformed reply")

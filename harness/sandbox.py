@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,10 @@ from pathlib import Path
 
 import harness
 
-NOBODY = 65534
+WORKER_UIDS = range(200_000, 1_200_000)
+"""User ids for workers when the grader runs as root: a fresh one per worker, so the kernel's
+per-user process limit bounds each worker alone (a fork bomb cannot starve its neighbours) and no
+worker can signal or read another's files. They need no entry in /etc/passwd."""
 PACKAGE_MOUNT = Path("/opt/backdoor-grader")
 SUBMISSION_MOUNT = Path("/submission")
 INPUT_MOUNT = Path("/input")
@@ -91,7 +95,7 @@ def detect() -> Mode:
 
 def _namespaces(privileged: bool) -> list[str]:
     """Namespaces for bwrap. As root bwrap needs no user namespace, and the worker keeps just
-    the capability to switch to ``nobody`` (uid 0 is exempt from the process-count limit)."""
+    the capability to switch to an unprivileged user (uid 0 is exempt from the process limit)."""
     if privileged:
         return ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -100,7 +104,7 @@ def _namespaces(privileged: bool) -> list[str]:
 
 def _parents(path: str) -> list[str]:
     """Create the folders above a mount point world-readable (bwrap makes them 0700 as root,
-    which would lock ``nobody`` out of the Python installation under ``/root``)."""
+    which would lock the worker's user out of the Python installation under ``/root``)."""
     args: list[str] = []
     for parent in reversed(Path(path).parents[:-1]):
         args += ["--perms", "0755", "--dir", str(parent)]
@@ -113,8 +117,15 @@ def _python_dirs() -> list[str]:
     return sorted(dirs)
 
 
-def command(mode: Mode, *, submission: Path, images: Path, log: Path) -> tuple[list[str],
-                                                                                 dict[str, str]]:
+def worker_uid(mode: Mode) -> int | None:
+    """The unprivileged user a new sandboxed worker switches to (None: it keeps the grader's)."""
+    if mode.bwrap is None or not mode.privileged:
+        return None
+    return WORKER_UIDS.start + secrets.randbelow(len(WORKER_UIDS))
+
+
+def command(mode: Mode, *, submission: Path, images: Path, log: Path,
+            uid: int | None = None) -> tuple[list[str], dict[str, str]]:
     """The worker's command line and the environment to start it with.
 
     The worker's environment holds none of the grader's variables, secrets or paths.
@@ -129,7 +140,7 @@ def command(mode: Mode, *, submission: Path, images: Path, log: Path) -> tuple[l
         return python, env
     env.update(PYTHONPATH=str(PACKAGE_MOUNT), HARNESS_WORKER_LOG=str(LOG_MOUNT / log.name),
                HARNESS_IMAGES=str(INPUT_MOUNT / images.name),
-               HARNESS_AS_NOBODY="1" if mode.privileged else "0")
+               HARNESS_UID="" if uid is None else str(uid))
     args = [mode.bwrap, *_namespaces(mode.privileged), "--die-with-parent", "--new-session",
             "--clearenv", "--tmpfs", "/", "--proc", "/proc", "--dev", "/dev",
             "--perms", "1777", "--tmpfs", "/tmp"]
@@ -184,21 +195,21 @@ def _tasks_of_user() -> int:
     return count
 
 
-def private_copy(source: Path, target: Path, privileged: bool) -> None:
+def private_copy(source: Path, target: Path, uid: int | None) -> None:
     """Copy the submission so that whatever it writes never touches the original.
 
     Symbolic links are copied as links, never followed: a link to a grader file must not smuggle
     that file's contents into the copy.
     """
     shutil.copytree(source, target, symlinks=True)
-    if privileged:  # the worker runs as nobody and may write in its own copy
+    if uid is not None:  # the worker runs as ``uid`` and may write in its own copy
         for path in [target, *target.rglob("*")]:
-            os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+            os.chown(path, uid, uid, follow_symlinks=False)
 
 
-def writable_dir(path: Path, privileged: bool) -> Path:
-    """A fresh folder the worker (maybe ``nobody``) can write to, e.g. for its log."""
+def writable_dir(path: Path, uid: int | None) -> Path:
+    """A fresh folder the worker (maybe running as ``uid``) can write to, e.g. for its log."""
     path.mkdir(parents=True)
-    if privileged:
-        os.chown(path, NOBODY, NOBODY)
+    if uid is not None:
+        os.chown(path, uid, uid)
     return path

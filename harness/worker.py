@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.sandbox import NOBODY
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 INTEGER = re.compile(r"(?<![\w.])-?\d+(?![\w.])")
@@ -268,14 +267,15 @@ def _chunks(images: np.ndarray, size: int) -> Iterator[np.ndarray]:
 
 
 def _drop_privileges() -> None:
-    """Become ``nobody`` when bubblewrap started us as root, granting only this capability.
+    """Become the worker's own unprivileged user when bubblewrap started us as root.
 
     As uid 0 the process-count limit does not apply, so a fork bomb would be unbounded.
     """
-    if os.environ.get("HARNESS_AS_NOBODY") == "1":
+    uid = os.environ.get("HARNESS_UID")
+    if uid:
         os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
+        os.setgid(int(uid))
+        os.setuid(int(uid))
 
 
 def serve(requests: io.TextIOBase, replies: io.TextIOBase) -> None:
@@ -301,7 +301,11 @@ def serve(requests: io.TextIOBase, replies: io.TextIOBase) -> None:
           "batch": isinstance(answerer, ModelAnswerer) or getattr(answerer, "batch", None)
           is not None})
     for chunk in _chunks(images, size):
-        labels, invalid, error = answerer.answer(chunk)
+        try:
+            labels, invalid, error = answerer.answer(chunk)
+        except BaseException as exc:  # noqa: BLE001 - e.g. a model with non-finite outputs
+            send({"failed": str(exc) if isinstance(exc, HarnessError) else _one_line(exc)})
+            return
         send({"labels": labels, "invalid": invalid, "error": error})
 
 
