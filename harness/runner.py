@@ -29,8 +29,6 @@ from harness.errors import SubmissionError, TransientSubmissionError
 from harness.sandbox import Limits
 from harness.submissions import TrackEntry
 
-INVALID = -1
-"""Label of an answer that could not be read (the scores count it as wrong)."""
 LOG_TAIL_CHARS = 200
 
 

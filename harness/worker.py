@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.scoring import INVALID
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 INTEGER = re.compile(r"(?<![\w.])-?\d+(?![\w.])")
@@ -55,10 +56,10 @@ def parse_answer(output: str, num_classes: int) -> tuple[int, str | None]:
     text = ANSI.sub("", output).replace("\r", "\n")
     numbers = INTEGER.findall(text)
     if not numbers:
-        return -1, "printed no integer" if text.strip() else "printed nothing"
+        return INVALID, "printed no integer" if text.strip() else "printed nothing"
     value = int(numbers[-1])
     if not 0 <= value <= num_classes:
-        return -1, f"printed {value}, outside [0, {num_classes}]"
+        return INVALID, f"printed {value}, outside [0, {num_classes}]"
     return value, None
 
 
@@ -215,7 +216,7 @@ class ScriptAnswerer(Answerer):
         output, _, error = self._run(name="__main__", argv=argv)
         path.unlink()
         if error:
-            return -1, error
+            return INVALID, error
         return parse_answer(output, self.num_classes)
 
     def _batch(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
@@ -224,15 +225,15 @@ class ScriptAnswerer(Answerer):
         try:
             labels = np.asarray(self.batch(images.copy()))
         except BaseException as exc:  # noqa: BLE001
-            return [-1] * len(images), len(images), f"predict(images): {_one_line(exc)}"
+            return [INVALID] * len(images), len(images), f"predict(images): {_one_line(exc)}"
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
-            return ([-1] * len(images), len(images),
+            return ([INVALID] * len(images), len(images),
                     f"predict(images) returned shape {labels.shape} dtype {labels.dtype}; "
                     f"expected ({len(images)},) integers")
         valid = (labels >= 0) & (labels <= self.num_classes)
-        answers = np.where(valid, labels, -1).astype(int).tolist()
+        answers = np.where(valid, labels, INVALID).astype(int).tolist()
         invalid = int(np.count_nonzero(~valid))
         return answers, invalid, (f"predict(images) answered outside [0, {self.num_classes}]"
                                   if invalid else None)
@@ -245,7 +246,7 @@ class ScriptAnswerer(Answerer):
             label, error = self._one(image)
             labels.append(label)
             first = first or error
-        return labels, labels.count(-1), first
+        return labels, labels.count(INVALID), first
 
 
 def _defines_predict(source: str) -> bool:
