@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data import ContestSet, DataStore
-from harness.errors import BenchmarkError, HarnessError, SubmissionError
+from harness.errors import BenchmarkError, SubmissionError, one_line
 from harness.grading import GradeOptions, answer_array
 from harness.runner import Answers
 from harness.submissions import MANIFEST, Submission, TrackEntry, load_submission
@@ -152,6 +152,4 @@ def _sample(data: ContestSet) -> tuple[np.ndarray, np.ndarray]:
 
 def _message(exc: BaseException, root: Path) -> str:
     """One line, with paths relative to the submission folder as the leaderboard shows them."""
-    text = str(exc) if isinstance(exc, HarnessError) else \
-        f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
-    return text.replace(f"{root.resolve()}{os.sep}", "")
+    return one_line(exc).replace(f"{root.resolve()}{os.sep}", "")

@@ -28,3 +28,12 @@ class TransientSubmissionError(SubmissionError):
     It is reported like any SubmissionError, but its record is never cached: the next run must
     try the submission again rather than repeat a failure that was the grader's circumstance.
     """
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as a leaderboard line: our own messages as they are, anything else (Keras,
+    TensorFlow, a submission's code) as ``Type: message``, collapsed and cut to 300 characters."""
+    if isinstance(exc, HarnessError):
+        return str(exc)
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__

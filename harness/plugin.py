@@ -28,6 +28,7 @@ from harness.errors import (
     HarnessError,
     SubmissionError,
     TransientSubmissionError,
+    one_line,
 )
 from harness.grading import GradeOptions, Handover, grade_track, score_answers
 from harness.plots import write_samples
@@ -380,7 +381,7 @@ class TrackItem(pytest.Item):
         except BenchmarkError:
             raise
         except Exception as exc:  # untrusted models fail in arbitrary ways inside TensorFlow
-            message = str(exc) if isinstance(exc, SubmissionError) else _one_line(exc)
+            message = one_line(exc)
             # Paths relative to the submission folder: the leaderboard must not depend on where
             # the grader's checkout lives.
             message = message.replace(f"{self.submission.root.resolve()}{os.sep}", "")
@@ -404,11 +405,6 @@ class TrackItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"{self.submission.name} on {self.track.name}"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.errors import one_line
 from harness.scoring import INVALID
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
@@ -61,11 +61,6 @@ def parse_answer(output: str, num_classes: int) -> tuple[int, str | None]:
     if not 0 <= value <= num_classes:
         return INVALID, f"printed {value}, outside [0, {num_classes}]"
     return value, None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 class ImageTimeout(Exception):  # noqa: N818 - shown to users as the reason
@@ -200,7 +195,7 @@ class ScriptAnswerer(Answerer):
             if exc.code not in (None, 0):
                 error = f"exited with status {exc.code}"
         except BaseException as exc:  # noqa: BLE001 - any failure is one invalid answer
-            error = _one_line(exc)
+            error = one_line(exc)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             sys.argv, sys.stdout, sys.stderr = saved
@@ -225,7 +220,7 @@ class ScriptAnswerer(Answerer):
         try:
             labels = np.asarray(self.batch(images.copy()))
         except BaseException as exc:  # noqa: BLE001
-            return [INVALID] * len(images), len(images), f"predict(images): {_one_line(exc)}"
+            return [INVALID] * len(images), len(images), f"predict(images): {one_line(exc)}"
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
@@ -292,8 +287,7 @@ def serve(requests: io.TextIOBase, replies: io.TextIOBase) -> None:
         answerer: Answerer = (ScriptAnswerer(request) if request["kind"] == "eval"
                               else ModelAnswerer(request))
     except BaseException as exc:  # noqa: BLE001 - a load failure is the submission's error
-        send({"loaded": False, "error": str(exc) if isinstance(exc, HarnessError)
-              else _one_line(exc)})
+        send({"loaded": False, "error": one_line(exc)})
         return
     images = np.load(os.environ["HARNESS_IMAGES"], mmap_mode="r")
     size = SCRIPT_CHUNK if isinstance(answerer, ScriptAnswerer) and answerer.batch is None \
@@ -305,7 +299,7 @@ def serve(requests: io.TextIOBase, replies: io.TextIOBase) -> None:
         try:
             labels, invalid, error = answerer.answer(chunk)
         except BaseException as exc:  # noqa: BLE001 - e.g. a model with non-finite outputs
-            send({"failed": str(exc) if isinstance(exc, HarnessError) else _one_line(exc)})
+            send({"failed": one_line(exc)})
             return
         send({"labels": labels, "invalid": invalid, "error": error})
 
