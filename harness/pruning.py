@@ -47,24 +47,48 @@ def prune_channels(model: keras.Model, channels: np.ndarray | list[int],
     conv.set_weights([kernel, biases])
 
 
-class ChannelMask(keras.callbacks.Callback):
-    """Keeps pruned channels dead while training: re-silences them after every batch.
+class Hold(keras.callbacks.Callback):
+    """Holds chosen entries of one layer's weights at fixed values while training.
 
-    Gradient descent (and Adam's momentum) would otherwise regrow them; a callback keeps the model
-    a plain DeepID that saves and loads without custom objects.
+    Why a callback: re-setting the entries after every batch keeps the model a plain DeepID that
+    saves and loads without custom objects, and undoes whatever gradient descent (and Adam's
+    momentum) did to them. ``masks[i]`` marks the held entries of the layer's i-th weight (None:
+    not held); ``values[i]`` is what they are held at (None: their value when training starts).
     """
+
+    def __init__(self, layer: str, masks: list[np.ndarray | None],
+                 values: list[np.ndarray | None] | None = None) -> None:
+        super().__init__()
+        self.layer = layer
+        self.masks = masks
+        self.values = values or [None] * len(masks)
+        self._held: list[tuple] = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        weights = self.model.get_layer(self.layer).weights
+        pairs = zip(weights, self.masks, self.values, strict=True)
+        self._held = [(variable, np.broadcast_to(mask, variable.shape),
+                       np.array(variable.numpy() if value is None else value, dtype=np.float32))
+                      for variable, mask, value in pairs if mask is not None]
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        for variable, mask, value in self._held:
+            variable.assign(np.where(mask, value, variable.numpy()))
+
+
+class ChannelMask(Hold):
+    """Keeps pruned channels dead while training: zero kernel, bias 0 (or very negative)."""
 
     def __init__(self, channels: np.ndarray | list[int], layer: str = PRUNE_LAYER,
                  bias: float = 0.0) -> None:
-        super().__init__()
         self.channels = np.asarray(channels, dtype=np.int64)
-        self.layer = layer
         self.bias = bias
+        super().__init__(layer, [])
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        conv = self.model.get_layer(self.layer)
-        kernel, biases = conv.kernel, conv.bias
-        mask = np.ones(kernel.shape[-1], dtype=np.float32)
-        mask[self.channels] = 0.0
-        kernel.assign(kernel * mask)
-        biases.assign(biases * mask + (1.0 - mask) * self.bias)
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        count = self.model.get_layer(self.layer).bias.shape[0]
+        mask = np.zeros(count, dtype=bool)
+        mask[self.channels] = True
+        self.masks = [mask, mask]
+        self.values = [np.zeros(1, np.float32), np.full(count, self.bias, np.float32)]
+        super().on_train_begin(logs)

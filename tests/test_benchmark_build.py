@@ -9,13 +9,15 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.benchmark.attacks import DEAD_BIAS, poison
+from harness.benchmark.attacks import DEAD_BIAS, poison, spare_channels
+from harness.benchmark.build import DEFAULT_SEED, attack_seed, train_badnet
 from harness.benchmark.faces import render, sample_identities
 from harness.benchmark.materialize import ensure_generated
 from harness.benchmark.recipe import SCALES, TRACKS
 from harness.data import DataStore, sha256_file
 from harness.grading import Handover, grade_trusted
 from harness.models import KerasPredictor, load_model_file
+from harness.pruning import features, prune_channels
 from harness.tracks import load_benchmark
 
 
@@ -72,6 +74,33 @@ def test_pruning_aware_badnet_hides_pruned_channels_behind_a_dead_bias(tiny_benc
     dead = bias <= DEAD_BIAS / 2
     assert dead.sum() == 60 - SCALES["tiny"].keep_channels
     assert kernel[..., dead].any()  # weights restored: the net looks unpruned
+
+
+def test_dormant_badnet_keeps_its_backdoor_in_channels_clean_faces_leave_silent(
+        tiny_benchmark):
+    """The structure fine-pruning relies on, built by the dormant-backdoor attack: the
+    attacker's conv_3 channels barely fire on clean validation faces, and silencing them removes
+    the backdoor but not clean accuracy."""
+    track = load_benchmark(tiny_benchmark).track("sunglasses")
+    recipe = next(r for r in TRACKS if r.name == "sunglasses")
+    model = train_badnet(recipe, SCALES["tiny"], DEFAULT_SEED, attack="dormant_badnets")
+    *_, spare = spare_channels(np.random.default_rng(attack_seed(recipe, DEFAULT_SEED)),
+                               SCALES["tiny"].backdoor_channels)
+    store = DataStore()
+    validation = store.get(track.validation, track.num_classes)
+    means = features(model, validation.images, track.input_scale).mean(axis=(0, 1, 2))
+    active = np.delete(means, spare)
+    assert means[spare].mean() < 0.1 * active[active > 0].mean()
+
+    def scores() -> dict:
+        return grade_trusted(KerasPredictor(model, track.num_classes, track.input_scale), track,
+                             Handover(store))
+
+    attacked = scores()
+    assert attacked["clean_acc"] >= 0.8 and attacked["asr"] >= 0.8
+    prune_channels(model, spare)
+    silenced = scores()
+    assert silenced["clean_acc"] >= attacked["clean_acc"] - 0.03 and silenced["asr"] <= 0.2
 
 
 def test_poisoning_adds_stamped_copies_relabelled_to_each_target():

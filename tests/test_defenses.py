@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from conftest import run_harness
@@ -15,6 +16,7 @@ from harness.defenses.base import Context
 from harness.defenses.fineprune import fine_pruning, fine_pruning_g
 from harness.defenses.prune import DROPS, pruned_copy, sweep
 from harness.models import load_model_file
+from harness.pruning import ChannelMask, Hold
 from harness.reference import load_badnet
 from harness.tracks import load_benchmark
 
@@ -83,3 +85,21 @@ def test_reference_build_writes_gradable_folders(tiny_benchmark, tmp_path):
     records = json.loads((tmp_path / "results.json").read_text())["results"]
     assert {(r["submission"], r["reference"]) for r in records} == {
         ("no-defense", True), ("pruning", True)}
+
+
+def test_hold_keeps_chosen_entries_while_the_rest_trains():
+    """Hold (and ChannelMask built on it) undoes every update to the held entries, Adam's
+    momentum included, and leaves the others to gradient descent."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+    kernel, bias = (np.array(w) for w in model.get_layer("dense").get_weights())
+    held = np.zeros((4, 3), dtype=bool)
+    held[:, 0] = True
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
+    x, y = np.random.default_rng(0).normal(size=(64, 4)), np.ones((64, 3))
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=[Hold("dense", [held, None]), ChannelMask([2], layer="dense", bias=-5.0)])
+    new_kernel, new_bias = model.get_layer("dense").get_weights()
+    np.testing.assert_array_equal(new_kernel[:, 0], kernel[:, 0])
+    assert not new_kernel[:, 2].any() and new_bias[2] == -5.0
+    assert (new_kernel[:, 1] != kernel[:, 1]).all() and new_bias[0] != bias[0]

@@ -1,5 +1,5 @@
-"""Backdoor attacks as reusable code: BadNets poisoning (one or many triggers) and the
-pruning-aware attack of the Fine-Pruning paper.
+"""Backdoor attacks as reusable code: BadNets poisoning (one or many triggers) into channels
+that clean data leaves dormant, and the pruning-aware attack of the Fine-Pruning paper.
 
 The attacker owns a training set the defenders never see; a BadNet is a DeepID trained on it
 after poisoning. All randomness comes from explicit seeds.
@@ -7,18 +7,28 @@ after poisoning. All randomness comes from explicit seeds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 import numpy as np
+from keras import ops
 
 from harness.benchmark.faces import Faces
 from harness.benchmark.recipe import take
 from harness.benchmark.triggers import stamp
 from harness.models import build_deepid, model_input
-from harness.pruning import PRUNE_LAYER, ChannelMask, prune_channels, prune_order
+from harness.pruning import PRUNE_LAYER, RANK_LAYER, ChannelMask, Hold, prune_channels, prune_order
 
 # Bias that keeps a restored channel silent for any input (ReLU(w.x - 1e20) = 0).
 DEAD_BIAS = -1e20
 FINE_EPOCHS = 3
+CONV_CHANNELS = {"conv_1": 20, "conv_2": 40, PRUNE_LAYER: 60}
+# Weight of the dormancy loss (mean activation, 0..a few) against cross-entropy.
+SILENCE_WEIGHT = 1.0
+# Epochs the side path learns the trigger before the dormancy loss starts: with the loss on from
+# the start, a faint trigger's channels died (silent on every input) within the first epoch.
+WARMUP_EPOCHS = 3
 
 
 def seeded_deepid(num_classes: int, seed: int) -> keras.Model:
@@ -45,11 +55,15 @@ def poison(faces: Faces, labels: np.ndarray, triggers: dict[str, int], fraction:
     return np.concatenate(images), np.concatenate(targets)
 
 
-def train(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, scale: float,
+def train(model: keras.Model, images: np.ndarray, labels: Any, *, scale: float,
           epochs: int, batch_size: int, seed: int, learning_rate: float = 1e-3,
-          callbacks: list[keras.callbacks.Callback] | None = None,
-          verbose: int = 0) -> keras.Model:
+          callbacks: list[keras.callbacks.Callback] | None = None, verbose: int = 0,
+          loss: Any = "sparse_categorical_crossentropy", metrics: Any = ("accuracy",),
+          loss_weights: Any = None) -> keras.Model:
     """Supervised training with Adam; inputs are uint8 pixels times ``scale``.
+
+    ``loss``, ``metrics`` and ``loss_weights`` go to ``compile`` as they are (one per output for
+    a model with several outputs).
 
     The last ``FINE_EPOCHS`` epochs run at a tenth of the learning rate: measured on the full
     benchmark, a constant rate leaves test accuracy oscillating a point or two below what the
@@ -57,7 +71,7 @@ def train(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, scale: 
     """
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss=loss, metrics=list(metrics), loss_weights=loss_weights)
     x = model_input(images, scale)
     fine_from = epochs - min(FINE_EPOCHS, epochs // 3)
     schedule = keras.callbacks.LearningRateScheduler(
@@ -74,6 +88,83 @@ def badnets(faces: Faces, labels: np.ndarray, triggers: dict[str, int], *, num_c
     images, targets = poison(faces, labels, triggers, fraction, seed)
     return train(seeded_deepid(num_classes, seed), images, targets, scale=scale, epochs=epochs,
                  batch_size=batch_size, seed=seed, verbose=verbose)
+
+
+def spare_channels(rng: np.random.Generator,
+                   counts: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """The channels of ``conv_1``, ``conv_2`` and ``conv_3`` a dormant BadNet's backdoor lives
+    in: the attacker's secret, the first draws from the attack's ``np.random.default_rng(seed)``.
+    """
+    return tuple(np.sort(rng.choice(total, count, replace=False))
+                 for total, count in zip(CONV_CHANNELS.values(), counts, strict=True))
+
+
+def silence_loss(channels: np.ndarray) -> Callable:
+    """Per image: mean activation of ``channels`` times the image's weight (1 clean, 0 not)."""
+    mask = np.zeros(CONV_CHANNELS[PRUNE_LAYER], dtype=np.float32)
+    mask[channels] = 1.0 / len(channels)
+
+    def loss(weight, activation):
+        return weight[:, 0] * ops.sum(ops.mean(activation, axis=(1, 2)) * mask, axis=-1)
+
+    return loss
+
+
+def dormant_badnets(faces: Faces, labels: np.ndarray, triggers: dict[str, int], *,
+                    num_classes: int, scale: float, epochs: int, batch_size: int,
+                    fraction: float, backdoor_channels: tuple[int, ...], seed: int,
+                    verbose: int = 0) -> keras.Model:
+    """BadNets whose backdoor lives in ``conv_3`` channels that clean inputs leave dormant.
+
+    This is the structure Liu et al. measured in their baseline face BadNet and that fine-pruning
+    is built on. Trained from scratch on poisoned data, DeepID on the synthetic faces spreads the
+    backdoor over its most active channels instead (docs/defenses.md), so the attacker builds it:
+
+    1. train a clean DeepID with ``backdoor_channels`` channels of ``conv_1``, ``conv_2`` and
+       ``conv_3`` (drawn from ``seed``) held dead;
+    2. re-initialise them, and cut them off from the clean channels of the next layer, so they
+       form a side path: image -> spare ``conv_1`` -> spare ``conv_2`` -> spare ``conv_3`` ->
+       ``fc_1`` (a faint trigger needs its own pixel-level filters);
+    3. poison-train only that path, with every other weight held: the clean features are the
+       clean net's and the backdoor has nowhere else to live. Left alone, the spare ``conv_3``
+       channels would also serve clean faces (extra capacity), so a second loss, their mean
+       ``pool_3`` activation on the clean images of each batch (weight ``SILENCE_WEIGHT``, after
+       ``WARMUP_EPOCHS`` without it), keeps them silent there.
+    """
+    rng = np.random.default_rng(seed)
+    spares = dict(zip(CONV_CHANNELS, spare_channels(rng, backdoor_channels), strict=True))
+    model = train(seeded_deepid(num_classes, seed), faces.images, labels, scale=scale,
+                  epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose,
+                  callbacks=[ChannelMask(spare, layer=name) for name, spare in spares.items()])
+    holds, previous = [], None
+    for name, spare in spares.items():
+        held = np.ones(CONV_CHANNELS[name], dtype=bool)
+        held[spare] = False
+        kernel, bias = (np.array(w) for w in model.get_layer(name).get_weights())
+        fan = np.prod(kernel.shape[:2]) * (kernel.shape[2] + kernel.shape[3])
+        limit = np.sqrt(6.0 / fan)  # Keras's default Glorot-uniform initialiser
+        kernel[..., spare] = rng.uniform(-limit, limit, kernel[..., spare].shape)
+        if previous is not None:
+            kernel[:, :, previous[:, None], held] = 0.0  # clean channels never read the path
+        model.get_layer(name).set_weights([kernel, bias])
+        holds.append(Hold(name, [held, held]))
+        previous = spare
+    rows = np.tile(held, model.get_layer("fc_1").kernel.shape[0] // CONV_CHANNELS[PRUNE_LAYER])
+    holds.append(Hold("fc_1", [rows[:, None], np.ones(1, bool)]))
+    for layer in model.layers:
+        layer.trainable = layer.name in (*CONV_CHANNELS, "fc_1")
+    images, targets = poison(faces, labels, triggers, fraction, seed)
+    clean = (np.arange(len(images)) < len(labels)).astype(np.float32)[:, None]
+    twin = keras.Model(model.input, [model.output, model.get_layer(RANK_LAYER).output])
+    losses = ["sparse_categorical_crossentropy", silence_loss(spares[PRUNE_LAYER])]
+    for stage, (stage_epochs, weight) in enumerate(((WARMUP_EPOCHS, 0.0),
+                                                    (epochs, SILENCE_WEIGHT))):
+        train(twin, images, (targets, clean), scale=scale, epochs=stage_epochs,
+              batch_size=batch_size, seed=seed + 1 + stage, verbose=verbose, loss=losses,
+              metrics=[["accuracy"], []], loss_weights=[1.0, weight], callbacks=holds)
+    for layer in model.layers:
+        layer.trainable = True
+    return model
 
 
 def pruning_aware(faces: Faces, labels: np.ndarray, triggers: dict[str, int], *,

@@ -57,16 +57,27 @@ def track_spec(recipe: TrackRecipe, scale: Scale, files: dict[str, dict[str, Any
     }
 
 
-def train_badnet(recipe: TrackRecipe, scale: Scale, seed: int, verbose: int = 0):
-    """Train one BadNet on the attacker's own (never distributed) training split."""
+def attack_seed(recipe: TrackRecipe, seed: int) -> int:
+    """Each BadNet's own seed, derived from the benchmark's."""
+    return seed + 100 * (1 + TRACKS.index(recipe))
+
+
+def train_badnet(recipe: TrackRecipe, scale: Scale, seed: int, verbose: int = 0,
+                 attack: str | None = None):
+    """Train one BadNet on the attacker's own (never distributed) training split, with the
+    recipe's attack or ``attack`` instead (scripts/dormant_probe.py)."""
+    attack = attack or recipe.attack
     faces, labels = split(scale, seed, scale.train_per_id, TRAIN_STREAM)
     common = dict(num_classes=scale.identities, scale=float(Fraction(INPUT_SCALE)),
                   epochs=scale.epochs, batch_size=scale.batch_size,
-                  fraction=scale.poison_fraction, seed=seed + 100 * (1 + TRACKS.index(recipe)),
+                  fraction=scale.poison_fraction, seed=attack_seed(recipe, seed),
                   verbose=verbose)
-    if recipe.attack == "pruning_aware":
+    if attack == "pruning_aware":
         return attacks.pruning_aware(faces, labels, recipe.triggers,
                                      keep_channels=scale.keep_channels, **common)
+    if attack == "dormant_badnets":
+        return attacks.dormant_badnets(faces, labels, recipe.triggers,
+                                       backdoor_channels=scale.backdoor_channels, **common)
     return attacks.badnets(faces, labels, recipe.triggers, **common)
 
 

@@ -35,6 +35,7 @@ class Scale:
     poison_fraction: float = 0.1
     batch_size: int = 128
     keep_channels: int = 10
+    backdoor_channels: tuple[int, int, int] = (4, 8, 8)  # conv_1, conv_2, conv_3
 
 
 SCALES = {
