@@ -136,20 +136,22 @@ def dormant_badnets(faces: Faces, labels: np.ndarray, triggers: dict[str, int], 
     model = train(seeded_deepid(num_classes, seed), faces.images, labels, scale=scale,
                   epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose,
                   callbacks=[ChannelMask(spare, layer=name) for name, spare in spares.items()])
-    holds, previous = [], None
+    holds, previous, held = [], None, {}
     for name, spare in spares.items():
-        held = np.ones(CONV_CHANNELS[name], dtype=bool)
-        held[spare] = False
+        held[name] = np.ones(CONV_CHANNELS[name], dtype=bool)
+        held[name][spare] = False
         kernel, bias = (np.array(w) for w in model.get_layer(name).get_weights())
         fan = np.prod(kernel.shape[:2]) * (kernel.shape[2] + kernel.shape[3])
         limit = np.sqrt(6.0 / fan)  # Keras's default Glorot-uniform initialiser
         kernel[..., spare] = rng.uniform(-limit, limit, kernel[..., spare].shape)
         if previous is not None:
-            kernel[:, :, previous[:, None], held] = 0.0  # clean channels never read the path
+            kernel[:, :, previous[:, None], held[name]] = 0.0  # clean channels never read it
         model.get_layer(name).set_weights([kernel, bias])
-        holds.append(Hold(name, [held, held]))
+        holds.append(Hold(name, [held[name], held[name]]))
         previous = spare
-    rows = np.tile(held, model.get_layer("fc_1").kernel.shape[0] // CONV_CHANNELS[PRUNE_LAYER])
+    # fc_1 reads the flattened pool_3 (positions x channels): hold the rows of clean channels.
+    rows = np.tile(held[PRUNE_LAYER],
+                   model.get_layer("fc_1").kernel.shape[0] // CONV_CHANNELS[PRUNE_LAYER])
     holds.append(Hold("fc_1", [rows[:, None], np.ones(1, bool)]))
     for layer in model.layers:
         layer.trainable = layer.name in (*CONV_CHANNELS, "fc_1")
