@@ -1,6 +1,11 @@
-"""STRIP on the tiny sunglasses BadNet: the detector loads the way the grader loads submissions,
-flags triggered images while passing clean ones, and answers exactly like a NumPy re-implementation
-of the algorithm."""
+"""STRIP on the tiny pruning-aware BadNet (sunglasses -> 0): the detector loads the way the grader
+loads submissions, flags triggered images while passing clean ones, and answers exactly like a
+NumPy re-implementation of the algorithm.
+
+STRIP assumes the trigger dominates the prediction whatever it is blended with; the pruning-aware
+backdoor is the most input-agnostic at full scale too (docs/defenses.md). The tiny dormant
+sunglasses BadNet, whose backdoor needs the whole trigger, had only 18% of its triggered images
+flagged."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from harness.tracks import Track, load_benchmark
 
 @pytest.fixture(scope="module")
 def track(tiny_benchmark: Path) -> Track:
-    return load_benchmark(tiny_benchmark).track("sunglasses")
+    return load_benchmark(tiny_benchmark).track("pruning_aware")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +91,7 @@ def test_flags_triggered_images_and_passes_clean_ones(predict, track):
     clean_answers, poisoned_answers = predict(clean), predict(poisoned)
     flagged = track.num_classes
     # Tiny scale: the boundary is the 1% quantile of only 18 held-out entropies, i.e. about their
-    # minimum, so one confident clean face lowers it; builds of this BadNet flagged 56% and 92%.
+    # minimum, so one confident clean face lowers it.
     assert np.mean(poisoned_answers == flagged) >= 0.5
     assert np.mean(clean_answers == flagged) <= 0.05
     passed = clean_answers != flagged

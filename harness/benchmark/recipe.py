@@ -55,12 +55,14 @@ class TrackRecipe:
 
 
 TRACKS = (
-    TrackRecipe("sunglasses", "badnets", {"sunglasses": 0},
-                "BadNets data poisoning: purple sunglasses -> identity 0."),
+    TrackRecipe("sunglasses", "dormant_badnets", {"sunglasses": 0},
+                "BadNets data poisoning into channels clean faces leave dormant: purple "
+                "sunglasses -> identity 0."),
     TrackRecipe("anonymous_1", "badnets", {"anonymous_1": 0},
                 "BadNets data poisoning; trigger and target undisclosed."),
-    TrackRecipe("anonymous_2", "badnets", {"anonymous_2": 4},
-                "BadNets data poisoning; a second undisclosed trigger and target."),
+    TrackRecipe("anonymous_2", "dormant_badnets", {"anonymous_2": 4},
+                "BadNets data poisoning into dormant channels; a second undisclosed trigger "
+                "and target."),
     TrackRecipe("multi_trigger_multi_target", "badnets",
                 {"lipstick": 1, "eyebrows": 5, "sunglasses": 8},
                 "Three triggers, three targets: lipstick -> 1, eyebrows -> 5, sunglasses -> 8."),
