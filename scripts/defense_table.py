@@ -55,11 +55,11 @@ def pruning_variants(benchmark_path: Path, submissions: Path) -> pd.DataFrame:
             prune_channels(model, order[:depth])
             scores = grade_trusted(KerasPredictor(model, track.num_classes, track.input_scale),
                                    track, handover)
-            rows.append({"track": track.name, "drop": drop, "pruned": depth,
+            rows.append({"track": track.name, "_points": int(drop.removesuffix("pt")),
+                         "drop": drop, "pruned": depth,
                          "val acc": notes[track.name]["val_acc_at_depth"][drop],
                          "clean acc": scores["clean_acc"], "ASR": scores["asr"]})
-    return pd.DataFrame(rows).sort_values(["track", "pruned", "val acc"],
-                                          ascending=[True, True, False])
+    return pd.DataFrame(rows).sort_values(["track", "_points"]).drop(columns="_points")
 
 
 def main() -> None:
@@ -69,7 +69,8 @@ def main() -> None:
     parser.add_argument("--benchmark", type=Path, default=default_benchmark())
     args = parser.parse_args()
     _, records = read_results(args.results)
-    print(defense_rows(records, args.submissions).to_markdown(index=False, floatfmt=".3f"))
+    print(defense_rows(records, args.submissions).to_markdown(
+        index=False, floatfmt=("", "", ".3f", ".3f", ".3f", ".3f", ".1f")))
     print()
     print(pruning_variants(args.benchmark, args.submissions).to_markdown(index=False,
                                                                          floatfmt=".3f"))
