@@ -42,6 +42,12 @@ def defense_rows(records: list[dict], submissions: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["track", "_order"]).drop(columns="_order")
 
 
+def defense_markdown(records: list[dict], submissions: Path) -> str:
+    """The docs' defense x track table (tests/test_docs_tables.py checks the docs hold it)."""
+    return defense_rows(records, submissions).to_markdown(
+        index=False, floatfmt=("", "", ".3f", ".3f", ".3f", ".3f", ".1f"))
+
+
 def pruning_variants(benchmark_path: Path, submissions: Path) -> pd.DataFrame:
     benchmark = load_benchmark(benchmark_path)
     notes = json.loads((submissions / "pruning" / "build.json").read_text())
@@ -69,8 +75,7 @@ def main() -> None:
     parser.add_argument("--benchmark", type=Path, default=default_benchmark())
     args = parser.parse_args()
     _, records = read_results(args.results)
-    print(defense_rows(records, args.submissions).to_markdown(
-        index=False, floatfmt=("", "", ".3f", ".3f", ".3f", ".3f", ".1f")))
+    print(defense_markdown(records, args.submissions))
     print()
     print(pruning_variants(args.benchmark, args.submissions).to_markdown(index=False,
                                                                          floatfmt=".3f"))

@@ -1,0 +1,37 @@
+"""The committed results are what the docs and the leaderboard show.
+
+``leaderboard.md`` must be the rendering of ``results.json``, and docs/defenses.md's defense x
+track table must be what ``scripts/defense_table.py`` prints from ``results.json`` and the
+reference builds' ``build.json``: a regrade or a rebuild that forgets either fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+from harness.report import read_results, render_leaderboard
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _defense_table() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("defense_table",
+                                                  REPO / "scripts" / "defense_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_leaderboard_is_rendered_from_results() -> None:
+    benchmark, records = read_results(REPO / "results.json")
+    assert render_leaderboard(benchmark, records) == (REPO / "leaderboard.md").read_text()
+
+
+def test_docs_defense_table_matches_results() -> None:
+    _, records = read_results(REPO / "results.json")
+    table = _defense_table().defense_markdown(records, REPO / "submissions")
+    assert len(table.splitlines()) == 2 + 7 * 5  # header, rule, seven defenses on five tracks
+    assert table in (REPO / "docs" / "defenses.md").read_text()
