@@ -7,6 +7,8 @@ accuracy on the held-out part is kept: model selection never sees test or poison
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 
@@ -21,11 +23,14 @@ BATCH_SIZE = 64
 
 def fine_tune(model: keras.Model, ctx: Context, *, images: np.ndarray | None = None,
               labels: np.ndarray | None = None, dead_channels: np.ndarray | None = None,
-              epochs: int = EPOCHS, learning_rate: float = LEARNING_RATE) -> dict:
+              epochs: int = EPOCHS, learning_rate: float = LEARNING_RATE,
+              callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
     """Train ``model`` in place and leave it at its best held-out epoch; returns notes.
 
     ``images``/``labels`` replace the fit split (e.g. with stamped copies added for unlearning);
-    ``dead_channels`` are ``conv_3`` channels held at zero throughout (fine-pruning's mask).
+    ``dead_channels`` are ``conv_3`` channels held at zero throughout (fine-pruning's mask);
+    ``callbacks`` are extra Keras callbacks, e.g. a report's per-epoch probe (each epoch is its
+    own ``fit`` call, so ``on_epoch_end`` sees epoch 0 every time).
     """
     fit, holdout = ctx.split()
     x = ctx.x(fit) if images is None else model_input(images, ctx.scale)
@@ -34,10 +39,10 @@ def fine_tune(model: keras.Model, ctx: Context, *, images: np.ndarray | None = N
     keras.utils.set_random_seed(ctx.seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy")
-    callbacks = [] if dead_channels is None else [ChannelMask(dead_channels)]
+    hooks = [*([] if dead_channels is None else [ChannelMask(dead_channels)]), *callbacks]
     best, best_acc, history = model.get_weights(), -1.0, []
     for epoch in range(1, epochs + 1):
-        model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=True, callbacks=callbacks,
+        model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=True, callbacks=hooks,
                   verbose=0)
         scores = model.predict(x_hold, batch_size=2048, verbose=0)
         accuracy = float(np.mean(scores.argmax(axis=1) == y_hold))
