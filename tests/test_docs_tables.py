@@ -1,8 +1,9 @@
 """The committed results are what the docs and the leaderboard show.
 
-``leaderboard.md`` must be the rendering of ``results.json``, and docs/defenses.md's defense x
-track table must be what ``scripts/defense_table.py`` prints from ``results.json`` and the
-reference builds' ``build.json``: a regrade or a rebuild that forgets either fails here.
+``results.json`` must have graded the submission folders as committed (their digests),
+``leaderboard.md`` must be its rendering, and docs/defenses.md's defense x track table must be
+what ``scripts/defense_table.py`` prints from ``results.json`` and the reference builds'
+``build.json``: a rebuild without a regrade, or a regrade without the docs, fails here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+from harness.provenance import submission_digest
 from harness.report import read_results, render_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +25,13 @@ def _defense_table() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_results_graded_the_committed_submissions() -> None:
+    _, records = read_results(REPO / "results.json")
+    graded = {record["submission"]: record["sha256"] for record in records}
+    current = {name: submission_digest(REPO / "submissions" / name) for name in graded}
+    assert graded == current
 
 
 def test_leaderboard_is_rendered_from_results() -> None:
