@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from harness.data import ContestSet, DataStore
+from harness.environments import EnvironmentSpec, EnvironmentStore
 from harness.errors import BenchmarkError, SubmissionError, one_line
-from harness.grading import GradeOptions, answer_array
-from harness.runner import Answers
-from harness.submissions import MANIFEST, Submission, TrackEntry, load_submission
+from harness.grading import GradeOptions, answer_array, environment_spec, placed_files
+from harness.submissions import MANIFEST, Submission, load_submission
 from harness.tracks import Benchmark, Track, load_benchmark
 
+KEY_PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy")
+"""Packages whose versions the environment line shows."""
 SAMPLE = 8
 """Validation images answered per track: enough to catch wrong shapes and ranges, cheap on CPU."""
 
@@ -43,7 +45,8 @@ class Check:
         return f"{status:<5} {self.what}" + (f": {self.message}" if self.message else "")
 
 
-def run(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False) -> int:
+def run(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False,
+        environments: EnvironmentStore | None = None, build: bool = True) -> int:
     """Print every check of ``folder`` against the benchmark; 0 all passed, 1 some failed, 2 when
     the benchmark itself is unusable (not the author's fault)."""
     try:
@@ -55,7 +58,9 @@ def run(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False) -> in
         print(f"checking {folder} on {benchmark.name} ({len(benchmark.tracks)} tracks)",
               flush=True)
         failed = total = 0
-        for result in check_submission(folder, benchmark, allow_unsafe=allow_unsafe):
+        options = GradeOptions(allow_unsafe=allow_unsafe, build=build,
+                               environments=environments or EnvironmentStore())
+        for result in check_submission(folder, benchmark, options):
             print(result.line(), flush=True)
             total += 1
             failed += not result.passed
@@ -69,8 +74,8 @@ def run(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False) -> in
     return 0
 
 
-def check_submission(folder: Path, benchmark: Benchmark, *,
-                     allow_unsafe: bool = False) -> Iterator[Check]:
+def check_submission(folder: Path, benchmark: Benchmark,
+                     options: GradeOptions | None = None) -> Iterator[Check]:
     """Yield the checks in order, each as soon as it is known (loading a model takes seconds).
 
     Stops early only when nothing further can be checked (no folder, no readable manifest).
@@ -96,7 +101,7 @@ def check_submission(folder: Path, benchmark: Benchmark, *,
                     f"not a track of this benchmark ({', '.join(names)}); rename or remove it")
     store = DataStore()
     for track in benchmark.tracks:
-        yield from _check_track(submission, track, store, allow_unsafe)
+        yield from _check_track(submission, track, store, options or GradeOptions())
 
 
 def _check_meta(submission: Submission) -> Check:
@@ -108,8 +113,9 @@ def _check_meta(submission: Submission) -> Check:
 
 
 def _check_track(submission: Submission, track: Track, store: DataStore,
-                 allow_unsafe: bool) -> Iterator[Check]:
-    """The entry's files, then loading and running it on a few validation images."""
+                 options: GradeOptions) -> Iterator[Check]:
+    """The entry's files, its environment and placed files, then loading and running it on a
+    few validation images, in that environment."""
     if track.name not in submission.tracks:
         yield Check(False, track.name, f"no [tracks.{track.name}] table in {MANIFEST}; add one "
                                        f"with {ENTRY_FORMS}")
@@ -121,10 +127,21 @@ def _check_track(submission: Submission, track: Track, store: DataStore,
         return
     relative = entry.path.relative_to(submission.root.resolve())
     yield Check(True, f"{track.name}: entry", f"{entry.kind} {relative}")
+    try:
+        placed = placed_files(entry, track)
+        spec = environment_spec(entry, submission.root, track)
+    except SubmissionError as exc:
+        yield Check(False, f"{track.name}: entry", str(exc))
+        return
+    if placed:
+        yield Check(True, f"{track.name}: files", ", ".join(f"{name} at {path}" for path, name
+                                                             in entry.files))
+    if spec is not None:
+        yield _check_environment(track, spec, options)
     images, labels = _sample(store.get(track.validation, track.num_classes))
     what = f"{track.name}: loads and answers"
     try:
-        answers = _answer(entry, submission.root, track, images, allow_unsafe=allow_unsafe)
+        answers = answer_array(entry, submission.root, track, images, options)
     except Exception as exc:  # the runner's one-line SubmissionError, or anything unforeseen
         yield Check(False, what, _message(exc, submission.root))
         return
@@ -138,10 +155,18 @@ def _check_track(submission: Submission, track: Track, store: DataStore,
                             f"({correct}/{len(images)} correct{note})")
 
 
-def _answer(entry: TrackEntry, root: Path, track: Track, images: np.ndarray, *,
-            allow_unsafe: bool) -> Answers:
-    """Run the entry on ``images`` the way the grader does: the only call into the runner."""
-    return answer_array(entry, root, track, images, GradeOptions(allow_unsafe=allow_unsafe))
+def _check_environment(track: Track, spec: EnvironmentSpec, options: GradeOptions) -> Check:
+    """Whether the declared environment resolves and is built (building it if allowed)."""
+    what = f"{track.name}: environment"
+    try:
+        built = options.environments.ensure(spec, build=options.build)
+    except SubmissionError as exc:
+        return Check(False, what, str(exc))
+    how = f"built in {built.seconds:.0f} s" if built.seconds else "built"
+    versions = ", ".join(f"{name} {built.packages[name]}" for name in KEY_PACKAGES
+                         if name in built.packages)
+    return Check(True, what, f"{spec.name} ({how}; {len(built.packages)} packages"
+                             + (f": {versions}" if versions else "") + ")")
 
 
 def _sample(data: ContestSet) -> tuple[np.ndarray, np.ndarray]:

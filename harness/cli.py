@@ -1,4 +1,5 @@
-"""Command line: ``harness grade``, ``check``, ``new``, ``export-public`` and the builders.
+"""Command line: ``harness grade``, ``check``, ``new``, ``export-public`` and the builders
+(``env build``, ``benchmark build``, ``reference build``).
 
 ``grade`` is a thin front for pytest with the grading plugin, so pytest's own options (-k, -x,
 --junitxml, -q) behave as pytest users expect and its exit status is kept: 0 all passed, 1 some
@@ -67,6 +68,10 @@ def _grade(args: argparse.Namespace, passthrough: list[str]) -> int:
         pytest_args += ["--harness-baseline", args.baseline]
     if args.summary_md:
         pytest_args += ["--harness-summary-md", args.summary_md]
+    if args.env_cache:
+        pytest_args += ["--harness-env-cache", args.env_cache]
+    if args.no_build:
+        pytest_args.append("--harness-no-build")
     if args.numprocesses:  # plugin autoloading is off: load pytest-xdist by name
         pytest_args += ["-p", "xdist.plugin", "-n", str(args.numprocesses)]
     if args.backend == "ray":
@@ -133,9 +138,56 @@ def _bench(args: argparse.Namespace, passthrough: list[str]) -> int:
 
 def _check(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.check import run
+    from harness.environments import EnvironmentStore
 
+    store = EnvironmentStore(Path(args.env_cache) if args.env_cache else None)
     return run(Path(args.submission), Path(args.benchmark or default_benchmark()),
-               allow_unsafe=args.allow_unsafe_models)
+               allow_unsafe=args.allow_unsafe_models, environments=store,
+               build=not args.no_build)
+
+
+def _env_build(args: argparse.Namespace, passthrough: list[str]) -> int:
+    """Build every environment that the submissions' entries declare, one line each."""
+    from harness.environments import EnvironmentStore
+    from harness.errors import HarnessError, SubmissionError
+    from harness.grading import environment_spec
+    from harness.submissions import MANIFEST, load_submission
+    from harness.tracks import load_benchmark
+
+    try:
+        benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
+    except HarnessError as exc:
+        return _usage_error(exc)
+    store = EnvironmentStore(Path(args.env_cache) if args.env_cache else None)
+    specs, failed = {}, 0
+    for manifest in sorted(Path(args.submissions).glob(f"*/{MANIFEST}")):
+        submission = load_submission(manifest)
+        for track in benchmark.tracks:
+            try:
+                entry = submission.entry(track.name)
+            except SubmissionError:
+                continue  # not about environments: grade and check report it
+            try:
+                spec = environment_spec(entry, submission.root, track)
+            except SubmissionError as exc:
+                print(f"FAIL  {submission.name} on {track.name}: {exc}")
+                failed += 1
+                continue
+            if spec is not None:
+                specs.setdefault(spec.key, (spec, []))[1].append(submission.name)
+    for spec, users in specs.values():
+        who = ", ".join(sorted(set(users)))
+        try:
+            built = store.ensure(spec)
+        except SubmissionError as exc:
+            print(f"FAIL  {spec.name} (for {who}): {exc}")
+            failed += 1
+            continue
+        how = f"built in {built.seconds:.1f} s" if built.seconds else "already built"
+        print(f"ok    {spec.name} (for {who}): {how}, {len(built.packages)} packages, "
+              f"{built.folder}")
+    print(f"{len(specs)} environments in {store.folder}; {failed} failed")
+    return 1 if failed else 0
 
 
 def _new(args: argparse.Namespace, passthrough: list[str]) -> int:
@@ -167,6 +219,18 @@ def _export_public(args: argparse.Namespace, passthrough: list[str]) -> int:
     for name in files:
         print(f"  {name}")
     return 0
+
+
+ENV_CACHE_HELP = ("folder of built environments (default: $HARNESS_ENV_CACHE, else "
+                  "~/.cache/backdoor-grader/environments)")
+
+
+def _environment_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--env-cache", metavar="DIR", help=ENV_CACHE_HELP)
+    command.add_argument("--no-build", action="store_true",
+                         help="never build an environment; entries whose environment is not "
+                              "built fail with 'environment not built' (build ahead with: "
+                              "harness env build)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -208,6 +272,7 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--summary-md", metavar="FILE",
                        help="append a Markdown summary of the submissions graded in this run "
                             "(e.g. $GITHUB_STEP_SUMMARY)")
+    _environment_options(grade)
     grade.add_argument("-q", "--quiet", action="store_true", help="one character per item")
     grade.add_argument("-n", "--numprocesses", metavar="K", type=int, default=0,
                        help="grade in K processes at once (pytest-xdist); results are the same")
@@ -248,7 +313,21 @@ def parser() -> argparse.ArgumentParser:
                                            "embedded data/)")
     check.add_argument("--allow-unsafe-models", action="store_true",
                        help="load models with Lambda layers (they run arbitrary code)")
+    _environment_options(check)
     check.set_defaults(run=_check)
+
+    env = commands.add_parser("env", help="the Python environments submissions declare")
+    env_commands = env.add_subparsers(dest="env_command", required=True)
+    env_build = env_commands.add_parser(
+        "build", help="build every environment a submissions folder needs, ahead of grading",
+        description="Install each environment that an entry declares (a benchmark's named "
+                    "environment, a submission's requirements) into the environment cache, "
+                    "wheels only. Afterwards `grade --no-build` runs offline.")
+    env_build.add_argument("submissions", nargs="?", default="submissions",
+                           help="folder holding <name>/submission.toml (default: submissions)")
+    env_build.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    env_build.add_argument("--env-cache", metavar="DIR", help=ENV_CACHE_HELP)
+    env_build.set_defaults(run=_env_build)
 
     new = commands.add_parser("new", help="start a submission folder from a template")
     new.add_argument("name", help="submission (folder) name: letters, digits, '.', '_', '-'")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data import DataStore
+from harness.environments import EnvironmentSpec, EnvironmentStore, resolve
 from harness.errors import SubmissionError
 from harness.provenance import GRADING_SEED
 from harness.runner import Answers, run_entry
@@ -45,6 +46,12 @@ class GradeOptions:
     sample: int | None = None
     """Grade a stratified sample of this many images per test set (None: every image)."""
     limits: Limits = field(default_factory=Limits)
+    environments: EnvironmentStore = field(default_factory=EnvironmentStore)
+    """Where submissions' environments are built and found (decides no result: an environment
+    is named by what it is built from)."""
+    build: bool = True
+    """Build a missing environment (False: the entry fails with "environment not built", so a
+    run prepared by ``harness env build`` stays offline)."""
 
 
 def stratified_sample(labels: np.ndarray, size: int, seed: int = GRADING_SEED) -> np.ndarray:
@@ -186,12 +193,38 @@ def _scale(entry: TrackEntry, track: Track) -> float:
     return entry.input_scale if entry.input_scale is not None else track.input_scale
 
 
+def environment_spec(entry: TrackEntry, root: Path, track: Track) -> EnvironmentSpec | None:
+    """The environment ``entry`` declares, against the benchmark ``track`` belongs to."""
+    return resolve(entry.environment, entry.requirements, track.benchmark_root, root)
+
+
+def placed_files(entry: TrackEntry, track: Track) -> list[tuple[str, Path]]:
+    """The public track files ``entry`` asks to have in its folder; asking for a hidden set is
+    a :class:`SubmissionError` (it is never placed)."""
+    public = {"badnet": track.badnet, "validation": track.validation.path}
+    if track.test is not None and not track.test.hidden:
+        public["test"] = track.test.path
+    placed = []
+    for relative, name in entry.files:
+        if name not in public:
+            raise SubmissionError(f"files: '{relative}' = {name!r}: the {name} set of "
+                                  f"{track.name} is hidden; only {', '.join(public)} can be "
+                                  "placed")
+        placed.append((relative, public[name]))
+    return placed
+
+
 def answer(entry: TrackEntry, root: Path, track: Track, images: Path, options: GradeOptions,
            progress: Callable[[int], None] | None = None) -> Answers:
-    """Run ``entry`` of the submission in ``root`` on an image file, in the sandbox."""
+    """Run ``entry`` of the submission in ``root`` on an image file, in the sandbox, in the
+    environment it declares (built first where allowed) with the public files it asks for."""
+    placed = placed_files(entry, track)
+    spec = environment_spec(entry, root, track)
+    built = None if spec is None else options.environments.ensure(spec, build=options.build)
     return run_entry(entry, root, images, num_classes=track.num_classes,
                      input_scale=_scale(entry, track), limits=options.limits,
-                     allow_unsafe=options.allow_unsafe, progress=progress)
+                     allow_unsafe=options.allow_unsafe, progress=progress,
+                     environment=None if built is None else built.folder, placed=placed)
 
 
 def answer_array(entry: TrackEntry, root: Path, track: Track, images: np.ndarray,

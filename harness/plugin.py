@@ -23,6 +23,7 @@ from harness import __version__
 from harness.cache import FOLDER_NAME, Baseline, ResultCache, cache_key, track_fingerprint
 from harness.changes import changed_files
 from harness.data import DataStore
+from harness.environments import EnvironmentStore
 from harness.errors import (
     BenchmarkError,
     HarnessError,
@@ -30,7 +31,13 @@ from harness.errors import (
     TransientSubmissionError,
     one_line,
 )
-from harness.grading import GradeOptions, Handover, grade_track, score_answers
+from harness.grading import (
+    GradeOptions,
+    Handover,
+    environment_spec,
+    grade_track,
+    score_answers,
+)
 from harness.plots import write_samples
 from harness.provenance import environment
 from harness.ray_backend import RayBackend, dispatch
@@ -116,10 +123,20 @@ class GradingState:
                 "image_timeout": self.grading.limits.image_timeout}
 
     def key(self, submission: Submission, track: Track) -> str:
+        """The cache key of an item; an entry's environment (by what it is built from: a named
+        environment lives in the benchmark folder, outside the submission's digest) is part of
+        it, and absent for the grader's own, so such keys are as they always were."""
         if track.name not in self.fingerprints:  # hashes the BadNet: once per track and run
             self.fingerprints[track.name] = track_fingerprint(track, self.store)
+        options = self.options()
+        try:
+            spec = environment_spec(submission.entry(track.name), submission.root, track)
+        except SubmissionError:
+            spec = None  # the item is an error row whatever the environment
+        if spec is not None:
+            options["environment"] = spec.key
         return cache_key(submission.name, submission.sha256, self.fingerprints[track.name],
-                         self.options())
+                         options)
 
     def earlier_record(self, submission: Submission, track: Track
                        ) -> tuple[dict[str, Any] | None, str]:
@@ -185,6 +202,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default: results.json in the out folder, if present)")
     group.addoption("--harness-summary-md", metavar="FILE",
                     help="append a Markdown summary of the submissions graded in this run")
+    group.addoption("--harness-env-cache", metavar="DIR",
+                    help="folder of built environments (default: $HARNESS_ENV_CACHE, else "
+                         "~/.cache/backdoor-grader/environments)")
+    group.addoption("--harness-no-build", action="store_true",
+                    help="never build an environment: entries whose environment is not built "
+                         "fail with 'environment not built'")
     group.addoption("--harness-backend", choices=("local", "ray"), default="local",
                     help="where submissions are answered: local workers, or Ray tasks")
     group.addoption("--harness-ray-address", metavar="ADDRESS",
@@ -213,8 +236,11 @@ def pytest_configure(config: pytest.Config) -> None:
                                 "grade on; grade with the organizers' benchmark")
     limits = Limits(image_timeout=config.getoption("harness_image_timeout"),
                     track_timeout=config.getoption("harness_track_timeout"))
+    env_cache = config.getoption("harness_env_cache")
     grading = GradeOptions(allow_unsafe=config.getoption("harness_allow_unsafe_models"),
-                           sample=config.getoption("harness_sample"), limits=limits)
+                           sample=config.getoption("harness_sample"), limits=limits,
+                           environments=EnvironmentStore(Path(env_cache) if env_cache else None),
+                           build=not config.getoption("harness_no_build"))
     state = GradingState(benchmark=benchmark, out=Path(config.getoption("harness_out")),
                          grading=grading)
     if not config.getoption("harness_no_cache"):
@@ -257,7 +283,7 @@ def pytest_configure(config: pytest.Config) -> None:
     fd = config.getoption("harness_progress_fd")
     if fd is not None and not hasattr(config, "workerinput"):  # xdist workers have no terminal
         state.progress = os.fdopen(fd, "w", closefd=False)
-    if detect().bwrap is None:  # loud even under -q: isolation is weaker than documented
+    if detect().bwrap is None and not _xdist_worker(config):  # loud even under -q, said once
         print(f"harness: {detect().note}", file=sys.stderr)
     config.pluginmanager.register(state, "harness-records")
 
@@ -325,9 +351,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash[STATE]
     names = ", ".join(t.name for t in state.benchmark.tracks)
     cache = f"cache: {state.cache.folder}" if state.cache else "cache: off"
+    mode = detect()
     return [f"benchmark: {state.benchmark.name} ({state.benchmark.root}): {names}",
             f"harness {__version__}; results to {state.out.resolve()}; {cache}",
-            detect().note,
+            *([mode.note] if mode.bwrap else []),  # a warning was printed to stderr already
             *([state.baseline_note] if state.baseline_note else [])]
 
 
@@ -424,6 +451,37 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 state.store.get(data_file, track.num_classes)
     except BenchmarkError as exc:
         pytest.exit(f"benchmark error: {exc}", returncode=2)
+    _build_environments(session, state)
+
+
+def _build_environments(session: pytest.Session, state: GradingState) -> None:
+    """Build the environments the selected items need before the first item runs, one line
+    each, so that minutes of installing show as such rather than as a slow item. A failure is
+    kept and becomes the error row of each item that needs it."""
+    if not state.grading.build or state.ray is not None:
+        return
+    specs = {}
+    for item in session.items:
+        if isinstance(item, TrackItem):
+            try:
+                entry = item.submission.entry(item.track.name)
+                spec = environment_spec(entry, item.submission.root, item.track)
+            except SubmissionError:
+                continue
+            if spec is not None and state.earlier_record(item.submission, item.track)[0] is None:
+                specs[spec.key] = spec
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for spec in specs.values():
+        store = state.grading.environments
+        if store.get(spec) is not None:
+            continue
+        try:
+            built = store.ensure(spec)
+            line = f"harness: environment {spec.name}: built in {built.seconds:.0f} s"
+        except SubmissionError as exc:
+            line = f"harness: {exc}"
+        if reporter is not None:
+            reporter.write_line(line)
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.environments import GRADER
 from harness.errors import HarnessError, SubmissionError, TransientSubmissionError
 from harness.grading import GradeOptions, TrackImages, write_once
 from harness.runner import Answers, run_entry
@@ -91,7 +92,8 @@ def answer_on_node(job: Job, files: dict[str, bytes | str],
     with tempfile.TemporaryDirectory(prefix="harness-ray-") as temporary:
         root = Path(temporary) / "submission"
         _unpack(files, root)
-        entry = replace(job.entry, path=root / job.entry.path)
+        workdir = None if job.entry.workdir is None else root / job.entry.workdir
+        entry = replace(job.entry, path=root / job.entry.path, workdir=workdir)
         try:
             answers = run_entry(entry, root, path, num_classes=job.num_classes,
                                 input_scale=job.input_scale, limits=job.options.limits,
@@ -130,15 +132,25 @@ class RayBackend:
 
     def submit(self, key: str, entry: TrackEntry, root: Path, track: Track, mixed: TrackImages,
                options: GradeOptions) -> None:
-        """Start answering one item; :meth:`answers` collects it."""
+        """Start answering one item; :meth:`answers` collects it.
+
+        Entries that declare an environment or ask for placed track files are refused (an
+        error row): nodes would need the environment built and the files sent, which this
+        backend does not do yet.
+        """
+        if entry.environment not in (None, GRADER) or entry.requirements or entry.files:
+            raise SubmissionError("--backend ray does not yet run entries that declare an "
+                                  "environment or placed files; grade them without Ray")
         if mixed.path not in self._images:
             self._images[mixed.path] = self.ray.put(np.load(mixed.path))
         if root not in self._files:
             self._files[root] = self.ray.put(_folder_files(root))
         relative = entry.path.resolve().relative_to(root.resolve())
         scale = entry.input_scale if entry.input_scale is not None else track.input_scale
-        job = Job(entry=replace(entry, path=relative), image_name=mixed.path.name,
-                  num_classes=track.num_classes, input_scale=scale, options=options)
+        workdir = None if entry.workdir is None else entry.workdir.relative_to(root.resolve())
+        job = Job(entry=replace(entry, path=relative, workdir=workdir),
+                  image_name=mixed.path.name, num_classes=track.num_classes, input_scale=scale,
+                  options=options)
         self.pending[key] = self.task.remote(job, self._files[root], self._images[mixed.path])
 
     def answers(self, key: str) -> Answers:
@@ -169,7 +181,7 @@ def dispatch(backend: RayBackend, state: Any, items: Sequence[Any]) -> None:
             continue
         try:
             entry = item.submission.entry(item.track.name)
+            backend.submit(item.nodeid, entry, item.submission.root, item.track,
+                           state.handover.images(item.track), state.grading)
         except SubmissionError:
             continue  # an error row, made locally without a node
-        backend.submit(item.nodeid, entry, item.submission.root, item.track,
-                       state.handover.images(item.track), state.grading)

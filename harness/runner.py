@@ -1,8 +1,10 @@
 """Run one submission entry over one unlabeled image file in a sandboxed worker.
 
-The grader's side of :mod:`harness.worker`: it prepares a private copy of the submission and a
-log folder, starts the worker under :mod:`harness.sandbox`, sends the one load request and reads
-the streamed answers with wall-clock deadlines. Whatever the submission does (crash, hang, print
+The grader's side of :mod:`harness.worker`: it prepares a private copy of the submission (with
+the public track files the manifest asks for placed in it, read-only) and a log folder, starts the
+worker under :mod:`harness.sandbox` with the entry's environment, sends the one load request and
+reads the streamed answers (:mod:`harness.protocol`, every reply checked) with wall-clock
+deadlines. Whatever the submission does (crash, hang, print
 garbage, exhaust memory, fork) ends here as labels or as one :class:`SubmissionError` line; the
 worker's whole process group is killed on every way out.
 """
@@ -10,22 +12,31 @@ worker's whole process group is killed on every way out.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import selectors
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
 from harness import sandbox
 from harness.errors import SubmissionError, TransientSubmissionError
+from harness.protocol import (
+    Chunk,
+    Failed,
+    Loaded,
+    LoadFailed,
+    LoadRequest,
+    ProtocolError,
+    Reply,
+    read_reply,
+)
 from harness.sandbox import Limits
 from harness.submissions import TrackEntry
 
@@ -50,7 +61,7 @@ class _Channel:
         self.selector = selectors.DefaultSelector()
         self.selector.register(stream, selectors.EVENT_READ)
 
-    def read(self, deadline: float) -> dict[str, Any] | None:
+    def read(self, deadline: float) -> Reply | None:
         """The next reply, ``None`` at end of stream; raises ``TimeoutError`` at the deadline."""
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()
@@ -62,22 +73,22 @@ class _Channel:
             self.buffer += data
         line, self.buffer = self.buffer.split(b"\n", 1)
         try:
-            reply = json.loads(line)
-        except ValueError:
-            raise SubmissionError("the worker's reply channel was corrupted (the submission "
-                                  "wrote to it)") from None
-        if not isinstance(reply, dict):
-            raise SubmissionError("the worker's reply channel was corrupted")
-        return reply
+            return read_reply(line)
+        except ProtocolError as exc:
+            raise SubmissionError(f"the worker's reply channel was corrupted (the submission "
+                                  f"wrote to it): {exc}") from None
 
 
 def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_classes: int,
               input_scale: float, limits: Limits, allow_unsafe: bool = False,
-              progress: Callable[[int], None] | None = None) -> Answers:
+              progress: Callable[[int], None] | None = None, environment: Path | None = None,
+              placed: Sequence[tuple[str, Path]] = ()) -> Answers:
     """Answer every image of ``images`` (a ``.npy`` of uint8 (n, 55, 47, 3)) with ``entry``.
 
-    Raises :class:`SubmissionError` when the entry cannot be loaded or the worker dies, and
-    :class:`TransientSubmissionError` when it runs out of time.
+    ``environment`` is the folder of a built environment to run in (None: the grader's own);
+    ``placed`` names public files to put read-only into the submission's folder, as (path
+    relative to the folder, file). Raises :class:`SubmissionError` when the entry cannot be
+    loaded or the worker dies, and :class:`TransientSubmissionError` when it runs out of time.
     """
     mode = sandbox.detect()
     count = len(np.load(images, mmap_mode="r"))
@@ -86,25 +97,31 @@ def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_cla
         copy = work / "submission"
         uid = sandbox.worker_uid(mode)
         sandbox.private_copy(submission_root, copy, uid)
+        sandbox.place(mode, copy, placed)
         logs = sandbox.writable_dir(work / "log", uid)
         log = logs / "worker.log"
-        relative = entry.path.resolve().relative_to(submission_root.resolve())
+        root = submission_root.resolve()
         if mode.bwrap:
             inside, scratch = sandbox.SUBMISSION_MOUNT, Path("/tmp")
         else:
             inside, scratch = copy, sandbox.writable_dir(work / "tmp", uid)
-        request = {"kind": entry.kind, "path": str(inside / relative), "num_classes": num_classes,
-                   "input_scale": input_scale, "args": list(entry.args),
-                   "architecture": entry.architecture, "allow_unsafe": allow_unsafe,
-                   "image_timeout": limits.image_timeout, "scratch": str(scratch)}
-        argv, env = sandbox.command(mode, submission=copy, images=images, log=log, uid=uid)
+        workdir = (entry.workdir or root).relative_to(root)
+        request = LoadRequest(
+            kind=entry.kind, path=str(inside / entry.path.resolve().relative_to(root)),
+            num_classes=num_classes, input_scale=input_scale, args=list(entry.args),
+            architecture=entry.architecture, allow_unsafe=allow_unsafe,
+            image_timeout=limits.image_timeout, scratch=str(scratch),
+            workdir=str(inside / workdir), batch=entry.batch)
+        argv, env = sandbox.command(mode, submission=copy, images=images, log=log, uid=uid,
+                                    environment=environment, placed=placed)
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL, env=env,
                                    cwd=copy if mode.bwrap is None else work,
                                    start_new_session=True,
                                    preexec_fn=sandbox.limiter(limits, mode.privileged))
         try:
-            answers = _converse(process, request, count, limits, log, progress)
+            answers = _converse(process, request, count, num_classes, limits, log,
+                                progress)
         except SubmissionError as exc:
             raise type(exc)(_relative(str(exc), inside)) from None
         finally:
@@ -119,44 +136,50 @@ def _relative(message: str, inside: Path) -> str:
     return message.replace(f"{inside}{os.sep}", "")
 
 
-def _converse(process: subprocess.Popen[bytes], request: dict[str, Any], count: int,
-              limits: Limits, log: Path, progress: Callable[[int], None] | None) -> Answers:
+def _converse(process: subprocess.Popen[bytes], request: LoadRequest, count: int,
+              num_classes: int, limits: Limits, log: Path,
+              progress: Callable[[int], None] | None) -> Answers:
     assert process.stdin is not None and process.stdout is not None
     started = time.monotonic()
     track_deadline = started + limits.track_timeout
     channel = _Channel(process.stdout)
     try:
-        process.stdin.write((json.dumps(request) + "\n").encode())
+        process.stdin.write(request.to_line().encode())
         process.stdin.close()
     except BrokenPipeError:
         pass
     reply = _next(channel, process, min(track_deadline, started + limits.startup_timeout),
                   log, "loading")
-    if not reply.get("loaded"):
-        raise SubmissionError(f"cannot load: {reply.get('error') or 'no reason given'}")
-    chunk = int(reply.get("chunk", 1))
+    if isinstance(reply, LoadFailed):
+        raise SubmissionError(f"cannot load: {reply.error}")
+    if not isinstance(reply, Loaded) or reply.images != count or reply.chunk < 1:
+        raise SubmissionError("the worker's reply channel was corrupted (a wrong load reply)")
     labels: list[int] = []
     invalid, first_error = 0, None
     while len(labels) < count:
-        deadline = min(track_deadline, time.monotonic() + limits.image_timeout * chunk + 30)
-        reply = _next(channel, process, deadline, log,
-                      f"answering (after {len(labels)} of {count} images)")
-        if reply.get("failed"):
-            raise SubmissionError(f"failed while answering: {reply['failed']}")
-        answers = reply.get("labels")
-        if not isinstance(answers, list) or not answers or len(labels) + len(answers) > count:
-            raise SubmissionError("the worker sent a malformed reply")
-        labels += answers
-        invalid += int(reply.get("invalid", 0))
-        first_error = first_error or reply.get("error")
+        deadline = min(track_deadline, time.monotonic() + limits.image_timeout * reply.chunk + 30)
+        answer = _next(channel, process, deadline, log,
+                       f"answering (after {len(labels)} of {count} images)")
+        if isinstance(answer, Failed):
+            raise SubmissionError(f"failed while answering: {answer.failed}")
+        if not isinstance(answer, Chunk):
+            raise SubmissionError("the worker's reply channel was corrupted (an unexpected "
+                                  "reply)")
+        try:
+            answer.check(num_classes, count - len(labels), reply.chunk)
+        except ProtocolError as exc:
+            raise SubmissionError(f"the worker sent a malformed reply: {exc}") from None
+        labels += answer.labels
+        invalid += answer.invalid
+        first_error = first_error or answer.error
         if progress is not None:
-            progress(len(answers))
+            progress(len(answer.labels))
     array = np.asarray(labels, dtype=np.int64)
     return Answers(array, invalid, first_error)
 
 
 def _next(channel: _Channel, process: subprocess.Popen[bytes], deadline: float, log: Path,
-          doing: str) -> dict[str, Any]:
+          doing: str) -> Reply:
     """The worker's next reply, or the one-line reason there is none."""
     try:
         reply = channel.read(deadline)

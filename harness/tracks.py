@@ -69,6 +69,12 @@ class Track:
     source: Path
     badnet_architecture: str | None = None  # set when ``badnet`` holds weights only
 
+    @property
+    def benchmark_root(self) -> Path:
+        """The benchmark folder (track files live in its ``tracks/``): where the environments
+        that the benchmark provides are."""
+        return self.source.parent.parent
+
     def data_files(self) -> list[DataFile]:
         """Every data file of the track, validation first (it is public)."""
         test = [self.test] if self.test else []

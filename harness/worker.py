@@ -2,16 +2,21 @@
 
 It starts Python and TensorFlow once, loads the submission (a model file, weights, or a script)
 and answers every image of one unlabeled file, streaming the answers back in chunks. The grader
-talks to it over stdin/stdout in JSON lines; the submission's own output goes to a log file, so
-nothing a submission prints can be mistaken for an answer.
+talks to it over stdin/stdout in the messages of :mod:`harness.protocol`; the submission's own
+output goes to a log file, so nothing a submission prints can be mistaken for an answer.
 
-Per-image scripts (the CSAW-HackML ``eval.py`` contract) are run in-process, once per image, with
-``sys.argv`` set as on the command line, their stdout captured and ``sys.exit`` caught: the same
-semantics as one process per image without paying 4 s of TensorFlow start-up each time. Model
-loading is memoized by file path and modification time, and ``Model.predict`` on a small array
-takes a compiled fast path (Keras's ``predict`` costs ~50 ms of overhead per call, 50x the
-network's own cost on one image). A script that defines ``predict(images)`` is called on whole
-chunks instead.
+It may run in another environment than the grader's (a submission's Keras 2 environment, with
+NumPy 1.x), so this module imports nothing but the standard library, NumPy and the grader's
+standard-library-only modules; Keras and TensorFlow are imported only when an entry needs them,
+and the code that touches them works with Keras 2 and Keras 3.
+
+Per-image scripts (the CSAW-HackML ``eval.py`` contract) are run in-process, once per image, in
+their working directory, with ``sys.argv`` set as on the command line, their stdout captured and
+``sys.exit`` caught: the same semantics as one process per image without paying 4 s of TensorFlow
+start-up each time. Model loading is memoized by file path and modification time, and
+``Model.predict`` on a small array takes a compiled fast path (Keras's ``predict`` costs ~50 ms of
+overhead per call, 50x the network's own cost on one image). A script's batch function is called
+on whole chunks instead, but only when the manifest names it.
 
 Nothing here is trusted to protect the grader: the sandbox does that. The untrusted code shares
 this process, so it can only spoil its own answers.
@@ -19,16 +24,17 @@ this process, so it can only spoil its own answers.
 
 from __future__ import annotations
 
-import ast
 import builtins
 import faulthandler
+import inspect
 import io
-import json
 import os
 import re
 import signal
+import struct
 import sys
 import traceback
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +42,16 @@ from typing import Any
 import numpy as np
 
 from harness.errors import one_line
-from harness.scoring import INVALID
+from harness.protocol import (
+    INVALID,
+    Chunk,
+    Failed,
+    Loaded,
+    LoadFailed,
+    LoadRequest,
+    Reply,
+    reply_line,
+)
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 INTEGER = re.compile(r"(?<![\w.])-?\d+(?![\w.])")
@@ -71,45 +86,68 @@ def _on_alarm(signum: int, frame: object) -> None:
     raise ImageTimeout("ran past the per-image time limit")
 
 
-# Speed-ups for per-image scripts -----------------------------------------------------------------
+# Speed-ups and Keras 2/3 differences for per-image scripts ---------------------------------------
 
 
-def _memoize_keras() -> None:
-    """Make the repeated model loading of per-image scripts free, and small predicts fast.
+def _patch_keras() -> None:
+    """Make the repeated model loading of per-image scripts free, small predicts fast, and
+    Keras-2-compiled files loadable in Keras 3.
 
     A script that loads its model on every call gets the same model object back as long as the
     file is unchanged (path, size and modification time), which is what loading it again would
-    produce. ``predict`` on a small NumPy batch runs one traced ``model(x, training=False)``: the
-    same numbers without Keras's per-call set-up.
+    produce. A load with the default ``compile=True`` that fails (Keras 3 cannot rebuild many
+    Keras 2 optimizer and loss configurations) is retried with ``compile=False``: answers need no
+    optimizer. ``predict`` on a small NumPy batch runs one traced ``model(x, training=False)``:
+    the same numbers without Keras's per-call set-up. Works the same under Keras 2 and 3.
     """
-    import keras
-    import tensorflow as tf
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError:  # an environment without TensorFlow: nothing to speed up
+        return
 
-    original_load = keras.saving.load_model
+    original_load = keras.models.load_model
     original_weights = keras.Model.load_weights
     original_predict = keras.Model.predict
+    signature = inspect.signature(original_load)
     loaded: dict[tuple[Any, ...], Any] = {}
     weights: dict[tuple[Any, ...], list[np.ndarray]] = {}
     compiled: dict[int, Callable[[Any], Any]] = {}
 
-    def file_key(path: Any) -> tuple[Any, ...]:
+    def file_key(path: Any) -> tuple[Any, ...] | None:
+        if not isinstance(path, str | os.PathLike):
+            return None  # e.g. an open h5py.File: not memoized
         stat = os.stat(path)
         return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
 
     def load_model(filepath: Any, *args: Any, **kwargs: Any) -> Any:
-        key = (*file_key(filepath), repr(args), repr(sorted(kwargs.items())))
-        if key not in loaded:
-            loaded[key] = original_load(filepath, *args, **kwargs)
-        return loaded[key]
+        key = file_key(filepath)
+        key = None if key is None else (*key, repr(args), repr(sorted(kwargs.items())))
+        if key is not None and key in loaded:
+            return loaded[key]
+        try:
+            model = original_load(filepath, *args, **kwargs)
+        except Exception:
+            bound = signature.bind(filepath, *args, **kwargs)
+            if bound.arguments.get("compile", True) is False:
+                raise
+            bound.arguments["compile"] = False
+            model = original_load(*bound.args, **bound.kwargs)
+        if key is not None:
+            loaded[key] = model
+        return model
 
     def load_weights(self: Any, filepath: Any, *args: Any, **kwargs: Any) -> Any:
-        shapes = tuple(tuple(w.shape) for w in self.weights)
-        key = (*file_key(filepath), shapes, repr(args), repr(sorted(kwargs.items())))
-        if key in weights:
-            self.set_weights(weights[key])
-            return None
+        key = file_key(filepath)
+        if key is not None:
+            key = (*key, tuple(tuple(w.shape) for w in self.weights), repr(args),
+                   repr(sorted(kwargs.items())))
+            if key in weights:
+                self.set_weights(weights[key])
+                return None
         result = original_weights(self, filepath, *args, **kwargs)
-        weights[key] = self.get_weights()
+        if key is not None:
+            weights[key] = self.get_weights()
         return result
 
     def predict(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -129,11 +167,31 @@ def _memoize_keras() -> None:
     keras.Model.predict = predict
 
 
+def write_png(path: Path, image: np.ndarray) -> None:
+    """An RGB uint8 image as a PNG file, with the standard library alone (the worker's
+    environment need not have Pillow). Any PNG reader gives back exactly these pixels."""
+    height, width, _ = image.shape
+    rows = np.concatenate([np.zeros((height, 1), np.uint8),
+                           np.ascontiguousarray(image, np.uint8).reshape(height, width * 3)],
+                          axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
 # Answering ---------------------------------------------------------------------------------------
 
 
 class Answerer:
     """Answers chunks of images: ``answer(images) -> (labels, invalid, first_error)``."""
+
+    batch = True
+    """Whether whole chunks go to one call (else the script runs once per image)."""
 
     def answer(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
         raise NotImplementedError
@@ -142,44 +200,48 @@ class Answerer:
 class ModelAnswerer(Answerer):
     """A Keras model file or weights, run like the grader always ran them."""
 
-    def __init__(self, request: dict[str, Any]) -> None:
-        from harness import models
+    def __init__(self, request: LoadRequest) -> None:
+        from harness import models  # imports Keras: only for model and weights entries
 
-        path, n = request["path"], request["num_classes"]
-        if request["kind"] == "model":
-            model = models.load_model_file(Path(path), allow_unsafe=request["allow_unsafe"])
+        path, n = Path(request.path), request.num_classes
+        if request.kind == "model":
+            model = models.load_model_file(path, allow_unsafe=request.allow_unsafe)
         else:
-            model = models.load_weights_file(Path(path), request["architecture"], n)
+            model = models.load_weights_file(path, request.architecture or "", n)
         self.predictor = models.KerasPredictor(model, num_classes=n,
-                                               input_scale=request["input_scale"])
+                                               input_scale=request.input_scale)
 
     def answer(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
         return [int(label) for label in self.predictor(images)], 0, None
 
 
 class ScriptAnswerer(Answerer):
-    """A CSAW-HackML per-image script, or its batch ``predict(images)`` entry point."""
+    """A CSAW-HackML per-image script, or the batch function its manifest names."""
 
-    def __init__(self, request: dict[str, Any]) -> None:
-        self.script = Path(request["path"])
-        self.args = request["args"]
-        self.num_classes = request["num_classes"]
-        self.timeout = request["image_timeout"]
+    def __init__(self, request: LoadRequest) -> None:
+        self.script = Path(request.path)
+        self.args = request.args
+        self.num_classes = request.num_classes
+        self.timeout = request.image_timeout
         source = self.script.read_text(encoding="utf-8", errors="replace")
         self.code = compile(source, str(self.script), "exec")  # SyntaxError: a load error
-        self.images_dir = Path(request["scratch"]) / "images"
+        self.images_dir = Path(request.scratch) / "images"
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self.count = 0
-        sys.path.insert(0, str(self.script.parent))
-        import keras  # noqa: F401 - scripts import it; pay for it once, before the first image
-
-        _memoize_keras()
-        self.batch: Callable[[np.ndarray], Any] | None = None
-        if _defines_predict(source):
-            namespace = self._run(name="submission", argv=[str(self.script)])[1]
-            if not callable(namespace.get("predict")):
-                raise RuntimeError("predict is defined but is not a function after import")
-            self.batch = namespace["predict"]
+        os.chdir(request.workdir)
+        sys.path.insert(0, str(self.script.parent))  # as `python3 script.py` has it
+        _patch_keras()  # and pays for importing TensorFlow once, before the first image
+        self.function: Callable[[np.ndarray], Any] | None = None
+        self.batch = request.batch is not None
+        if request.batch is not None:
+            _, namespace, error = self._run(name="submission", argv=[str(self.script)])
+            if error:
+                raise RuntimeError(f"importing the script: {error}")
+            if not callable(namespace.get(request.batch)):
+                raise RuntimeError(f"the manifest names batch = {request.batch!r}, but the script"
+                                   " defines no such function")
+            self.function = namespace[request.batch]
+            self.name = request.batch
 
     def _run(self, *, name: str, argv: list[str]) -> tuple[str, dict[str, Any], str | None]:
         """Execute the script once as a program would run; returns (stdout, globals, error)."""
@@ -202,11 +264,9 @@ class ScriptAnswerer(Answerer):
         return stdout.getvalue(), namespace, error
 
     def _one(self, image: np.ndarray) -> tuple[int, str | None]:
-        from PIL import Image
-
         self.count += 1
         path = self.images_dir / f"image_{self.count:06d}.png"
-        Image.fromarray(image).save(path)
+        write_png(path, image)
         argv = [str(self.script), *(arg.replace("{image}", str(path)) for arg in self.args)]
         output, _, error = self._run(name="__main__", argv=argv)
         path.unlink()
@@ -215,26 +275,27 @@ class ScriptAnswerer(Answerer):
         return parse_answer(output, self.num_classes)
 
     def _batch(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
-        assert self.batch is not None
+        assert self.function is not None
+        call = f"{self.name}(images)"
         signal.setitimer(signal.ITIMER_REAL, self.timeout * len(images))
         try:
-            labels = np.asarray(self.batch(images.copy()))
+            labels = np.asarray(self.function(images.copy()))
         except BaseException as exc:  # noqa: BLE001
-            return [INVALID] * len(images), len(images), f"predict(images): {one_line(exc)}"
+            return [INVALID] * len(images), len(images), f"{call}: {one_line(exc)}"
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
             return ([INVALID] * len(images), len(images),
-                    f"predict(images) returned shape {labels.shape} dtype {labels.dtype}; "
+                    f"{call} returned shape {labels.shape} dtype {labels.dtype}; "
                     f"expected ({len(images)},) integers")
         valid = (labels >= 0) & (labels <= self.num_classes)
         answers = np.where(valid, labels, INVALID).astype(int).tolist()
         invalid = int(np.count_nonzero(~valid))
-        return answers, invalid, (f"predict(images) answered outside [0, {self.num_classes}]"
+        return answers, invalid, (f"{call} answered outside [0, {self.num_classes}]"
                                   if invalid else None)
 
     def answer(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
-        if self.batch is not None:
+        if self.function is not None:
             return self._batch(images)
         labels, first = [], None
         for image in images:
@@ -242,16 +303,6 @@ class ScriptAnswerer(Answerer):
             labels.append(label)
             first = first or error
         return labels, labels.count(INVALID), first
-
-
-def _defines_predict(source: str) -> bool:
-    """Whether the script defines a top-level ``predict`` (found without running it)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return False
-    return any(isinstance(node, ast.FunctionDef) and node.name == "predict"
-               for node in tree.body)
 
 
 # Main loop ---------------------------------------------------------------------------------------
@@ -277,31 +328,28 @@ def _drop_privileges() -> None:
 def serve(requests: io.TextIOBase, replies: io.TextIOBase) -> None:
     """Read the one load request, answer the file it names chunk by chunk, then exit."""
 
-    def send(message: dict[str, Any]) -> None:
-        replies.write(json.dumps(message) + "\n")
+    def send(message: Reply) -> None:
+        replies.write(reply_line(message))
         replies.flush()
 
-    request = json.loads(requests.readline())
     signal.signal(signal.SIGALRM, _on_alarm)
     try:
-        answerer: Answerer = (ScriptAnswerer(request) if request["kind"] == "eval"
+        request = LoadRequest.from_line(requests.readline())
+        answerer: Answerer = (ScriptAnswerer(request) if request.kind == "eval"
                               else ModelAnswerer(request))
     except BaseException as exc:  # noqa: BLE001 - a load failure is the submission's error
-        send({"loaded": False, "error": one_line(exc)})
+        send(LoadFailed(one_line(exc)))
         return
     images = np.load(os.environ["HARNESS_IMAGES"], mmap_mode="r")
-    size = SCRIPT_CHUNK if isinstance(answerer, ScriptAnswerer) and answerer.batch is None \
-        else MODEL_CHUNK
-    send({"loaded": True, "images": len(images), "chunk": size,
-          "batch": isinstance(answerer, ModelAnswerer) or getattr(answerer, "batch", None)
-          is not None})
+    size = MODEL_CHUNK if answerer.batch else SCRIPT_CHUNK
+    send(Loaded(images=len(images), chunk=size, batch=answerer.batch))
     for chunk in _chunks(images, size):
         try:
             labels, invalid, error = answerer.answer(chunk)
         except BaseException as exc:  # noqa: BLE001 - e.g. a model with non-finite outputs
-            send({"failed": one_line(exc)})
+            send(Failed(one_line(exc)))
             return
-        send({"labels": labels, "invalid": invalid, "error": error})
+        send(Chunk(labels=labels, invalid=invalid, error=error))
 
 
 def main() -> None:

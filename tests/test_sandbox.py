@@ -78,7 +78,7 @@ def hostile(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory):
     track = {"sunglasses": {"eval": "eval.py", "args": ["model.h5", "{image}"]}}
     write_submission(subs, "good-script", track,
                      {"eval.py": EVAL_SCRIPT.encode(), "model.h5": badnet})
-    write_submission(subs, "good-batch", {"sunglasses": {"eval": "eval.py"}},
+    write_submission(subs, "good-batch", {"sunglasses": {"eval": "eval.py", "batch": "predict"}},
                      {"eval.py": BATCH_SCRIPT.encode(), "model.h5": badnet})
     write_submission(subs, "badnet", {"sunglasses": {"model": "model.h5"}}, {"model.h5": badnet})
     listener = Listener()

@@ -1,0 +1,152 @@
+"""The messages between the grader and its sandboxed worker, as types both sides share.
+
+The worker may run in another Python environment than the grader (a team's ``keras2``
+environment, with another NumPy and Keras), so this module imports the standard library only, and
+every message is plain JSON, one per line: the grader writes one :class:`LoadRequest` to the
+worker's stdin; the worker answers with :class:`Loaded` or :class:`LoadFailed`, then one
+:class:`Chunk` per chunk of images, or :class:`Failed` when answering breaks down.
+
+Everything the worker sends is untrusted (the submission shares its process and could write to
+the channel): :func:`read_reply` checks the shape and types of each reply, and
+:meth:`Chunk.check` checks its labels against the class count and the images still unanswered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+INVALID = -1
+"""Label standing for an unparseable answer: never correct, never the target, never a flag."""
+
+EntryKind = Literal["model", "weights", "eval"]
+
+
+class ProtocolError(ValueError):
+    """A message that is not what the protocol allows (the submission wrote to the channel)."""
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What the worker loads and how it answers; paths are as the worker sees them."""
+
+    kind: EntryKind
+    path: str
+    """The model, weights or script file."""
+    num_classes: int
+    input_scale: float
+    args: list[str]
+    """A script's command-line arguments, ``{image}`` standing for the image file."""
+    architecture: str | None
+    allow_unsafe: bool
+    image_timeout: float
+    scratch: str
+    """A writable folder for the image files handed to a script."""
+    workdir: str
+    """The working directory a script runs in."""
+    batch: str | None
+    """The script's batch function named in the manifest (None: one run per image)."""
+
+    def to_line(self) -> str:
+        return json.dumps(asdict(self)) + "\n"
+
+    @classmethod
+    def from_line(cls, line: str) -> LoadRequest:
+        return cls(**_fields(cls, _object(line)))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The entry loaded; answers follow in chunks of ``chunk`` images."""
+
+    images: int
+    chunk: int
+    batch: bool
+    """Whether whole chunks go to one call (a model, or a script's named batch function)."""
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    error: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Answers to the next ``len(labels)`` images: labels in ``[0, N]`` or :data:`INVALID`."""
+
+    labels: list[int]
+    invalid: int
+    error: str | None
+    """The first reason an answer was invalid, if any was."""
+
+    def check(self, num_classes: int, remaining: int, chunk: int) -> None:
+        """Refuse a reply that a correct worker cannot send: no labels, more than the chunk or
+        the images left, a label out of range, an ``invalid`` count that does not add up."""
+        size = len(self.labels)
+        if not 0 < size <= min(chunk, remaining):
+            raise ProtocolError(f"{size} answers for a chunk of {min(chunk, remaining)} images")
+        if any(label != INVALID and not 0 <= label <= num_classes for label in self.labels):
+            raise ProtocolError(f"an answer outside [0, {num_classes}]")
+        if self.invalid != self.labels.count(INVALID):
+            raise ProtocolError("the count of invalid answers does not add up")
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Answering broke down (e.g. a model with non-finite outputs); the worker stops."""
+
+    failed: str
+
+
+Reply = Loaded | LoadFailed | Chunk | Failed
+_TAGS: dict[str, type[Loaded | LoadFailed | Chunk | Failed]] = {
+    "loaded": Loaded, "load_failed": LoadFailed, "chunk": Chunk, "failed": Failed}
+
+
+def reply_line(reply: Reply) -> str:
+    """A reply as one line of JSON, tagged with its type."""
+    tag = next(name for name, kind in _TAGS.items() if isinstance(reply, kind))
+    return json.dumps({"type": tag, **asdict(reply)}) + "\n"
+
+
+def read_reply(line: str | bytes) -> Reply:
+    """Parse and type-check one reply line; anything else raises :class:`ProtocolError`."""
+    message = _object(line)
+    kind = _TAGS.get(message.pop("type", None))
+    if kind is None:
+        raise ProtocolError("a reply of no known type")
+    return kind(**_fields(kind, message))
+
+
+def _object(line: str | bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        raise ProtocolError("a reply that is not JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("a reply that is not a JSON object")
+    return message
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+    "str | None": (str, type(None)), "list[str]": (list,), "list[int]": (list,),
+    "EntryKind": (str,)}
+
+
+def _fields(kind: type, message: dict[str, Any]) -> dict[str, Any]:
+    """The message's values for ``kind``'s fields, each of the declared type (bool is not int)."""
+    names = {field.name: str(field.type) for field in fields(kind)}
+    if set(message) != set(names):
+        raise ProtocolError(f"{kind.__name__} with fields {sorted(message)}")
+    for name, declared in names.items():
+        value = message[name]
+        allowed = _TYPES[declared]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ProtocolError(f"{kind.__name__}.{name} is not {declared}")
+        if declared.startswith("list["):
+            item = int if declared == "list[int]" else str
+            if not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+                raise ProtocolError(f"{kind.__name__}.{name} is not {declared}")
+    return message
