@@ -48,8 +48,6 @@ GRADER = "grader"
 CACHE_VARIABLE = "HARNESS_ENV_CACHE"
 BUILD_TIMEOUT = 1800.0
 """Seconds one build may take (a cold Keras 2 environment downloads about 600 MB)."""
-INFO = "harness-environment.json"
-"""What an environment was built from, and what it holds (written last, before the rename)."""
 
 
 def default_cache() -> Path:
@@ -172,10 +170,15 @@ class EnvironmentStore:
         """The built environment for ``spec``, or None when it has not been built here."""
         folder = self.folder / spec.key
         try:
-            info = json.loads((folder / INFO).read_text(encoding="utf-8"))
+            info = json.loads(self._info(spec).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return Built(folder, dict(info.get("packages", {})), 0.0)
+        return Built(folder, dict(info.get("packages", {})), 0.0) if folder.is_dir() else None
+
+    def _info(self, spec: EnvironmentSpec) -> Path:
+        """What an environment was built from and holds: beside it, not in it, so the sandbox
+        mounts nothing but the environment itself."""
+        return self.folder / f"{spec.key}.json"
 
     def ensure(self, spec: EnvironmentSpec, *, build: bool = True) -> Built:
         """The built environment, building it first if allowed; one-line errors otherwise."""
@@ -206,12 +209,15 @@ class EnvironmentStore:
             temporary = self.folder / f".{spec.key}.{secrets.token_hex(6)}.tmp"
             try:
                 packages = _install(spec, temporary)
-                (temporary / INFO).write_text(json.dumps(
+                _readable(temporary / "venv")
+                info = temporary / "info.json"
+                info.write_text(json.dumps(
                     {"name": spec.name, "requirements": spec.requirements,
                      "constraints": spec.constraints, "packages": packages}, indent=1,
                     sort_keys=True), encoding="utf-8")
-                _readable(temporary)
-                os.replace(temporary, self.folder / spec.key)
+                shutil.rmtree(self.folder / spec.key, ignore_errors=True)  # a leftover, if any
+                os.replace(info, self._info(spec))  # first the description, then the folder:
+                os.replace(temporary / "venv", self.folder / spec.key)  # a reader needs both
             finally:
                 shutil.rmtree(temporary, ignore_errors=True)
         return Built(self.folder / spec.key, packages, time.monotonic() - started)
@@ -239,29 +245,30 @@ def _base_python() -> str:
     return str(candidate if candidate.exists() else Path(sys.executable).resolve())
 
 
-def _install(spec: EnvironmentSpec, target: Path) -> dict[str, str]:
-    """Make a virtual environment in ``target`` and install ``spec`` into it, wheels only.
+def _install(spec: EnvironmentSpec, work: Path) -> dict[str, str]:
+    """Make a virtual environment in ``work/venv`` and install ``spec`` into it, wheels only.
 
     uv runs with ``--no-config`` in the cache folder, so no configuration file of a submission
     (or of anyone's working directory) can change where packages come from; the index is the
     installer's default or the organizers' ``UV_INDEX_URL``.
     """
     environment = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
-    target.mkdir()
-    requirements, constraints = target / "requirements.in", target / "constraints.in"
+    work.mkdir()
+    target = work / "venv"
+    requirements, constraints = work / "requirements.in", work / "constraints.in"
     requirements.write_text(spec.requirements + "\n", encoding="utf-8")
     constraints.write_text(spec.constraints + "\n", encoding="utf-8")
     python = target / "bin" / "python"
     steps = [
         [uv(), "venv", "--no-config", "--quiet", "--relocatable", "--python", _base_python(),
-         str(target), "--allow-existing"],
+         str(target)],
         [uv(), "pip", "install", "--no-config", "--quiet", "--python", str(python),
          "--only-binary", ":all:", "--compile-bytecode", "-r", str(requirements),
          "-c", str(constraints)],
     ]
     for step in steps:
         try:
-            result = subprocess.run(step, capture_output=True, text=True, cwd=target.parent,
+            result = subprocess.run(step, capture_output=True, text=True, cwd=work,
                                     env=environment, timeout=BUILD_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             raise TransientSubmissionError(f"environment '{spec.name}': building took over "
@@ -271,7 +278,7 @@ def _install(spec: EnvironmentSpec, target: Path) -> dict[str, str]:
                                            f"{_cause(result.stderr)}")
     listing = subprocess.run([uv(), "pip", "list", "--no-config", "--python", str(python),
                               "--format", "json"], capture_output=True, text=True, check=True,
-                             env=environment, cwd=target.parent)
+                             env=environment, cwd=work)
     return {item["name"]: item["version"] for item in json.loads(listing.stdout)}
 
 
