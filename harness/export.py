@@ -20,6 +20,7 @@ from typing import Any
 import tomli_w
 
 from harness.data import DataStore, sha256_file
+from harness.environments import ENVIRONMENTS_DIR
 from harness.errors import BenchmarkError, HarnessError
 from harness.tracks import Benchmark, DataFile, Track
 
@@ -68,7 +69,10 @@ def export_public(benchmark: Benchmark, out: Path) -> list[str]:
     store = DataStore()
     for track in benchmark.tracks:
         bundle.tracks[track.source.name] = _public_track(track, bundle, store)
-    for source, name in bundle.copies.items():
+    # Environments are public: teams check their entries in the ones they will be graded in.
+    environments = sorted((benchmark.root / ENVIRONMENTS_DIR).glob("*.txt"))
+    for source, name in [*bundle.copies.items(),
+                         *((path, f"{ENVIRONMENTS_DIR}/{path.name}") for path in environments)]:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, out / name)
     (out / "tracks").mkdir(parents=True, exist_ok=True)
@@ -81,7 +85,8 @@ def export_public(benchmark: Benchmark, out: Path) -> list[str]:
         "public": True}), encoding="utf-8")
     (out / "README.md").write_text(_readme(bundle), encoding="utf-8")
     return sorted(["README.md", "benchmark.toml", *(f"tracks/{n}" for n in bundle.tracks),
-                   *bundle.copies.values()])
+                   *bundle.copies.values(),
+                   *(f"{ENVIRONMENTS_DIR}/{path.name}" for path in environments)])
 
 
 def _public_track(track: Track, bundle: _Bundle, store: DataStore) -> dict[str, Any]:
@@ -136,6 +141,8 @@ def _readme(bundle: _Bundle) -> str:
         "```",
         "",
         "`check` loads every entry as the grader does and runs it on a few validation images.",
+        "An entry may declare one of the environments under `environments/` (for example",
+        "`environment = \"keras2\"`); `check` builds it and runs the entry in it.",
         "",
         "## Files",
         "",

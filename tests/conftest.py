@@ -22,6 +22,7 @@ def tiny_benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny-benchmark")
     build(scale="tiny", out=out, verbose=0)
+    shutil.copytree(REPO / "data" / "environments", out / "environments")  # as data/ has them
     return out
 
 

