@@ -41,9 +41,13 @@ description = ""   # optional: one sentence on what you did
 #
 #   eval = "eval.py"                     # a per-image script (docs/submitting.md)
 #   args = ["{{image}}"]
+#   # optional, for scripts: workdir = "src", batch = "predict",
+#   # files = {{ "data/clean_validation_data.h5" = "validation", "models/bd_net.h5" = "badnet" }}
 #
 # A model outputs N scores (argmax is the answer) or N+1 (argmax N flags the image as poisoned).
 # Optional: input_scale = "1/255" overrides the pixel scaling the track feeds your model.
+# Code written for Keras 2 or needing other packages: environment = "keras2" and/or
+# requirements = "requirements.txt" (here for every track, or in a track's table).
 """
 
 README = """\

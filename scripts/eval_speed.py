@@ -1,12 +1,15 @@
 """How fast the sandboxed runner answers a track with each submission contract.
 
     python scripts/eval_speed.py [--track sunglasses] [--images 12830] [--naive 5]
+                                 [--environment keras2]
 
 Grades the realistic per-image script of examples/per-image-eval (loads its model on every call,
 prints noise) on the track's clean test images, in the sandbox, and compares it with the same
 model as a batch ``predict(images)`` script, as a model file, and with the naive way of running
 the contract (one ``python3 eval.py model.h5 image.png`` process per image, timed on a few
-images). Prints a Markdown table; docs/submitting.md quotes it.
+images). With ``--environment NAME`` the two script contracts run again in that environment of
+the benchmark (built first if needed), all on one Keras-2-saved copy of the BadNet that both Keras
+versions read. Prints a Markdown table; docs/submitting.md quotes it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from tabulate import tabulate
 from harness.benchmark.materialize import ensure_generated
 from harness.cli import default_benchmark
 from harness.data import DataStore
+from harness.environments import EnvironmentStore, resolve
 from harness.runner import run_entry
 from harness.sandbox import Limits, detect
 from harness.submissions import TrackEntry
@@ -50,6 +54,7 @@ def main() -> None:
     parser.add_argument("--track", default="sunglasses")
     parser.add_argument("--images", type=int, default=None, help="default: the whole test set")
     parser.add_argument("--naive", type=int, default=5, help="images run one process each")
+    parser.add_argument("--environment", help="also run the scripts in this environment")
     args = parser.parse_args()
 
     benchmark = load_benchmark(default_benchmark())
@@ -67,20 +72,33 @@ def main() -> None:
         data.chmod(0o644)
         root = work / "submission"
         root.mkdir()
-        shutil.copy(track.badnet, root / "model.h5")
+        built = None
+        if args.environment:
+            spec = resolve(args.environment, None, benchmark.root, root)
+            assert spec is not None
+            built = EnvironmentStore().ensure(spec)
+            _keras2_copy(built.python, track.badnet, track.num_classes, root / "model.h5")
+        else:
+            shutil.copy(track.badnet, root / "model.h5")
         shutil.copy(EXAMPLE, root / "eval.py")
         (root / "batch.py").write_text(BATCH)
         contracts = [
             ("per-image eval.py (loads its model per call)",
              TrackEntry(kind="eval", path=root / "eval.py", args=("model.h5", "{image}"))),
-            ("batch predict(images) in eval.py", TrackEntry(kind="eval", path=root / "batch.py")),
+            ("batch predict(images) in eval.py",
+             TrackEntry(kind="eval", path=root / "batch.py", batch="predict")),
             ("model file (.h5)", TrackEntry(kind="model", path=root / "model.h5")),
         ]
+        runs = [(name, entry, None) for name, entry in contracts]
+        if built is not None:
+            runs += [(f"{name} in {args.environment}", entry, built.folder)
+                     for name, entry in contracts[:2]]
         reference = None
-        for name, entry in contracts:
+        for name, entry, environment in runs:
             start = time.perf_counter()
             answers = run_entry(entry, root, data, num_classes=track.num_classes,
-                                input_scale=track.input_scale, limits=Limits())
+                                input_scale=track.input_scale, limits=Limits(),
+                                environment=environment)
             seconds = time.perf_counter() - start
             reference = answers.labels if reference is None else reference
             assert answers.invalid == 0 and np.array_equal(answers.labels, reference), name
@@ -91,6 +109,14 @@ def main() -> None:
                      f"{naive * args.naive:.1f}", f"{1000 * naive:.0f}", f"{1 / naive:.2f}"])
     print(tabulate(rows, headers=["contract", "images", "wall s", "ms/image", "images/s"],
                    tablefmt="github", disable_numparse=True))
+
+
+def _keras2_copy(python: Path, badnet: Path, num_classes: int, target: Path) -> None:
+    """The BadNet saved by Keras 2 (the contest's format), which Keras 3 reads too."""
+    code = ("import sys; from harness.models import build_deepid; "
+            "m = build_deepid(int(sys.argv[2])); m.load_weights(sys.argv[1]); m.save(sys.argv[3])")
+    subprocess.run([python, "-c", code, badnet, str(num_classes), target], check=True,
+                   capture_output=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
 
 
 def _naive(root: Path, images: np.ndarray, work: Path) -> float:

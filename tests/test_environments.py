@@ -349,3 +349,11 @@ def test_a_plain_install_brings_a_bubblewrap():
     if not sys.platform.startswith("linux"):
         pytest.skip("bubblewrap is Linux only")
     assert sandbox._bwrap()[0] is not None
+
+
+def test_check_refuses_a_manifest_that_asks_for_a_hidden_set(graded_run, contest):
+    result = run_harness("check", graded_run["subs"] / "hidden-file", "--benchmark",
+                         contest["bench"], cwd=graded_run["root"])
+    assert result.returncode == 1
+    assert ("FAIL  sunglasses: entry: files: 'test.h5' = 'test': the test set of sunglasses is "
+            "hidden; only badnet, validation can be placed") in result.stdout.splitlines()
