@@ -147,6 +147,6 @@ def _fields(kind: type, message: dict[str, Any]) -> dict[str, Any]:
             raise ProtocolError(f"{kind.__name__}.{name} is not {declared}")
         if declared.startswith("list["):
             item = int if declared == "list[int]" else str
-            if not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+            if not all(isinstance(v, item) and not isinstance(v, bool) for v in message[name]):
                 raise ProtocolError(f"{kind.__name__}.{name} is not {declared}")
     return message

