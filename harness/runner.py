@@ -4,9 +4,9 @@ The grader's side of :mod:`harness.worker`: it prepares a private copy of the su
 the public track files the manifest asks for placed in it, read-only) and a log folder, starts the
 worker under :mod:`harness.sandbox` with the entry's environment, sends the one load request and
 reads the streamed answers (:mod:`harness.protocol`, every reply checked) with wall-clock
-deadlines. Whatever the submission does (crash, hang, print
-garbage, exhaust memory, fork) ends here as labels or as one :class:`SubmissionError` line; the
-worker's whole process group is killed on every way out.
+deadlines. Whatever the submission does (crash, hang, print garbage, exhaust memory, fork) ends
+here as labels or as one :class:`SubmissionError` line; the worker's whole process group is
+killed on every way out.
 """
 
 from __future__ import annotations
