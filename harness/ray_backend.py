@@ -26,9 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.environments import GRADER
+from harness.environments import EnvironmentSpec
 from harness.errors import HarnessError, SubmissionError, TransientSubmissionError
-from harness.grading import GradeOptions, TrackImages, write_once
+from harness.grading import (
+    GradeOptions,
+    TrackImages,
+    environment_spec,
+    placed_files,
+    write_once,
+)
 from harness.runner import Answers, run_entry
 from harness.submissions import TrackEntry
 from harness.tracks import Track
@@ -42,11 +48,14 @@ class Job:
     """What a node needs to answer one item, besides the images and the submission's files."""
 
     entry: TrackEntry
-    """The entry with its path relative to the submission folder."""
+    """The entry with its paths relative to the submission folder."""
     image_name: str
     num_classes: int
     input_scale: float
     options: GradeOptions
+    environment: EnvironmentSpec | None = None
+    """The entry's environment, resolved here; the node builds it into its own cache (or finds
+    it built there by ``harness env build``)."""
 
 
 def _folder_files(root: Path) -> dict[str, bytes | str]:
@@ -80,24 +89,35 @@ def _node_images(name: str, images: np.ndarray) -> Path:
     return path
 
 
-def answer_on_node(job: Job, files: dict[str, bytes | str],
-                   images: np.ndarray) -> tuple[str, Any, Any, Any]:
+def answer_on_node(job: Job, files: dict[str, bytes | str], images: np.ndarray,
+                   placed: dict[str, bytes]) -> tuple[str, Any, Any, Any]:
     """The Ray task: answer a track's mixed images with one entry, in this node's sandbox.
 
     Returns ``("ok", labels, invalid, first_error)`` or ``("error", kind, message, None)``:
     exceptions are sent as text, so that the grading process raises the same one-line error a
-    local run would (a pickled traceback would not be one line).
+    local run would (a pickled traceback would not be one line). ``placed`` holds the public
+    track files the entry asks for, by their path in the submission folder.
     """
     path = _node_images(job.image_name, images)
     with tempfile.TemporaryDirectory(prefix="harness-ray-") as temporary:
         root = Path(temporary) / "submission"
         _unpack(files, root)
+        public = Path(temporary) / "public"
+        public.mkdir()
+        sources = []
+        for index, (relative, content) in enumerate(sorted(placed.items())):
+            (public / str(index)).write_bytes(content)
+            (public / str(index)).chmod(0o444)
+            sources.append((relative, public / str(index)))
         workdir = None if job.entry.workdir is None else root / job.entry.workdir
         entry = replace(job.entry, path=root / job.entry.path, workdir=workdir)
         try:
+            built = None if job.environment is None else job.options.environments.ensure(
+                job.environment, build=job.options.build)
             answers = run_entry(entry, root, path, num_classes=job.num_classes,
                                 input_scale=job.input_scale, limits=job.options.limits,
-                                allow_unsafe=job.options.allow_unsafe)
+                                allow_unsafe=job.options.allow_unsafe, placed=sources,
+                                environment=None if built is None else built.folder)
         except TransientSubmissionError as exc:
             return "error", "transient", str(exc), None
         except SubmissionError as exc:
@@ -129,18 +149,21 @@ class RayBackend:
         self.pending: dict[str, Any] = {}
         self._images: dict[Path, Any] = {}
         self._files: dict[Path, Any] = {}
+        self._placed: dict[tuple[tuple[str, Path], ...], Any] = {}
 
-    def submit(self, key: str, entry: TrackEntry, root: Path, track: Track, mixed: TrackImages,
-               options: GradeOptions) -> None:
+    def submit(self, item: str, entry: TrackEntry, root: Path, track: Track,
+               mixed: TrackImages, options: GradeOptions) -> None:
         """Start answering one item; :meth:`answers` collects it.
 
-        Entries that declare an environment or ask for placed track files are refused (an
-        error row): nodes would need the environment built and the files sent, which this
-        backend does not do yet.
+        The entry's environment is resolved and its placed files read here, where the benchmark
+        is; a problem with either is the item's error row, raised here as in a local run.
         """
-        if entry.environment not in (None, GRADER) or entry.requirements or entry.files:
-            raise SubmissionError("--backend ray does not yet run entries that declare an "
-                                  "environment or placed files; grade them without Ray")
+        spec = environment_spec(entry, root, track)
+        placed = placed_files(entry, track)
+        key = tuple(placed)
+        if key not in self._placed:
+            self._placed[key] = self.ray.put({relative: source.read_bytes()
+                                              for relative, source in placed})
         if mixed.path not in self._images:
             self._images[mixed.path] = self.ray.put(np.load(mixed.path))
         if root not in self._files:
@@ -148,10 +171,11 @@ class RayBackend:
         relative = entry.path.resolve().relative_to(root.resolve())
         scale = entry.input_scale if entry.input_scale is not None else track.input_scale
         workdir = None if entry.workdir is None else entry.workdir.relative_to(root.resolve())
-        job = Job(entry=replace(entry, path=relative, workdir=workdir),
+        job = Job(entry=replace(entry, path=relative, workdir=workdir, requirements=None),
                   image_name=mixed.path.name, num_classes=track.num_classes, input_scale=scale,
-                  options=options)
-        self.pending[key] = self.task.remote(job, self._files[root], self._images[mixed.path])
+                  options=options, environment=spec)
+        self.pending[item] = self.task.remote(job, self._files[root], self._images[mixed.path],
+                                              self._placed[key])
 
     def answers(self, key: str) -> Answers:
         """Wait for an item's answers; raises the item's error as a local run would."""

@@ -357,3 +357,25 @@ def test_check_refuses_a_manifest_that_asks_for_a_hidden_set(graded_run, contest
     assert result.returncode == 1
     assert ("FAIL  sunglasses: entry: files: 'test.h5' = 'test': the test set of sunglasses is "
             "hidden; only badnet, validation can be placed") in result.stdout.splitlines()
+
+
+def test_ray_nodes_run_entries_in_their_environment_with_their_placed_files(contest, tmp_path):
+    """On a Ray cluster the environment is built on the node and the placed files travel with
+    the item: the same bytes as a local run."""
+    ray = pytest.importorskip("ray")
+    chosen = ["-k", "disagree or strip or keract"]  # keract: only keras2 has its packages
+    local = run_harness("grade", contest["subs"], "--benchmark", contest["bench"], "--out",
+                        tmp_path / "local", "--no-cache", *chosen, cwd=tmp_path)
+    assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-2000:]
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False,
+                       log_to_driver=False)
+    try:
+        port = context.address_info["gcs_address"].rsplit(":", 1)[1]
+        remote = run_harness("grade", contest["subs"], "--benchmark", contest["bench"], "--out",
+                             tmp_path / "ray", "--no-cache", *chosen, "--backend", "ray",
+                             "--ray-address", f"127.0.0.1:{port}", cwd=tmp_path)
+    finally:
+        ray.shutdown()
+    assert remote.returncode == 0, remote.stdout[-2000:] + remote.stderr[-2000:]
+    for name in ("results.json", "leaderboard.md"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
