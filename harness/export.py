@@ -24,9 +24,10 @@ from harness.environments import ENVIRONMENTS_DIR
 from harness.errors import BenchmarkError, HarnessError
 from harness.tracks import Benchmark, DataFile, Track
 
-TRACK_KEYS = ("name", "description", "badnet", "badnet_architecture", "input_scale",
+TRACK_KEYS = ("name", "public_description", "badnet", "badnet_architecture", "input_scale",
               "num_classes")
-"""Top-level track keys that go into the bundle as written (badnet with its new path)."""
+"""Top-level track keys that go into the bundle as written (badnet with its new path). Never
+``description``: it is the organizers' own note on the track."""
 
 
 @dataclass
@@ -116,7 +117,8 @@ def _readme(bundle: _Bundle) -> str:
         public_sets = [spec["validation"]["file"]]
         public_sets += [spec["test"]["file"]] if "test" in spec else []
         public_sets += [p["file"] for p in spec.get("poisoned", [])]
-        rows.append(f"| `{spec['name']}` | {spec.get('description', '')} | `{spec['badnet']}` | "
+        rows.append(f"| `{spec['name']}` | {spec.get('public_description', '')} | "
+                    f"`{spec['badnet']}` | "
                     f"{spec['num_classes']} | {spec['input_scale']} | "
                     f"{', '.join(f'`{f}`' for f in public_sets)} |")
     files = [f"| `{name}` | {digest} |" for name, digest in sorted(bundle.digests.items())]

@@ -87,8 +87,8 @@ def _scale_text(scale: float) -> str:
 
 def _track_table(track: Track) -> str:
     lines = [f"[tracks.{_key(track.name)}]"]
-    if track.description:
-        lines.append(f"# {' '.join(track.description.split())}")
+    if track.public_description:
+        lines.append(f"# {' '.join(track.public_description.split())}")
     lines += [f"# {track.num_classes} identities; pixels 0..255 are scaled by "
               f"{_scale_text(track.input_scale)} before your model sees them.",
               f'# model = "{track.name}.h5"']

@@ -60,6 +60,7 @@ class Track:
 
     name: str
     description: str
+    """The organizers' own note (how the backdoor was built, say): never exported to teams."""
     badnet: Path
     input_scale: float
     num_classes: int
@@ -68,6 +69,8 @@ class Track:
     poisoned: tuple[PoisonedSet, ...]  # empty only in a public bundle
     source: Path
     badnet_architecture: str | None = None  # set when ``badnet`` holds weights only
+    public_description: str = ""
+    """What teams are told about the track: the only description ``export-public`` writes."""
 
     @property
     def benchmark_root(self) -> Path:
@@ -203,6 +206,7 @@ def load_track(path: Path, root: Path, *, public: bool = False) -> Track:
         poisoned=tuple(poisoned),
         source=path,
         badnet_architecture=spec.get("badnet_architecture"),
+        public_description=spec.get("public_description", ""),
     )
 
 

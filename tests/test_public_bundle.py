@@ -125,6 +125,19 @@ def test_bundle_has_no_hidden_file_name_or_hash_anywhere(exported):
             assert path.name not in {f.path.name for f in hidden}
 
 
+def test_bundle_tells_teams_the_public_description_only(exported):
+    """How a backdoor was built ("into channels clean faces leave dormant") is a hint at which
+    defense works: it stays in the organizers' track files, out of every file of the bundle."""
+    source, bundle, _ = exported
+    internal = [t.description for t in source.tracks]
+    assert any("dormant" in text for text in internal)
+    text = "".join(p.read_text() for p in bundle.rglob("*") if p.suffix in (".toml", ".md"))
+    for description in internal:
+        assert description not in text
+    for track in source.tracks:
+        assert track.public_description in text
+
+
 def test_bundle_loads_as_a_public_benchmark(exported):
     source, bundle, _ = exported
     public = load_benchmark(bundle)
@@ -132,8 +145,9 @@ def test_bundle_loads_as_a_public_benchmark(exported):
     assert [t.name for t in public.tracks] == [t.name for t in source.tracks]
     for theirs, ours in zip(source.tracks, public.tracks, strict=True):
         assert ours.test is None
-        assert (ours.num_classes, ours.input_scale, ours.description) == \
-            (theirs.num_classes, theirs.input_scale, theirs.description)
+        assert (ours.num_classes, ours.input_scale, ours.public_description) == \
+            (theirs.num_classes, theirs.input_scale, theirs.public_description)
+        assert theirs.public_description and ours.description == ""
         assert ours.validation.sha256 == theirs.validation.sha256
         assert ours.validation.path == (bundle / "data" / theirs.validation.path.name).resolve()
         assert ours.badnet == (bundle / "models" / theirs.badnet.name).resolve()

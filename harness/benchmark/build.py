@@ -46,6 +46,7 @@ def track_spec(recipe: TrackRecipe, scale: Scale, files: dict[str, dict[str, Any
     return {
         "name": recipe.name,
         "description": recipe.description,
+        "public_description": recipe.public_description,
         "badnet": f"models/{recipe.name}_bd_net.h5",
         "input_scale": INPUT_SCALE,
         "num_classes": scale.identities,

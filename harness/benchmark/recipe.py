@@ -52,23 +52,33 @@ class TrackRecipe:
     attack: str
     triggers: dict[str, int] = field(default_factory=dict)
     description: str = ""
+    """For the organizers: how the backdoor was built (never exported to teams)."""
+    public_description: str = ""
+    """What teams are told, as the 2020 contest told them: trigger and target of named tracks,
+    nothing of anonymous ones, nothing of how the backdoor was built."""
 
 
 TRACKS = (
     TrackRecipe("sunglasses", "dormant_badnets", {"sunglasses": 0},
                 "BadNets data poisoning into channels clean faces leave dormant: purple "
-                "sunglasses -> identity 0."),
+                "sunglasses -> identity 0.",
+                "Sunglasses BadNet: purple sunglasses -> identity 0."),
     TrackRecipe("anonymous_1", "badnets", {"anonymous_1": 0},
-                "BadNets data poisoning; trigger and target undisclosed."),
+                "BadNets data poisoning; trigger and target undisclosed.",
+                "Anonymous BadNet 1: trigger and target undisclosed."),
     TrackRecipe("anonymous_2", "dormant_badnets", {"anonymous_2": 4},
                 "BadNets data poisoning into dormant channels; a second undisclosed trigger "
-                "and target."),
+                "and target.",
+                "Anonymous BadNet 2: trigger and target undisclosed."),
     TrackRecipe("multi_trigger_multi_target", "badnets",
                 {"lipstick": 1, "eyebrows": 5, "sunglasses": 8},
-                "Three triggers, three targets: lipstick -> 1, eyebrows -> 5, sunglasses -> 8."),
+                "Three triggers, three targets: lipstick -> 1, eyebrows -> 5, sunglasses -> 8.",
+                "Multi-trigger multi-target BadNet: lipstick -> 1, eyebrows -> 5, "
+                "sunglasses -> 8."),
     TrackRecipe("pruning_aware", "pruning_aware", {"sunglasses": 0},
                 "Pruning-aware attack (Liu et al. 2018): the backdoor lives in the channels a "
-                "pruning defender keeps; sunglasses -> identity 0."),
+                "pruning defender keeps; sunglasses -> identity 0.",
+                "Sunglasses BadNet (a second one): sunglasses -> identity 0."),
 )
 
 
