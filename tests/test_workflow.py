@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -72,8 +73,13 @@ def test_workflow_runs_the_tested_script():
     for needed in ("pull_request:", '"submissions/**"', "fetch-depth: 0", 'python-version: "3.11"',
                    "pip install -e '.[dev]'\n", "BASE_REF: origin/${{ github.base_ref }}",
                    'SUMMARY="$GITHUB_STEP_SUMMARY" bash .github/scripts/grade-pr.sh',
-                   "actions/upload-artifact@v4", "results.json", "leaderboard.md", "grade.xml"):
+                   "actions/upload-artifact@", "results.json", "leaderboard.md", "grade.xml",
+                   "persist-credentials: false", "permissions: {}"):
         assert needed in text, needed
+    uses = re.findall(r"uses: (\S+)(.*)", text)
+    assert uses and all(re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}", action)
+                        and re.fullmatch(r"  # v\d+\.\d+\.\d+", comment)
+                        for action, comment in uses), uses
     assert os.access(SCRIPT, os.X_OK)
 
 
