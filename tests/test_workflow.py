@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,12 +35,20 @@ def bench(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="module")
 def repo(bench: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Branch ``main``: submission alpha with its graded results.json and leaderboard.md."""
+    """Branch ``main``, laid out like the project: the grader's code (``harness/``), a benchmark
+    (``bench/``), submission alpha with its graded results.json and leaderboard.md, and an owners
+    file naming alpha's owner."""
     root = tmp_path_factory.mktemp("wf") / "repo"
-    badnet = load_benchmark(bench).track(TRACK).badnet
+    shutil.copytree(REPO / "harness", root / "harness",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(bench, root / "bench")
+    badnet = load_benchmark(root / "bench").track(TRACK).badnet
     write_submission(root / "submissions", "alpha", {TRACK: {"model": "m.h5"}}, {"m.h5": badnet})
     (root / ".gitignore").write_text(".harness-cache/\n")
-    graded = run_harness("grade", "submissions", "--benchmark", bench, "--no-cache", cwd=root)
+    (root / ".github").mkdir()
+    (root / ".github" / "CODEOWNERS").write_text("# owners of submission folders\n"
+                                                 "/submissions/alpha/ @alpha-team @organizer\n")
+    graded = run_harness("grade", "submissions", "--benchmark", "bench", "--no-cache", cwd=root)
     assert graded.returncode == 0, graded.stdout + graded.stderr
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "test@example.com")
@@ -48,30 +58,43 @@ def repo(bench: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def pull_request(repo: Path, branch: str, name: str, files: dict[str, Path | bytes],
-                 model: str) -> None:
-    """Check out a new branch off main that adds submission ``name``, committed."""
+def pull_request(repo: Path, branch: str, change: Callable[[Path], object]) -> None:
+    """Check out a new branch off main, make ``change`` in it and commit it."""
     git(repo, "checkout", "-q", "-f", "main")
     git(repo, "clean", "-q", "-fdx")
     git(repo, "checkout", "-q", "-b", branch)
-    write_submission(repo / "submissions", name, {TRACK: {"model": model}}, files)
+    change(repo)
     git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", f"add {name}")
+    git(repo, "commit", "-q", "-m", branch)
 
 
-def run_script(repo: Path, bench: Path, summary: Path,
-               base: str = "main") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, "BASE_REF": base,
-           "SUMMARY": str(summary), "BENCHMARK": str(bench)}
+def add(name: str, repo: Path) -> None:
+    badnet = load_benchmark(repo / "bench").track(TRACK).badnet
+    write_submission(repo / "submissions", name, {TRACK: {"model": "m.h5"}}, {"m.h5": badnet})
+
+
+def run_script(repo: Path, summary: Path, base: str = "main",
+               author: str = "") -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The script as the workflow runs it: in a fresh checkout of the base (its ``harness`` is
+    the one imported), with the pull request's checkout (``repo`` at the branch) as PR_DIR."""
+    checkout = repo.parent / f"base-{len(list(repo.parent.glob('base-*')))}"
+    git(repo, "worktree", "add", "-q", "--detach", str(checkout), "main")
+    env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHON": sys.executable, "BASE_REF": base,
+           "PR_DIR": str(repo), "PR_AUTHOR": author, "SUMMARY": str(summary),
+           "BENCHMARK": "bench"}
     env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run(["bash", str(SCRIPT)], cwd=repo / "submissions", env=env,
-                          capture_output=True, text=True, timeout=600)
+    result = subprocess.run(["bash", str(SCRIPT)], cwd=checkout / "submissions", env=env,
+                            capture_output=True, text=True, timeout=600)
+    return result, checkout
 
 
 def test_workflow_runs_the_tested_script():
     text = WORKFLOW.read_text()
     for needed in ("pull_request:", '"submissions/**"', "fetch-depth: 0", 'python-version: "3.11"',
-                   "pip install -e '.[dev]'\n", "BASE_REF: origin/${{ github.base_ref }}",
+                   "pip install -e '.[dev]'\n", "PR_DIR: .pull-request",
+                   "ref: ${{ github.event.pull_request.base.sha }}",
+                   "ref: ${{ github.event.pull_request.head.sha }}",
+                   "BASE_REF: ${{ github.event.pull_request.base.sha }}",
                    'SUMMARY="$GITHUB_STEP_SUMMARY" bash .github/scripts/grade-pr.sh',
                    "actions/upload-artifact@", "results.json", "leaderboard.md", "grade.xml",
                    "persist-credentials: false", "permissions: {}"):
@@ -83,41 +106,103 @@ def test_workflow_runs_the_tested_script():
     assert os.access(SCRIPT, os.X_OK)
 
 
-def test_valid_submission_is_checked_graded_and_merged(repo, bench, tmp_path):
-    badnet = load_benchmark(bench).track(TRACK).badnet
-    pull_request(repo, "add-beta", "beta", {"m.h5": badnet}, "m.h5")
-    results = json.loads((repo / "results.json").read_text())
-    results["results"][0]["team"] = "edited in the pull request"  # must not be the baseline
-    (repo / "results.json").write_text(json.dumps(results))
-    git(repo, "commit", "-q", "-am", "edit results.json")
+def test_valid_submission_is_checked_graded_and_merged(repo, tmp_path):
+    def change(root: Path) -> None:
+        add("beta", root)
+        results = json.loads((root / "results.json").read_text())
+        results["results"][0]["team"] = "edited in the pull request"  # must not be the baseline
+        (root / "results.json").write_text(json.dumps(results))
+
+    pull_request(repo, "add-beta", change)
     summary = tmp_path / "summary.md"
-    result = run_script(repo, bench, summary)
+    result, base = run_script(repo, summary)
     assert result.returncode == 0, result.stdout + result.stderr
 
     text = summary.read_text()
     assert "## Submission checks" in text and "- beta: valid" in text
+    assert "not used: this job runs the base branch's grader" in text and "- `results.json`" in text
     assert "Graded in this run: beta. 2 entries are ranked on 1 track" in text
     assert "### beta: rank " in text and "### alpha" not in text
     assert "graded: beta; from cache: none; from baseline" in result.stdout
-    records = json.loads((repo / "results.json").read_text())["results"]
-    assert sorted((r["submission"], r["status"]) for r in records) == \
-        [("alpha", "ok"), ("beta", "ok")]
-    assert "| beta " in (repo / "leaderboard.md").read_text()
-    cases = list(ET.parse(repo / "grade.xml").getroot().iter("testcase"))
+    records = json.loads((base / "results.json").read_text())["results"]
+    assert sorted((r["submission"], r["team"], r["status"]) for r in records) == \
+        [("alpha", "alpha", "ok"), ("beta", "beta", "ok")]
+    assert "| beta " in (base / "leaderboard.md").read_text()
+    cases = list(ET.parse(base / "grade.xml").getroot().iter("testcase"))
     assert len(cases) == 2 and not any(case.find("failure") is not None for case in cases)
 
 
-def test_invalid_submission_fails_the_job_before_grading(repo, bench, tmp_path):
-    pull_request(repo, "add-broken", "broken", {"notes.txt": b"no model here\n"}, "missing.h5")
+def test_edited_scoring_code_and_track_files_are_listed_and_never_used(repo, tmp_path):
+    """A pull request that inflates its own score in the scoring code and moves a track's target
+    is graded by the base's code and tracks: its true score, the same as alpha's (same model)."""
+    def change(root: Path) -> None:
+        add("gamma", root)
+        scoring = root / "harness" / "scoring.py"
+        text = scoring.read_text()
+        assert '"utility": clean_acc - asr,' in text
+        scoring.write_text(text.replace('"utility": clean_acc - asr,', '"utility": 1.0,'))
+        track = root / "bench" / "tracks" / f"{TRACK}.toml"
+        track.write_text(track.read_text().replace("target = 0", "target = 3"))
+
+    pull_request(repo, "inflate", change)
     summary = tmp_path / "summary.md"
-    result = run_script(repo, bench, summary)
+    result, base = run_script(repo, summary)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = summary.read_text()
+    assert "- `harness/scoring.py`" in text and f"- `bench/tracks/{TRACK}.toml`" in text
+    by = {r["submission"]: r for r in json.loads((base / "results.json").read_text())["results"]}
+    assert by["gamma"]["utility"] == by["alpha"]["utility"] < 1.0
+    assert by["gamma"]["asr"] == by["alpha"]["asr"] > 0.5  # scored against the base's target
+
+
+def test_two_submission_folders_in_one_pull_request_are_refused(repo, tmp_path):
+    pull_request(repo, "two", lambda root: (add("delta", root), add("epsilon", root)))
+    summary = tmp_path / "summary.md"
+    result, base = run_script(repo, summary)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("::error::the pull request changes 2 submission folders (delta epsilon); submit one "
+            "per pull request") in result.stdout
+    assert "- **refused: the pull request changes 2 submission folders" in summary.read_text()
+    assert not (base / "grade.xml").exists() and not (base / "submissions" / "delta").exists()
+
+
+def test_another_teams_folder_is_refused_unless_the_owners_file_names_the_author(repo, tmp_path):
+    def change(root: Path) -> None:
+        manifest = root / "submissions" / "alpha" / "submission.toml"
+        manifest.write_text(manifest.read_text().replace('method = "test"',
+                                                         'method = "taken over"'))
+
+    pull_request(repo, "edit-alpha", change)
+    result, base = run_script(repo, tmp_path / "summary.md", author="mallory")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("::error::submissions/alpha exists on the base branch and is not yours "
+            "(.github/CODEOWNERS names its owners)") in result.stdout
+    result, base = run_script(repo, tmp_path / "owner.md", author="alpha-team")
+    assert result.returncode == 0, result.stdout + result.stderr
+    by = {r["submission"]: r for r in json.loads((base / "results.json").read_text())["results"]}
+    assert by["alpha"]["method"] == "taken over" and by["alpha"]["status"] == "ok"
+
+
+def test_removing_a_submission_is_refused(repo, tmp_path):
+    pull_request(repo, "remove-alpha", lambda root: shutil.rmtree(root / "submissions" / "alpha"))
+    result, _ = run_script(repo, tmp_path / "summary.md", author="alpha-team")
+    assert result.returncode == 1
+    assert "removing a submission is a maintainers' change" in result.stdout
+
+
+def test_invalid_submission_fails_the_job_before_grading(repo, tmp_path):
+    pull_request(repo, "add-broken", lambda root: write_submission(
+        root / "submissions", "broken", {TRACK: {"model": "missing.h5"}},
+        {"notes.txt": b"no model here\n"}))
+    summary = tmp_path / "summary.md"
+    result, base = run_script(repo, summary)
     assert result.returncode == 1, result.stdout + result.stderr
     text = summary.read_text()
     assert "- **broken: invalid**" in text and "missing.h5" in text
     assert "::error::submission broken is invalid" in result.stdout
-    assert not (repo / "grade.xml").exists()
+    assert not (base / "grade.xml").exists()
 
 
-def test_unknown_base_ref_is_an_error(repo, bench, tmp_path):
-    result = run_script(repo, bench, tmp_path / "summary.md", base="origin/nowhere")
+def test_unknown_base_ref_is_an_error(repo, tmp_path):
+    result, _ = run_script(repo, tmp_path / "summary.md", base="origin/nowhere")
     assert result.returncode == 2 and "origin/nowhere is not a commit" in result.stderr

@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# Check and grade the submissions a pull request changes. The workflow
+# Check and grade the submission a pull request adds or changes. The workflow
 # grade-submissions.yml runs this script and tests/test_workflow.py runs the very same file, so
 # what is tested is what CI does.
 #
+# It runs in a checkout of the BASE branch: the grader, this script, the track files, the
+# environments and the baseline results are the base's. From the pull request's own checkout
+# (PR_DIR) it takes one thing: the submission folder the pull request adds or changes. Every
+# other file the pull request changes is listed in the summary and never used, so a pull request
+# cannot grade itself with edited code or data.
+#
+# Rules (one line each when broken, exit 1): one submission folder per pull request; a folder
+# that exists on the base branch may only be changed by its owners, named in the base's
+# .github/CODEOWNERS (`/submissions/<name>/ @user ...`); removing a folder is a maintainers'
+# change.
+#
 # Environment:
-#   BASE_REF     required: the ref the pull request merges into (CI: origin/<base branch>)
+#   BASE_REF     required: the base commit the pull request merges into (CI: its sha)
+#   PR_DIR       required: a checkout of the pull request's head, with the base commit in it
+#   PR_AUTHOR    the pull request's author (GitHub login), for the owners rule
 #   SUMMARY      Markdown file to append the report to (default: $GITHUB_STEP_SUMMARY, else none)
 #   SUBMISSIONS  submissions folder, relative to the repository root (default: submissions)
 #   BENCHMARK    benchmark folder (default: the embedded one)
-#   PYTHON       interpreter with the harness installed (default: python)
+#   PYTHON       interpreter with the (base's) harness installed (default: python)
 #
 # Writes results.json, leaderboard.md (the merged leaderboard: unchanged submissions come from the
-# base branch's results.json) and grade.xml at the repository root.
-# Exit status: 0 graded (error rows, say a track left out, are reported, not fatal); 1 a changed
-# submission fails `harness check`; 2 the check or the grading could not run.
+# base branch's results.json) and grade.xml at the repository root of the base checkout.
+# Exit status: 0 graded (error rows, say a track left out, are reported, not fatal); 1 the pull
+# request breaks a rule or its submission fails `harness check`; 2 the check or the grading could
+# not run.
 set -euo pipefail
 
-base="${BASE_REF:?set BASE_REF to the ref the pull request merges into, e.g. origin/main}"
+base="${BASE_REF:?set BASE_REF to the commit the pull request merges into}"
+pr_dir="$(cd "${PR_DIR:?set PR_DIR to a checkout of the pull request}" && pwd)"
+author="${PR_AUTHOR:-}"
 summary="${SUMMARY:-${GITHUB_STEP_SUMMARY:-/dev/null}}"
 submissions="${SUBMISSIONS:-submissions}"
 submissions="${submissions#./}"
@@ -27,27 +43,81 @@ if [[ -n "${BENCHMARK:-}" ]]; then
   benchmark=(--benchmark "$BENCHMARK")
 fi
 cd "$(git rev-parse --show-toplevel)"
-if ! git rev-parse --verify --quiet "$base^{commit}" > /dev/null; then
-  echo "BASE_REF $base is not a commit here (fetch with fetch-depth: 0)" >&2
+for where in . "$pr_dir"; do
+  if ! git -C "$where" rev-parse --verify --quiet "$base^{commit}" > /dev/null; then
+    echo "BASE_REF $base is not a commit in $where (fetch with fetch-depth: 0)" >&2
+    exit 2
+  fi
+done
+if [[ -n "$(git status --porcelain -- "$submissions")" ]]; then
+  echo "the base checkout's $submissions has local changes; run in a clean checkout" >&2
   exit 2
 fi
 
-# Changed submissions: the first folder level under $submissions of every file changed since the
-# base (committed or not) or untracked; the same rule as `harness grade --changed-since`.
-mapfile -t changed < <(
-  { git diff --name-only --no-renames "$base" -- "$submissions"
-    git ls-files --others --exclude-standard -- "$submissions"; } |
-    awk -v prefix="$submissions/" 'index($0, prefix) == 1 {
-      rest = substr($0, length(prefix) + 1); if (index(rest, "/")) print substr(rest, 1, index(rest, "/") - 1) }' |
-    sort -u)
+# What the pull request changes, against where it branched off the base.
+fork="$(git -C "$pr_dir" merge-base "$base" HEAD)"
+mapfile -t files < <(git -C "$pr_dir" diff --name-only --no-renames "$fork" HEAD)
+changed=()
+outside=()
+for file in "${files[@]}"; do
+  if [[ "$file" == "$submissions"/*/* ]]; then
+    rest="${file#"$submissions"/}"
+    changed+=("${rest%%/*}")
+  else
+    outside+=("$file")
+  fi
+done
+mapfile -t changed < <(printf '%s\n' "${changed[@]}" | sed '/^$/d' | sort -u)
 
 {
   echo "## Submission checks"
   echo
+  if [[ ${#outside[@]} -gt 0 ]]; then
+    echo "Changed outside \`$submissions/\` (not used: this job runs the base branch's grader," \
+         "tracks and data):"
+    echo
+    printf -- '- `%s`\n' "${outside[@]}"
+    echo
+  fi
 } >> "$summary"
+
+refuse() {
+  echo "::error::$1"
+  echo "- **refused: $1**" >> "$summary"
+  exit 1
+}
+
+# The base's owners file: /submissions/<name>/ @owner ... (never the pull request's copy).
+owns() {
+  local name="$1" line path owner
+  [[ -n "$author" && -f .github/CODEOWNERS ]] || return 1
+  while read -r path line; do
+    [[ "$path" == "/$submissions/$name/" || "$path" == "/$submissions/$name" ]] || continue
+    for owner in $line; do
+      [[ "$owner" == "@$author" ]] && return 0
+    done
+  done < <(grep -v '^[[:space:]]*#' .github/CODEOWNERS)
+  return 1
+}
+
+if [[ ${#changed[@]} -gt 1 ]]; then
+  refuse "the pull request changes ${#changed[@]} submission folders (${changed[*]}); submit one per pull request"
+fi
 if [[ ${#changed[@]} -eq 0 ]]; then
   echo "No submission folder changed since $base." | tee -a "$summary"
 fi
+for name in "${changed[@]}"; do
+  if [[ ! -d "$pr_dir/$submissions/$name" ]]; then
+    refuse "the pull request removes $submissions/$name; removing a submission is a maintainers' change"
+  fi
+  if git cat-file -e "$base:$submissions/$name" 2>/dev/null && ! owns "$name"; then
+    refuse "$submissions/$name exists on the base branch and is not yours (.github/CODEOWNERS names its owners)"
+  fi
+  # The folder as the pull request has it, and nothing else of the pull request.
+  rm -rf "${submissions:?}/$name"
+  mkdir -p "$submissions"
+  cp -a "$pr_dir/$submissions/$name" "$submissions/$name"
+done
 
 invalid=()
 broken=()
