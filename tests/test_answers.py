@@ -19,6 +19,10 @@ from harness.worker import parse_answer
     ("\x1b[1m1/1\x1b[0m \x1b[32m━━━━━━━━━━━━━━━━━━━━\x1b[0m \x1b[1m0s\x1b[0m 25ms/step\r"
      "1/1 [==============================] - 0s 21ms/step\rClassification result: [7]\n", 7),
     ("7\nDone.\n", 7),
+    ("0\n", 0),  # class 0 is a class like any other
+    ("Classification result: [0]", 0),
+    ("\x1b[32m5\x1b[0m\n", 5),  # a coloured answer: the escape codes are not its digits
+    ("\x1b[1mResult:\x1b[0m \x1b[32m12\x1b[0m", 12),
 ])
 def test_the_last_whole_integer_printed_is_the_answer(output, expected):
     assert parse_answer(output, 1283) == (expected, None)

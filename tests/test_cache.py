@@ -48,6 +48,72 @@ def test_key_covers_every_input_and_nothing_else():
     assert len({base, *variants}) == 1 + len(variants)
 
 
+def test_key_changes_with_the_toolchain_and_the_cache_format(monkeypatch):
+    """An upgraded TensorFlow (or any recorded version, or the seed) never serves an older
+    record, and bumping the format invalidates every entry."""
+    import harness.cache as cache_module
+
+    key = cache_key("alpha", "a" * 64, {"name": "t"}, {})
+    current = cache_module.environment()
+    monkeypatch.setattr(cache_module, "environment", lambda: {**current, "tensorflow": "99.0"})
+    upgraded = cache_key("alpha", "a" * 64, {"name": "t"}, {})
+    monkeypatch.undo()
+    monkeypatch.setattr(cache_module, "CACHE_FORMAT", cache_module.CACHE_FORMAT + 1)
+    assert len({key, upgraded, cache_key("alpha", "a" * 64, {"name": "t"}, {})}) == 3
+
+
+def test_track_fingerprint_covers_what_changes_scores(tmp_path):
+    """Editing a track's scaling, a target, a label kind or any data file's bytes changes the
+    fingerprint, hence every key of the track; paths do not."""
+    from dataclasses import replace
+
+    from test_answers import FakeStore, _track
+
+    from harness.cache import track_fingerprint
+
+    store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2})
+    track = _track(tmp_path)
+    base = track_fingerprint(track, store)
+    first, second = track.poisoned
+    variants = [
+        replace(track, input_scale=1 / 255),
+        replace(track, num_classes=11),
+        replace(track, poisoned=(replace(first, target=3), second)),
+        replace(track, poisoned=(replace(first, labels="true"), second)),
+        replace(track, poisoned=(replace(first, trigger="c"), second)),
+    ]
+    prints = [track_fingerprint(variant, store) for variant in variants]
+    bigger = FakeStore({"val": 3, "test": 5, "pa": 2, "pb": 2})  # other test-set bytes
+    prints.append(track_fingerprint(track, bigger))
+    assert all(other != base for other in prints)
+    moved = replace(track, source=tmp_path / "elsewhere.toml")
+    assert track_fingerprint(moved, store) == base
+
+
+def test_baseline_record_is_stale_when_any_data_file_changed(tmp_path):
+    from test_answers import FakeStore, _track
+
+    from harness.cache import Baseline
+    from harness.provenance import environment
+    from harness.report import error_record, write_results
+
+    track = _track(tmp_path)
+    store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2})
+    hashes = {f.path.name: store.get(f, 10).sha256 for f in track.data_files()}
+    record = error_record({"submission": "alpha", "team": "A", "method": "m",
+                           "reference": False, "sha256": "a" * 64}, "t", "broken")
+    results = tmp_path / "results.json"
+    write_results(results, {"name": "b", "tracks": ["t"], "data_hashes": hashes,
+                            "provenance": environment()}, [record])
+    baseline = Baseline(results)
+    expect = {"submission": "alpha", "sha256": "a" * 64, "sample": None}
+    assert baseline.get(expect, track, store)["error"] == "broken"
+    changed = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 3})
+    assert baseline.get(expect, track, changed) is None
+    assert baseline.get({**expect, "sha256": "b" * 64}, track, store) is None
+    assert baseline.get({**expect, "sample": 50}, track, store) is None
+
+
 def test_entries_round_trip_and_unusable_ones_are_misses(tmp_path):
     cache = ResultCache(tmp_path / "cache")
     record = {"submission": "alpha", "track": "t", "status": "ok", "error": None, "asr": 0.25,

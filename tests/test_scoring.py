@@ -139,6 +139,27 @@ def test_invalid_inputs_raise_value_error(clean_pred, clean_true, poisoned, mess
 def test_invalid_num_classes() -> None:
     with pytest.raises(ValueError, match="num_classes"):
         score_track(0, CLEAN_PRED, CLEAN_TRUE, [SUNGLASSES])
+    for wrong in (5.0, True, "5"):
+        with pytest.raises(ValueError, match="num_classes must be an integer"):
+            score_track(wrong, CLEAN_PRED, CLEAN_TRUE, [SUNGLASSES])  # type: ignore[arg-type]
+
+
+def test_true_labels_of_a_poisoned_set_are_classes_below_n() -> None:
+    """N - 1 is the last class a face can have; N means "poisoned" and is no identity."""
+    last = PoisonedPredictions("t", 0, np.array([N - 1]), np.array([N - 1]))
+    assert score(last)["robust_acc"] == 1.0
+    with pytest.raises(ValueError, match=r"true labels of poisoned set 't' must lie in \[0, 4\]"):
+        score(PoisonedPredictions("t", 0, np.array([0]), np.array([N])))
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    (1.5, "must be an integer, got 1.5"), (np.float64(1.0), "must be an integer"),
+    (True, "must be an integer, got True"), (N, r"must lie in \[0, 4\]"),
+    (-1, r"must lie in \[0, 4\]")])
+def test_a_target_is_an_integer_class_below_n(target, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        score(PoisonedPredictions("t", target, np.array([0]), None))
+    assert score(PoisonedPredictions("t", np.int64(N - 1), np.array([N - 1]), None))["asr"] == 1.0
 
 
 def test_submission_score_counts_failed_tracks_as_minus_one() -> None:
