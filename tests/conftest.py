@@ -13,6 +13,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_CSAW = REPO.parent / "shared" / "real-csaw"
+SLOW_FIXTURES = {"tiny_benchmark", "keras2", "real_benchmark"}
+"""Fixtures that build a benchmark (training BadNets), a Python environment, or stand for a run
+of the grading CLI: every test that needs one is ``slow``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``pytest -m "not slow"`` is the fast suite (seconds): a test is slow when it trains a
+    model, builds an environment, starts a sandbox or grades (a fixture above, or marked)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

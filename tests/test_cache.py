@@ -7,6 +7,7 @@ it (an error row without a worker), so every run stays short.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -88,6 +89,18 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
     assert all(other != base for other in prints)
     moved = replace(track, source=tmp_path / "elsewhere.toml")
     assert track_fingerprint(moved, store) == base
+    assert base == {"name": "t", "num_classes": 10, "input_scale": 1.0, "badnet_sha256": None,
+                    "badnet_architecture": None, "validation_sha256": "val-3",
+                    "test_sha256": "test-4",
+                    "poisoned": [{"trigger": "a", "target": 0, "labels": "target",
+                                  "sha256": "pa-2"},
+                                 {"trigger": "b", "target": 1, "labels": "target",
+                                  "sha256": "pb-2"}]}
+    track.badnet.write_bytes(b"a BadNet")
+    with_badnet = track_fingerprint(track, store)
+    track.badnet.write_bytes(b"another BadNet")
+    assert with_badnet["badnet_sha256"] != track_fingerprint(track, store)["badnet_sha256"]
+    assert with_badnet["badnet_sha256"] == hashlib.sha256(b"a BadNet").hexdigest()
 
 
 def test_baseline_record_is_stale_when_any_data_file_changed(tmp_path):
@@ -112,6 +125,36 @@ def test_baseline_record_is_stale_when_any_data_file_changed(tmp_path):
     assert baseline.get(expect, track, changed) is None
     assert baseline.get({**expect, "sha256": "b" * 64}, track, store) is None
     assert baseline.get({**expect, "sample": 50}, track, store) is None
+
+
+def test_keys_are_stable_across_runs_of_one_version(monkeypatch):
+    """The same inputs give the same key in every run (that is what lets a later run reuse an
+    entry); a change of the key's layout changes this value and must bump CACHE_FORMAT."""
+    import harness.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "environment", lambda: {"harness": "x", "seed": 1})
+    assert cache_module.CACHE_FORMAT == 1
+    assert cache_key("alpha", "a" * 64, {"name": "t"}, {"sample": None}) == \
+        "9b61dd9599a2617569ff1b2255443f4975a465389f65c621d40b17683cf0cd67"
+
+
+def test_baseline_from_another_environment_is_refused_naming_the_difference(tmp_path):
+    from harness.cache import Baseline
+    from harness.errors import HarnessError
+    from harness.provenance import environment
+    from harness.report import write_results
+
+    results = tmp_path / "results.json"
+    other = {**environment(), "tensorflow": "1.15.0"}
+    write_results(results, {"name": "b", "tracks": ["t"], "data_hashes": {},
+                            "provenance": other}, [])
+    with pytest.raises(HarnessError) as error:
+        Baseline(results)
+    assert str(error.value) == (f"{results} was graded with tensorflow 1.15.0; this run has "
+                                f"tensorflow {environment()['tensorflow']}")
+    write_results(results, {"name": "b", "tracks": ["t"], "data_hashes": {},
+                            "provenance": environment()}, [])
+    assert Baseline(results).path == results and Baseline(results).records == {}
 
 
 def test_entries_round_trip_and_unusable_ones_are_misses(tmp_path):

@@ -393,6 +393,32 @@ def test_failed_and_missing_tracks_count_minus_one() -> None:
     assert list(table.index) == ["half", "missing", "broken"]
 
 
+def test_a_row_that_failed_a_track_can_rank_above_one_that_passed_it() -> None:
+    """Ranking is by score alone: a failed track costs -1, and a strong other track can still
+    beat a weak entry that passed both."""
+    records = [
+        ok_record(meta("bold"), "sunglasses", scores(1.0, {"sunglasses": 0.0})),
+        error_record(meta("bold"), "multi-trigger", "boom"),
+        ok_record(meta("weak"), "sunglasses", scores(0.4, {"sunglasses": 0.6})),
+        ok_record(meta("weak"), "multi-trigger", scores(0.4, {"eyebrows": 0.6})),
+    ]
+    table = rank(BENCHMARK, records)
+    assert list(table["submission"]) == ["bold", "weak"]
+    assert list(table["rank"]) == [1, 2] and list(table["tied"]) == [False, False]
+    assert list(table["score"]) == [0.0, -0.2]
+    assert list(table["tracks_ok"]) == ["1/2", "2/2"]
+    assert list(table["mean_clean_acc"]) == [1.0, 0.4]  # over the tracks that passed
+
+
+def test_a_benchmark_of_one_track_ranks_its_rows() -> None:
+    one = {**BENCHMARK, "tracks": ["sunglasses"]}
+    records = [ok_record(meta("solo", team="Solo"), "sunglasses",
+                         scores(0.9, {"sunglasses": 0.1}))]
+    table = rank(one, records)
+    assert list(table["submission"]) == ["solo"] and list(table["team"]) == ["Solo"]
+    assert list(table["rank"]) == [1] and list(table["tracks_ok"]) == ["1/1"]
+
+
 # Leaderboard -------------------------------------------------------------------------------------
 
 

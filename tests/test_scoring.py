@@ -121,13 +121,14 @@ def test_flagging_everything_detects_all_and_flags_all_clean() -> None:
         ([0, -2], [0, 1], [SUNGLASSES], r"clean predictions must lie in \[-1, 5\]"),
         ([0, 1], [0, -1], [SUNGLASSES], r"clean labels must lie in \[0, 4\]"),
         ([0, 1], [0, 5], [SUNGLASSES], r"clean labels must lie in \[0, 4\]"),
-        ([0, 1, 2], [0, 1], [SUNGLASSES], "3 predictions but 2 labels"),
+        ([0, 1, 2], [0, 1], [SUNGLASSES], "^clean set: 3 predictions but 2 labels$"),
         ([0.0, 1.0], [0, 1], [SUNGLASSES], "must be integers"),
         ([], [], [SUNGLASSES], "non-empty"),
-        ([0, 1], [0, 1], [], "at least one poisoned"),
+        ([0, 1], [0, 1], [], "^a track needs at least one poisoned test set$"),
         ([0, 1], [0, 1], [PoisonedPredictions("t", 0, np.array([7]), None)], "'t'"),
         ([0, 1], [0, 1], [PoisonedPredictions("t", 0, np.array([0]), np.array([-1]))], "'t'"),
-        ([0, 1], [0, 1], [PoisonedPredictions("t", 5, np.array([0]), None)], "target"),
+        ([0, 1], [0, 1], [PoisonedPredictions("t", 5, np.array([0]), None)],
+         r"^target of trigger 't' must lie in \[0, 4\]$"),
         ([0, 1], [0, 1], [PoisonedPredictions("t", 0, np.array([0]), np.array([0, 1]))], "'t'"),
     ],
 )
@@ -142,6 +143,13 @@ def test_invalid_num_classes() -> None:
     for wrong in (5.0, True, "5"):
         with pytest.raises(ValueError, match="num_classes must be an integer"):
             score_track(wrong, CLEAN_PRED, CLEAN_TRUE, [SUNGLASSES])  # type: ignore[arg-type]
+
+
+def test_one_class_is_the_smallest_track() -> None:
+    """N = 1: every face is class 0 and answer 1 means "poisoned"."""
+    result = score_track(1, np.array([0, 1]), np.array([0, 0]),
+                         [PoisonedPredictions("t", 0, np.array([1, 0]), None)])
+    assert (result["clean_acc"], result["asr"], result["detect_rate"]) == (0.5, 0.5, 0.5)
 
 
 def test_true_labels_of_a_poisoned_set_are_classes_below_n() -> None:
@@ -178,5 +186,6 @@ def test_submission_score_is_independent_of_track_order() -> None:
 
 
 def test_submission_score_needs_tracks() -> None:
-    with pytest.raises(ValueError, match="at least one track"):
+    with pytest.raises(ValueError, match="^a benchmark needs at least one track to score a "
+                                         "submission$"):
         submission_score([])

@@ -166,3 +166,62 @@ def test_bootstrap_is_fast_at_contest_scale() -> None:
     verdicts = [tied(upper, lower) for upper, lower in zip(rows, rows[1:], strict=False)]
     assert time.perf_counter() - start < 2.0
     assert len(verdicts) == 6
+
+
+# Limits pinned from both sides (survivors of mutation testing) ----------------------------------
+
+
+def test_wilson_messages_say_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="^hits and n must be integers, not bools$"):
+        wilson(True, 5)
+    with pytest.raises(ValueError, match=r"^need 0 <= hits <= n and n > 0, got hits=6, n=5$"):
+        wilson(6, 5)
+
+
+def test_wilson_upper_limit_of_a_perfect_score_is_exactly_one() -> None:
+    """Float rounding gives 0.9999999999999998 for some n; a perfect score's limit is 1."""
+    assert all(wilson(n, n)[1] == 1.0 for n in range(1, 2000))
+    assert all(wilson(0, n)[0] == 0.0 for n in range(1, 2000))
+
+
+def test_newcombe_uses_the_level_it_is_given() -> None:
+    wide = newcombe_difference(56, 70, 48, 80, z=2.576)  # 99%
+    narrow = newcombe_difference(56, 70, 48, 80)
+    assert wide[0] < narrow[0] and narrow[1] < wide[1]
+    low1, high1 = wilson(56, 70, 2.576)
+    low2, high2 = wilson(48, 80, 2.576)
+    d = 56 / 70 - 48 / 80
+    assert wide == pytest.approx((d - np.hypot(56 / 70 - low1, high2 - 48 / 80),
+                                  d + np.hypot(high1 - 56 / 70, 48 / 80 - low2)))
+
+
+def test_unpack_refuses_text_that_is_not_strict_base64() -> None:
+    """Characters outside the alphabet are an error, not skipped (which would shift bits)."""
+    text = stats.pack_outcomes(np.ones(16, bool))
+    with pytest.raises(ValueError, match="not base64"):
+        stats.unpack_outcomes(text[:1] + "!" + text[1:], 16)
+    with pytest.raises(ValueError, match="^outcomes hold 2 bytes; 25 images need 4$"):
+        stats.unpack_outcomes(text, 25)
+
+
+def test_bootstrap_interval_is_the_requested_central_interval() -> None:
+    """Mine right on all 10,000 images, theirs on half: the difference is 0.5 with standard
+    error 0.005, so the 95% interval is 0.5 -+ 1.96 x 0.005 and the 80% one 0.5 -+ 1.28 x 0.005
+    (2,000 resamples: within 0.0004)."""
+    n = 10_000
+    mine = Outcomes(clean=np.ones(n, bool), attack=np.zeros(n, bool))
+    theirs = Outcomes(clean=np.arange(n) % 2 == 0, attack=np.zeros(n, bool))
+    for confidence, z in ((0.95, 1.96), (0.8, 1.2816)):
+        low, high = score_difference_interval([mine], [theirs], confidence=confidence)
+        assert low == pytest.approx(0.5 - z * 0.005, abs=4e-4)
+        assert high == pytest.approx(0.5 + z * 0.005, abs=4e-4)
+
+
+def test_a_failed_track_on_either_side_counts_minus_one() -> None:
+    working = [outcomes(900, 100), outcomes(900, 100)]
+    half = [outcomes(900, 100), None]
+    low, high = score_difference_interval(working, half)
+    assert score_difference_interval(half, working) == pytest.approx((-high, -low), abs=1e-3)
+    with pytest.raises(ValueError, match="^both submissions need outcomes for the same, "
+                                         "non-empty list of tracks$"):
+        score_difference_interval([], [])
