@@ -89,6 +89,7 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
     assert all(other != base for other in prints)
     moved = replace(track, source=tmp_path / "elsewhere.toml")
     assert track_fingerprint(moved, store) == base
+    assert track_fingerprint(replace(track, test=None), store)["test_sha256"] is None
     assert base == {"name": "t", "num_classes": 10, "input_scale": 1.0, "badnet_sha256": None,
                     "badnet_architecture": None, "validation_sha256": "val-3",
                     "test_sha256": "test-4",
@@ -136,6 +137,8 @@ def test_keys_are_stable_across_runs_of_one_version(monkeypatch):
     assert cache_module.CACHE_FORMAT == 1
     assert cache_key("alpha", "a" * 64, {"name": "t"}, {"sample": None}) == \
         "9b61dd9599a2617569ff1b2255443f4975a465389f65c621d40b17683cf0cd67"
+    with pytest.raises(ValueError):  # NaN has no JSON spelling: no key can be made of it
+        cache_key("alpha", "a" * 64, {"name": "t"}, {"image_timeout": float("nan")})
 
 
 def test_baseline_from_another_environment_is_refused_naming_the_difference(tmp_path):
@@ -145,13 +148,15 @@ def test_baseline_from_another_environment_is_refused_naming_the_difference(tmp_
     from harness.report import write_results
 
     results = tmp_path / "results.json"
-    other = {**environment(), "tensorflow": "1.15.0"}
+    other = {**environment(), "tensorflow": "1.15.0", "numpy": "1.0.0"}
     write_results(results, {"name": "b", "tracks": ["t"], "data_hashes": {},
                             "provenance": other}, [])
     with pytest.raises(HarnessError) as error:
         Baseline(results)
-    assert str(error.value) == (f"{results} was graded with tensorflow 1.15.0; this run has "
-                                f"tensorflow {environment()['tensorflow']}")
+    now = environment()
+    assert str(error.value) == (f"{results} was graded with numpy 1.0.0, tensorflow 1.15.0; "
+                                f"this run has numpy {now['numpy']}, tensorflow "
+                                f"{now['tensorflow']}")
     write_results(results, {"name": "b", "tracks": ["t"], "data_hashes": {},
                             "provenance": environment()}, [])
     assert Baseline(results).path == results and Baseline(results).records == {}
