@@ -403,11 +403,8 @@ def rank(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> 
     rows = [_overall_row(group) for group in by_submission.values()]
     table = pd.DataFrame(rows, columns=list(RANK_COLUMNS[2:]))
     table = table.sort_values(
-        ["score", "mean_clean_acc", "submission"],
-        ascending=[False, False, True],
-        na_position="last",
-        kind="mergesort",
-    ).reset_index(drop=True)
+        ["score", "mean_clean_acc", "submission"], ascending=[False, False, True]
+    ).reset_index(drop=True)  # names are unique: a total order, NaN clean accuracies last
     outcomes = [
         [_outcomes(record) for record in by_submission[name]] for name in table["submission"]
     ]

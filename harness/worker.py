@@ -66,9 +66,10 @@ def parse_answer(output: str, num_classes: int) -> tuple[int, str | None]:
 
     Real entries print banners, Keras progress bars (ANSI escapes, ``\\r``) and then the class in
     many spellings (``5``, ``[5]``, ``Classification result: 5``, ``Result: Class ->[5]``); the
-    class is the last integer of the output. Anything outside ``[0, N]`` is invalid, not clipped.
+    class is the last integer of the output, wherever it stands (a ``\\r`` needs no handling).
+    Anything outside ``[0, N]`` is invalid, not clipped.
     """
-    text = ANSI.sub("", output).replace("\r", "\n")
+    text = ANSI.sub("", output)
     numbers = INTEGER.findall(text)
     if not numbers:
         return INVALID, "printed no integer" if text.strip() else "printed nothing"
