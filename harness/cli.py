@@ -140,7 +140,7 @@ def _check(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.check import run
     from harness.environments import EnvironmentStore
 
-    store = EnvironmentStore(Path(args.env_cache) if args.env_cache else None)
+    store = EnvironmentStore(args.env_cache)
     return run(Path(args.submission), Path(args.benchmark or default_benchmark()),
                allow_unsafe=args.allow_unsafe_models, environments=store,
                build=not args.no_build)
@@ -158,7 +158,7 @@ def _env_build(args: argparse.Namespace, passthrough: list[str]) -> int:
         benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
     except HarnessError as exc:
         return _usage_error(exc)
-    store = EnvironmentStore(Path(args.env_cache) if args.env_cache else None)
+    store = EnvironmentStore(args.env_cache)
     specs, failed = {}, 0
     for manifest in sorted(Path(args.submissions).glob(f"*/{MANIFEST}")):
         submission = load_submission(manifest)
@@ -183,8 +183,7 @@ def _env_build(args: argparse.Namespace, passthrough: list[str]) -> int:
             print(f"FAIL  {spec.name} (for {who}): {exc}")
             failed += 1
             continue
-        how = f"built in {built.seconds:.1f} s" if built.seconds else "already built"
-        print(f"ok    {spec.name} (for {who}): {how}, {len(built.packages)} packages, "
+        print(f"ok    {spec.name} (for {who}): {built.how}, {len(built.packages)} packages, "
               f"{built.folder}")
     print(f"{len(specs)} environments in {store.folder}; {failed} failed")
     return 1 if failed else 0

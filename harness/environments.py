@@ -156,12 +156,18 @@ class Built:
     def python(self) -> Path:
         return self.folder / "bin" / "python"
 
+    @property
+    def how(self) -> str:
+        """What ensuring it took, as every report says it."""
+        return f"built in {self.seconds:.1f} s" if self.seconds else "already built"
+
 
 class EnvironmentStore:
     """The folder of built environments, ``<cache>/<key>/``, shared by every grading run."""
 
-    def __init__(self, folder: Path | None = None) -> None:
-        self.folder = (folder or default_cache()).absolute()
+    def __init__(self, folder: str | Path | None = None) -> None:
+        """``folder`` as a command line gives it: None or empty for the default cache."""
+        self.folder = (Path(folder) if folder else default_cache()).absolute()
         self.failed: dict[str, str] = {}
         """Builds that failed in this process, by key: every entry that needs one gets its
         error row at once instead of trying again."""

@@ -236,10 +236,9 @@ def pytest_configure(config: pytest.Config) -> None:
                                 "grade on; grade with the organizers' benchmark")
     limits = Limits(image_timeout=config.getoption("harness_image_timeout"),
                     track_timeout=config.getoption("harness_track_timeout"))
-    env_cache = config.getoption("harness_env_cache")
     grading = GradeOptions(allow_unsafe=config.getoption("harness_allow_unsafe_models"),
                            sample=config.getoption("harness_sample"), limits=limits,
-                           environments=EnvironmentStore(Path(env_cache) if env_cache else None),
+                           environments=EnvironmentStore(config.getoption("harness_env_cache")),
                            build=not config.getoption("harness_no_build"))
     state = GradingState(benchmark=benchmark, out=Path(config.getoption("harness_out")),
                          grading=grading)
@@ -477,7 +476,7 @@ def _build_environments(session: pytest.Session, state: GradingState) -> None:
             continue
         try:
             built = store.ensure(spec)
-            line = f"harness: environment {spec.name}: built in {built.seconds:.0f} s"
+            line = f"harness: environment {spec.name}: {built.how}"
         except SubmissionError as exc:
             line = f"harness: {exc}"
         if reporter is not None:

@@ -233,7 +233,7 @@ class ScriptAnswerer(Answerer):
         sys.path.insert(0, str(self.script.parent))  # as `python3 script.py` has it
         _patch_keras()  # and pays for importing TensorFlow once, before the first image
         self.function: Callable[[np.ndarray], Any] | None = None
-        self.batch = request.batch is not None
+        self.name = request.batch
         if request.batch is not None:
             _, namespace, error = self._run(name="submission", argv=[str(self.script)])
             if error:
@@ -242,7 +242,6 @@ class ScriptAnswerer(Answerer):
                 raise RuntimeError(f"the manifest names batch = {request.batch!r}, but the script"
                                    " defines no such function")
             self.function = namespace[request.batch]
-            self.name = request.batch
 
     def _run(self, *, name: str, argv: list[str]) -> tuple[str, dict[str, Any], str | None]:
         """Execute the script once as a program would run; returns (stdout, globals, error)."""
@@ -294,6 +293,10 @@ class ScriptAnswerer(Answerer):
         invalid = int(np.count_nonzero(~valid))
         return answers, invalid, (f"{call} answered outside [0, {self.num_classes}]"
                                   if invalid else None)
+
+    @property
+    def batch(self) -> bool:  # type: ignore[override]
+        return self.function is not None
 
     def answer(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
         if self.function is not None:
