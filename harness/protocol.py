@@ -4,11 +4,14 @@ The worker may run in another Python environment than the grader (a team's ``ker
 environment, with another NumPy and Keras), so this module imports the standard library only, and
 every message is plain JSON, one per line: the grader writes one :class:`LoadRequest` to the
 worker's stdin; the worker answers with :class:`Loaded` or :class:`LoadFailed`, then one
-:class:`Chunk` per chunk of images, or :class:`Failed` when answering breaks down.
+:class:`Chunk` per chunk of images, or :class:`Failed` when answering breaks down. Each chunk also
+carries the entry's :class:`Cost` so far (cumulative), so the last chunk holds the whole run's.
 
 Everything the worker sends is untrusted (the submission shares its process and could write to
 the channel): :func:`read_reply` checks the shape and types of each reply, and
-:meth:`Chunk.check` checks its labels against the class count and the images still unanswered.
+:meth:`Chunk.check` checks its labels against the class count and the images still unanswered,
+and its cost for negative numbers. The cost is what the worker measured in the submission's own
+process, so a submission could forge it: it is reported, never scored.
 """
 
 from __future__ import annotations
@@ -72,17 +75,53 @@ class LoadFailed:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What answering cost, from the first image up to some point.
+
+    ``params``, ``passes`` and ``macs`` are deterministic (the same entry on the same images
+    gives the same numbers); ``peak_rss`` is not.
+    """
+
+    params: int
+    """Parameters of the networks the entry used: a model entry's ``count_params()``; for a
+    script, the sum over the distinct Keras models it loaded or called (0: it used none)."""
+    passes: int
+    """Images that went through a network: one per image per outermost model call
+    (``predict``, ``predict_on_batch`` or an eager ``model(x)``), so a script that runs two
+    models on each image makes two per image."""
+    macs: int | None
+    """Multiply-adds of those passes: for each network, those of one image's forward pass
+    (its Conv, depthwise Conv, MatMul and Einsum ops, from the static shapes of its traced
+    graph) times its passes. None when some network that ran could not be traced."""
+    peak_rss: int
+    """The worker's peak resident memory in bytes (``ru_maxrss``: its own or its children's,
+    the larger)."""
+
+
+@dataclass(frozen=True)
 class Chunk:
-    """Answers to the next ``len(labels)`` images: labels in ``[0, N]`` or :data:`INVALID`."""
+    """Answers to the next ``len(labels)`` images: labels in ``[0, N]`` or :data:`INVALID`;
+    and the :class:`Cost` of every image answered so far, this chunk's included."""
 
     labels: list[int]
     invalid: int
     error: str | None
     """The first reason an answer was invalid, if any was."""
+    # The cost so far, cumulative: the fields of :class:`Cost`.
+    params: int
+    passes: int
+    macs: int | None
+    peak_rss: int
+
+    @property
+    def cost(self) -> Cost:
+        return Cost(params=self.params, passes=self.passes, macs=self.macs,
+                    peak_rss=self.peak_rss)
 
     def check(self, num_classes: int, remaining: int, chunk: int) -> None:
         """Refuse a reply that a correct worker cannot send: no labels, more than the chunk or
-        the images left, a label out of range, an ``invalid`` count that does not add up."""
+        the images left, a label out of range, an ``invalid`` count that does not add up, a
+        negative cost."""
         size = len(self.labels)
         if not 0 < size <= min(chunk, remaining):
             raise ProtocolError(f"{size} answers for a chunk of {min(chunk, remaining)} images")
@@ -90,6 +129,10 @@ class Chunk:
             raise ProtocolError(f"an answer outside [0, {num_classes}]")
         if self.invalid != self.labels.count(INVALID):
             raise ProtocolError("the count of invalid answers does not add up")
+        for name in ("params", "passes", "macs", "peak_rss"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ProtocolError(f"a negative cost ({name} = {value})")
 
 
 @dataclass(frozen=True)
@@ -131,8 +174,8 @@ def _object(line: str | bytes) -> dict[str, Any]:
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
-    "str | None": (str, type(None)), "list[str]": (list,), "list[int]": (list,),
-    "EntryKind": (str,)}
+    "str | None": (str, type(None)), "int | None": (int, type(None)),
+    "list[str]": (list,), "list[int]": (list,), "EntryKind": (str,)}
 
 
 def _fields(kind: type, message: dict[str, Any]) -> dict[str, Any]:

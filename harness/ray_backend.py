@@ -90,10 +90,11 @@ def _node_images(name: str, images: np.ndarray) -> Path:
 
 
 def answer_on_node(job: Job, files: dict[str, bytes | str], images: np.ndarray,
-                   placed: dict[str, bytes]) -> tuple[str, Any, Any, Any]:
+                   placed: dict[str, bytes]) -> tuple[str, Any, Any, Any, Any]:
     """The Ray task: answer a track's mixed images with one entry, in this node's sandbox.
 
-    Returns ``("ok", labels, invalid, first_error)`` or ``("error", kind, message, None)``:
+    Returns ``("ok", labels, invalid, first_error, cost)`` or ``("error", kind, message, None,
+    None)``:
     exceptions are sent as text, so that the grading process raises the same one-line error a
     local run would (a pickled traceback would not be one line). ``placed`` holds the public
     track files the entry asks for, by their path in the submission folder.
@@ -119,14 +120,14 @@ def answer_on_node(job: Job, files: dict[str, bytes | str], images: np.ndarray,
                                 allow_unsafe=job.options.allow_unsafe, placed=sources,
                                 environment=None if built is None else built.folder)
         except TransientSubmissionError as exc:
-            return "error", "transient", str(exc), None
+            return "error", "transient", str(exc), None, None
         except SubmissionError as exc:
-            return "error", "submission", str(exc).replace(f"{root}{os.sep}", ""), None
+            return "error", "submission", str(exc).replace(f"{root}{os.sep}", ""), None, None
         except Exception as exc:  # noqa: BLE001 - reported as the submission's, as locally
             text = " ".join(str(exc).split())
             message = f"{type(exc).__name__}: {text}"[:300]
-            return "error", "other", message.replace(f"{root}{os.sep}", ""), None
-    return "ok", answers.labels, answers.invalid, answers.first_error
+            return "error", "other", message.replace(f"{root}{os.sep}", ""), None, None
+    return "ok", answers.labels, answers.invalid, answers.first_error, answers.cost
 
 
 class RayBackend:
@@ -179,9 +180,9 @@ class RayBackend:
 
     def answers(self, key: str) -> Answers:
         """Wait for an item's answers; raises the item's error as a local run would."""
-        status, first, second, third = self.ray.get(self.pending.pop(key))
+        status, first, second, third, cost = self.ray.get(self.pending.pop(key))
         if status == "ok":
-            return Answers(np.asarray(first, dtype=np.int64), int(second), third)
+            return Answers(np.asarray(first, dtype=np.int64), int(second), third, cost)
         if first == "transient":
             raise TransientSubmissionError(second)
         raise SubmissionError(second)

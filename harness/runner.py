@@ -29,6 +29,7 @@ from harness import sandbox
 from harness.errors import SubmissionError, TransientSubmissionError
 from harness.protocol import (
     Chunk,
+    Cost,
     Failed,
     Loaded,
     LoadFailed,
@@ -50,6 +51,9 @@ class Answers:
     labels: np.ndarray
     invalid: int
     first_error: str | None
+    cost: Cost | None = None
+    """What answering them cost, as the worker reported it with its last chunk (None: not
+    answered by a worker, or no image to answer)."""
 
 
 class _Channel:
@@ -155,7 +159,7 @@ def _converse(process: subprocess.Popen[bytes], request: LoadRequest, count: int
     if not isinstance(reply, Loaded) or reply.images != count or reply.chunk < 1:
         raise SubmissionError("the worker's reply channel was corrupted (a wrong load reply)")
     labels: list[int] = []
-    invalid, first_error = 0, None
+    invalid, first_error, cost = 0, None, None
     while len(labels) < count:
         deadline = min(track_deadline, time.monotonic() + limits.image_timeout * reply.chunk + 30)
         answer = _next(channel, process, deadline, log,
@@ -172,10 +176,11 @@ def _converse(process: subprocess.Popen[bytes], request: LoadRequest, count: int
         labels += answer.labels
         invalid += answer.invalid
         first_error = first_error or answer.error
+        cost = answer.cost  # cumulative: the last chunk's is the whole run's
         if progress is not None:
             progress(len(answer.labels))
     array = np.asarray(labels, dtype=np.int64)
-    return Answers(array, invalid, first_error)
+    return Answers(array, invalid, first_error, cost)
 
 
 def _next(channel: _Channel, process: subprocess.Popen[bytes], deadline: float, log: Path,

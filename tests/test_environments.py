@@ -29,6 +29,7 @@ from harness.data import DataStore
 from harness.environments import EnvironmentStore, check_requirements, resolve
 from harness.errors import SubmissionError
 from harness.grading import GradeOptions, answer_array
+from harness.runner import Cost
 from harness.submissions import load_submission
 from harness.tracks import load_benchmark
 from harness.worker import parse_answer
@@ -185,6 +186,35 @@ def test_keras2_compiled_model_file_is_graded_in_either_environment(contest, nam
     graded = answer_array(submission.entry(TRACK), submission.root, contest["track"],
                           contest["images"], GradeOptions(build=False))
     assert graded.invalid == 0 and graded.labels.tolist() == by_hand(contest, "plain-keras2")
+
+
+def deepid_macs(num_classes: int) -> int:
+    """Multiply-adds of one image through DeepID, by hand from its layer table
+    (harness.models.build_deepid): four valid convolutions, then the three dense layers."""
+    convolutions = (52 * 44 * 20 * (4 * 4 * 3) + 24 * 20 * 40 * (3 * 3 * 20)
+                    + 10 * 8 * 60 * (3 * 3 * 40) + 4 * 3 * 80 * (2 * 2 * 60))
+    return convolutions + 5 * 4 * 60 * 160 + 4 * 3 * 80 * 160 + 160 * num_classes
+
+
+@pytest.mark.parametrize(("name", "networks", "passes"), [
+    ("model-keras2", 1, 1), ("model-grader", 1, 1), ("plain-keras2", 1, 1),
+    ("helper-predict", 1, 1),  # tensorflow.keras
+    ("disagree", 2, 2),  # the BadNet and the repaired net on each image
+    ("strip", 1, 7)])  # 6 blends and the image itself, through one network
+def test_the_cost_is_the_same_from_a_keras2_worker(contest, name, networks, passes):
+    """Parameters, passes and multiply-adds come back from a Keras 2 worker as from the
+    grader's Keras 3 one."""
+    submission = load_submission(contest["subs"] / name / "submission.toml")
+    graded = answer_array(submission.entry(TRACK), submission.root, contest["track"],
+                          contest["images"], GradeOptions(build=False))
+    n, images = contest["track"].num_classes, len(contest["images"])
+    params = (5 * 4 * 60 + 4 * 3 * 80 + 2) * 160 + 161 * n + sum(
+        k * k * inputs * outputs + outputs for k, inputs, outputs in
+        [(4, 3, 20), (3, 20, 40), (3, 40, 60), (2, 60, 80)])
+    assert graded.cost is not None and graded.cost.peak_rss > 100_000_000
+    assert graded.cost == Cost(params=networks * params, passes=passes * images,
+                               macs=passes * images * deepid_macs(n),
+                               peak_rss=graded.cost.peak_rss)
 
 
 REFUSED = {

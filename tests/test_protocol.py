@@ -1,5 +1,5 @@
-"""The grader-worker messages, the worker served in-process, and the manifest keys that shape a
-script's run (batch, workdir, files, environment)."""
+"""The grader-worker messages, the worker served in-process, the cost it reports, and the manifest
+keys that shape a script's run (batch, workdir, files, environment)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from harness.errors import SubmissionError
 from harness.protocol import (
     INVALID,
     Chunk,
+    Cost,
     Failed,
     Loaded,
     LoadFailed,
@@ -38,18 +39,49 @@ def request(tmp_path: Path, script: Path, **changes) -> LoadRequest:
     return LoadRequest(**{**fields, **changes})
 
 
+def chunk(labels: list[int], invalid: int = 0, error: str | None = None, *, params: int = 0,
+          passes: int = 0, macs: int | None = 0, peak_rss: int = 1 << 30) -> Chunk:
+    return Chunk(labels, invalid, error, params=params, passes=passes, macs=macs,
+                 peak_rss=peak_rss)
+
+
+def answers(reply: Chunk) -> tuple[list[int], int, str | None]:
+    """A chunk's answers, without its cost (whose peak memory no test can predict)."""
+    return reply.labels, reply.invalid, reply.error
+
+
 @pytest.mark.parametrize("reply", [
     Loaded(images=5, chunk=64, batch=False), LoadFailed("SyntaxError: x"),
-    Chunk(labels=[1, INVALID, 10], invalid=1, error="printed nothing"), Failed("boom")])
+    Chunk(labels=[1, INVALID, 10], invalid=1, error="printed nothing", params=601_643,
+          passes=3 * 9, macs=3 * 9 * 8_161_760, peak_rss=1_500_000_000),
+    chunk([1], macs=None), Failed("boom")])
 def test_replies_round_trip(reply):
     assert read_reply(reply_line(reply).encode()) == reply
 
 
+def test_a_chunk_carries_its_cost_to_the_grader():
+    line = reply_line(chunk([1, 2], params=7, passes=4, macs=None, peak_rss=9))
+    assert json.loads(line) == {"type": "chunk", "labels": [1, 2], "invalid": 0, "error": None,
+                                "params": 7, "passes": 4, "macs": None, "peak_rss": 9}
+    reply = read_reply(line)
+    assert isinstance(reply, Chunk)
+    assert reply.cost == Cost(params=7, passes=4, macs=None, peak_rss=9)
+
+
+COST = '"params": 1, "passes": 1, "macs": 5, "peak_rss": 10'
+
+
 @pytest.mark.parametrize("line", [
     b"not json", b"[1, 2]", b'{"type": "chunk", "labels": [1], "invalid": 0}',
-    b'{"type": "chunk", "labels": [1], "invalid": 0, "error": null, "extra": 1}',
-    b'{"type": "chunk", "labels": ["1"], "invalid": 0, "error": null}',
-    b'{"type": "chunk", "labels": [true], "invalid": 0, "error": null}',
+    b'{"type": "chunk", "labels": [1], "invalid": 0, "error": null}',  # no cost
+    b'{"type": "chunk", "labels": [1], "invalid": 0, "error": null, "extra": 1, ' +
+    COST.encode() + b'}',
+    b'{"type": "chunk", "labels": ["1"], "invalid": 0, "error": null, ' + COST.encode() + b'}',
+    b'{"type": "chunk", "labels": [true], "invalid": 0, "error": null, ' + COST.encode() + b'}',
+    *(b'{"type": "chunk", "labels": [1], "invalid": 0, "error": null, ' +
+      COST.replace(f'"{name}": {value}', f'"{name}": {wrong}').encode() + b'}'
+      for name, value in [("params", 1), ("passes", 1), ("macs", 5), ("peak_rss", 10)]
+      for wrong in ("true", "1.5", '"1"', "[1]", *(["null"] if name != "macs" else []))),
     b'{"type": "loaded", "images": 5, "chunk": 64, "batch": 1}',
     b'{"type": "shell", "command": "rm -rf /"}'])
 def test_malformed_replies_are_refused(line):
@@ -57,25 +89,37 @@ def test_malformed_replies_are_refused(line):
         read_reply(line)
 
 
-@pytest.mark.parametrize(("chunk", "reason"), [
-    (Chunk([], 0, None), "0 answers"),
-    (Chunk([1] * 5, 0, None), "5 answers for a chunk of 4"),
-    (Chunk([11], 0, None), "outside [0, 10]"),
-    (Chunk([-2], 0, None), "outside [0, 10]"),
-    (Chunk([1, INVALID], 0, None), "does not add up")])
-def test_chunks_are_checked_against_classes_and_images_left(chunk, reason):
-    with pytest.raises(ProtocolError, match=reason.replace("[", r"\[")):
-        chunk.check(num_classes=10, remaining=4, chunk=64)
-    Chunk([0, 10, INVALID], 1, "x").check(num_classes=10, remaining=4, chunk=64)
+@pytest.mark.parametrize(("reply", "reason"), [
+    (chunk([]), "0 answers"),
+    (chunk([1] * 5), "5 answers for a chunk of 4"),
+    (chunk([11]), "outside [0, 10]"),
+    (chunk([-2]), "outside [0, 10]"),
+    (chunk([1, INVALID]), "does not add up"),
+    (chunk([1], params=-1), "negative cost (params = -1)"),
+    (chunk([1], passes=-3), "negative cost (passes = -3)"),
+    (chunk([1], macs=-1), "negative cost (macs = -1)"),
+    (chunk([1], peak_rss=-1), "negative cost (peak_rss = -1)")])
+def test_chunks_are_checked_against_classes_and_images_left(reply, reason):
+    with pytest.raises(ProtocolError, match=reason.replace("[", r"\[").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        reply.check(num_classes=10, remaining=4, chunk=64)
+    chunk([0, 10, INVALID], 1, "x").check(num_classes=10, remaining=4, chunk=64)
+    chunk([0], params=0, passes=0, macs=None, peak_rss=0).check(num_classes=10, remaining=4,
+                                                               chunk=64)
 
 
-def serve(tmp_path: Path, load: LoadRequest, images: np.ndarray, monkeypatch) -> list:
-    """Run the worker's loop in this process on ``images``; its replies, parsed."""
+def serve(tmp_path: Path, load: LoadRequest, images: np.ndarray, monkeypatch, *,
+          keras: bool = False) -> list:
+    """Run the worker's loop in this process on ``images``; its replies, parsed. ``keras``:
+    patch Keras as the worker does (and undo it after the test), else leave it alone."""
     path = tmp_path / "images.npy"
     np.save(path, images)
     monkeypatch.setenv("HARNESS_IMAGES", str(path))
     monkeypatch.chdir(tmp_path)  # the worker changes directory; this process must get it back
-    monkeypatch.setattr(worker, "_patch_keras", lambda: None)  # it patches Keras process-wide
+    if keras:
+        undo_keras_patches(monkeypatch)
+    else:
+        monkeypatch.setattr(worker, "_patch_keras", lambda meter: None)  # process-wide
     monkeypatch.setattr(worker.sys, "path", list(worker.sys.path))
     replies = io.StringIO()
     worker.serve(io.StringIO(load.to_line()), replies)
@@ -95,7 +139,9 @@ def test_a_predict_helper_is_not_taken_for_the_batch_entry(tmp_path, monkeypatch
                       "x = Image.open(sys.argv[1])\nprint('class', x.getpixel((0, 0))[0] % 10)\n")
     replies = serve(tmp_path, request(tmp_path, script), IMAGES, monkeypatch)
     assert replies[0] == Loaded(images=3, chunk=worker.SCRIPT_CHUNK, batch=False)
-    assert replies[1] == Chunk([int(v) % 10 for v in IMAGES[:, 0, 0, 0]], 0, None)
+    assert answers(replies[1]) == ([int(v) % 10 for v in IMAGES[:, 0, 0, 0]], 0, None)
+    assert replies[1].cost.params == replies[1].cost.passes == replies[1].cost.macs == 0
+    assert replies[1].cost.peak_rss > 10_000_000  # a Python process: more than 10 MB
 
 
 def test_the_named_batch_function_answers_whole_chunks(tmp_path, monkeypatch):
@@ -103,7 +149,7 @@ def test_the_named_batch_function_answers_whole_chunks(tmp_path, monkeypatch):
     script.write_text("def answer_all(images):\n    return images[:, 0, 0, 1] % 10\n")
     replies = serve(tmp_path, request(tmp_path, script, batch="answer_all"), IMAGES, monkeypatch)
     assert replies[0] == Loaded(images=3, chunk=worker.MODEL_CHUNK, batch=True)
-    assert replies[1] == Chunk([int(v) % 10 for v in IMAGES[:, 0, 0, 1]], 0, None)
+    assert answers(replies[1]) == ([int(v) % 10 for v in IMAGES[:, 0, 0, 1]], 0, None)
     missing = serve(tmp_path, request(tmp_path, script, batch="predict"), IMAGES, monkeypatch)
     assert missing == [LoadFailed("RuntimeError: the manifest names batch = 'predict', but the "
                                   "script defines no such function")]
@@ -117,7 +163,7 @@ def test_a_script_runs_in_its_workdir(tmp_path, monkeypatch):
     script.write_text("print(open('../models/answer.txt').read())\n")
     replies = serve(tmp_path, request(tmp_path, script, workdir=str(script.parent)), IMAGES,
                     monkeypatch)
-    assert replies[1] == Chunk([7, 7, 7], 0, None)
+    assert answers(replies[1]) == ([7, 7, 7], 0, None)
 
 
 def test_images_reach_scripts_as_exact_png_files(tmp_path):
@@ -171,3 +217,177 @@ def manifest(tmp_path: Path, table: dict, **top) -> str:
 ])
 def test_manifest_keys_for_real_scripts(tmp_path, table, top, expected):
     assert expected in manifest(tmp_path, table, **top)
+
+
+# The cost the worker reports ---------------------------------------------------------------------
+
+
+def undo_keras_patches(monkeypatch) -> None:
+    """Have ``monkeypatch`` undo what the worker's ``_patch_keras`` changes process-wide."""
+    import keras
+
+    for name in ("load_weights", "predict", "predict_on_batch", "__call__"):
+        monkeypatch.setattr(keras.Model, name, getattr(keras.Model, name))
+    for module in list(sys.modules.values()):
+        if getattr(module, "load_model", None) is keras.models.load_model:
+            monkeypatch.setattr(module, "load_model", keras.models.load_model)
+
+
+TINY_MACS = 53 * 45 * 4 * (3 * 3 * 3) + 24 * 20 * 4 * (3 * 3) + 1920 * 10
+"""One image through :func:`tiny_network`: 3x3 convolution of 3 into 4 channels (53x45 out),
+3x3 depthwise convolution of 4 channels (24x20 out, after 2x2 pooling), 1920 inputs x 10 outputs."""
+TINY_PARAMS = (3 * 3 * 3 * 4 + 4) + (3 * 3 * 4 + 4) + (1920 * 10 + 10)
+
+
+def tiny_network(path: Path | None = None, blends: int = 0):
+    """A small network with hand-countable cost, saved to ``path``; with ``blends``, wrapped
+    STRIP-style: the network applied to ``blends`` copies of the input inside the graph, and to
+    the input itself."""
+    import keras
+    from keras import ops
+
+    inputs = keras.Input((55, 47, 3))
+    x = keras.layers.Conv2D(4, (3, 3), activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D((2, 2))(x)
+    x = keras.layers.DepthwiseConv2D((3, 3))(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x))
+    model = inner = keras.Model(inputs, outputs)
+    if blends:
+        wrapped = keras.Input((55, 47, 3))
+        copies = ops.reshape(ops.repeat(ops.expand_dims(wrapped, 1), blends, axis=1),
+                             (-1, 55, 47, 3))
+        mean = ops.mean(ops.reshape(inner(copies), (-1, blends, 10)), axis=1)
+        model = keras.Model(wrapped, ops.add(mean, inner(wrapped)))
+    if path is not None:
+        model.save(path)
+    return model
+
+
+@pytest.mark.parametrize("blends", [0, 3])
+def test_a_model_entry_reports_its_parameters_passes_and_multiply_adds(tmp_path, monkeypatch,
+                                                                       blends):
+    """Cumulative per chunk; a network applied 1 + ``blends`` times inside the entry's graph
+    counts its multiply-adds that many times, its parameters once."""
+    model = tiny_network(tmp_path / "model.keras", blends)
+    assert model.count_params() == TINY_PARAMS
+    monkeypatch.setattr(worker, "MODEL_CHUNK", 2)
+    load = request(tmp_path, tmp_path / "model.keras", kind="model", input_scale=1 / 255)
+    replies = serve(tmp_path, load, np.concatenate([IMAGES, IMAGES[:2]]), monkeypatch)
+    assert [answers(reply)[1:] for reply in replies[1:]] == [(0, None)] * 3
+    assert [(reply.params, reply.passes, reply.macs) for reply in replies[1:]] == [
+        (TINY_PARAMS, passes, passes * (1 + blends) * TINY_MACS) for passes in (2, 4, 5)]
+    assert all(reply.peak_rss > 100_000_000 for reply in replies[1:])  # TensorFlow is loaded
+
+
+ONE_NETWORK = """\
+import sys
+import keras
+import numpy as np
+from PIL import Image
+
+model = keras.models.load_model(sys.argv[1])
+x = np.asarray(Image.open(sys.argv[2]), dtype="float32")[None] / 255.0
+print(int(np.argmax(model.predict(x, verbose=0))))
+"""
+TWO_NETWORKS = """\
+import sys
+import keras
+import numpy as np
+from PIL import Image
+
+first = keras.models.load_model(sys.argv[1])
+second = keras.models.load_model(sys.argv[2])
+x = np.asarray(Image.open(sys.argv[3]), dtype="float32")[None] / 255.0
+a = int(np.argmax(first.predict(x, verbose=0)))
+b = int(np.argmax(second.predict(x, steps=1)))  # Keras's own predict, not the fast one
+print(b if a == b else 10)
+"""
+EAGER_AND_BATCH = """\
+import sys
+import keras
+import numpy as np
+from PIL import Image
+
+model = keras.models.load_model(sys.argv[1])
+x = np.asarray(Image.open(sys.argv[2]), dtype="float32")[None] / 255.0
+again = model.predict_on_batch(np.concatenate([x, x]))
+print(int(np.argmax(model(x, training=False))))
+"""
+NO_NETWORK = """\
+import keras
+
+
+def answer(images):
+    return images[:, 0, 0, 0] % 10
+"""
+LOADS_TWO_RUNS_ONE = """\
+import keras
+import numpy as np
+
+model = keras.models.load_model("a.keras")
+spare = keras.models.load_model("b.keras")
+
+
+def predict(images):
+    return np.argmax(model.predict(images.astype("float32") / 255.0, verbose=0), axis=1)
+"""
+
+
+@pytest.mark.parametrize(("source", "args", "batch", "networks", "passes", "macs"), [
+    (ONE_NETWORK, ["a.keras", "{image}"], None, 1, 1, 1),
+    (TWO_NETWORKS, ["a.keras", "b.keras", "{image}"], None, 2, 2, 2),
+    (EAGER_AND_BATCH, ["a.keras", "{image}"], None, 1, 3, 3),  # model(x) and a batch of 2
+    (EAGER_AND_BATCH, ["wrapped.keras", "{image}"], None, 1, 3, 3 * 4),  # its inner calls: 0
+    (NO_NETWORK, [], "answer", 0, 0, 0),
+    (LOADS_TWO_RUNS_ONE, [], "predict", 2, 1, 1),  # a loaded network counts, run or not
+], ids=["predict-once", "disagreement", "eager-and-batch", "wrapped", "no-network",
+        "batch-entry"])
+def test_a_script_reports_the_networks_it_loaded_and_the_images_through_them(
+        tmp_path, monkeypatch, source, args, batch, networks, passes, macs):
+    """Per image (per-image scripts) or per chunk (a batch entry): ``passes`` images through
+    networks, ``macs`` times :data:`TINY_MACS` each."""
+    for name in ("a.keras", "b.keras"):
+        tiny_network(tmp_path / name)
+    tiny_network(tmp_path / "wrapped.keras", blends=3)
+    script = tmp_path / "eval.py"
+    script.write_text(source)
+    replies = serve(tmp_path, request(tmp_path, script, args=args, batch=batch), IMAGES,
+                    monkeypatch, keras=True)
+    assert answers(replies[-1])[1:] == (0, None), replies[-1].error
+    assert (replies[-1].params, replies[-1].passes, replies[-1].macs) == (
+        networks * TINY_PARAMS, passes * len(IMAGES), macs * len(IMAGES) * TINY_MACS)
+
+
+def test_a_network_that_cannot_be_traced_makes_the_multiply_adds_unknown(tmp_path, monkeypatch):
+    """A subclassed model taking an image and a vector: the passes still count."""
+    script = tmp_path / "eval.py"
+    script.write_text(
+        "import keras\nimport numpy as np\n\n\n"
+        "class Pair(keras.Model):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.dense = keras.layers.Dense(10)\n\n"
+        "    def call(self, inputs):\n        image, extra = inputs\n"
+        "        flat = keras.ops.reshape(image, (-1, 55 * 47 * 3))\n"
+        "        return self.dense(keras.ops.concatenate([flat, extra], axis=-1))\n\n\n"
+        "model = Pair()\n\n\n"
+        "def predict(images):\n    x = images.astype('float32')\n"
+        "    return np.argmax(model.predict([x, np.ones((len(x), 5), 'float32')], verbose=0),"
+        " axis=1)\n")
+    replies = serve(tmp_path, request(tmp_path, script, batch="predict"), IMAGES, monkeypatch,
+                    keras=True)
+    assert (replies[-1].params, replies[-1].passes, replies[-1].macs) == (
+        (55 * 47 * 3 + 5) * 10 + 10, len(IMAGES), None)
+
+
+def test_multiply_adds_inside_function_calls_count_and_inside_loops_are_unknown():
+    """A graph's function calls (a SavedModel's layers) add their operations; a loop's count is
+    not in the graph, so a network with one is unknown."""
+    import tensorflow as tf
+
+    weights = tf.Variable(tf.ones((4, 3)))
+    inner = tf.function(lambda x: tf.matmul(x, weights))
+    spec = tf.TensorSpec((2, 4))
+    called = tf.function(lambda x: inner(x) + inner(x)).get_concrete_function(spec)
+    looped = tf.function(lambda x: tf.map_fn(lambda row: tf.matmul(row[None], weights)[0], x))
+    assert worker._graph_macs(called.graph) == 2 * (2 * 4 * 3)
+    assert worker._graph_macs(looped.get_concrete_function(spec).graph) is None

@@ -17,10 +17,15 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import EVAL_SCRIPT, REPO, benchmark_subset, lambda_model, write_submission
+from test_protocol import IMAGES, TINY_MACS, TINY_PARAMS, TWO_NETWORKS, tiny_network
 
 from harness import sandbox
+from harness.runner import Cost, run_entry
+from harness.sandbox import Limits
+from harness.submissions import TrackEntry
 from harness.tracks import load_benchmark
 
 HOSTILE = Path(__file__).with_name("hostile")
@@ -167,3 +172,31 @@ def test_no_labels_secrets_or_network_inside(hostile):
     assert hunter["status"] == "ok" and hunter["false_flag_rate"] == 0.0, hunter
     assert hostile["by"]["socket"]["status"] == "ok"
     assert hostile["connections"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "file", "args", "networks", "passes", "macs"), [
+    ("model", "wrapped.keras", (), 1, 1, 4),
+    ("eval", "eval.py", ("a.keras", "b.keras", "{image}"), 2, 2, 2)])
+def test_the_runner_hands_over_the_cost_of_the_whole_run(tmp_path, kind, file, args, networks,
+                                                         passes, macs):
+    """Through the sandboxed worker, in several chunks for the script: the last chunk's
+    cumulative cost. The wrapped model runs its network 4 times per image inside its graph; the
+    script runs two networks on each image."""
+    root = tmp_path / "submission"
+    root.mkdir()
+    tiny_network(root / "a.keras")
+    tiny_network(root / "b.keras")
+    tiny_network(root / "wrapped.keras", blends=3)
+    (root / "eval.py").write_text(TWO_NETWORKS)
+    images = np.concatenate([IMAGES] * 30)  # 90: two chunks of a script's 64
+    np.save(tmp_path / "images.npy", images)
+    (tmp_path / "images.npy").chmod(0o644)
+    answers = run_entry(TrackEntry(kind=kind, path=root / file, args=args), root,
+                        tmp_path / "images.npy", num_classes=10, input_scale=1 / 255,
+                        limits=Limits())
+    assert answers.invalid == 0, answers.first_error
+    assert answers.cost is not None and answers.cost.peak_rss > 100_000_000
+    assert answers.cost == Cost(params=networks * TINY_PARAMS, passes=passes * len(images),
+                                macs=macs * len(images) * TINY_MACS,
+                                peak_rss=answers.cost.peak_rss)
