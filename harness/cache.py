@@ -28,7 +28,7 @@ from harness.provenance import environment
 from harness.report import read_results, write_atomic
 from harness.tracks import DataFile, Track
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 """Version of the key payload and entry layout; bump it to invalidate every existing entry."""
 FOLDER_NAME = ".harness-cache"
 """Default cache folder, under the grading run's --out folder."""

@@ -1,5 +1,5 @@
-"""Command line: ``harness grade``, ``check``, ``new``, ``export-public`` and the builders
-(``env build``, ``benchmark build``, ``reference build``).
+"""Command line: ``harness grade``, ``check``, ``new``, ``render``, ``export-public`` and the
+builders (``env build``, ``benchmark build``, ``reference build``).
 
 ``grade`` is a thin front for pytest with the grading plugin, so pytest's own options (-k, -x,
 --junitxml, -q) behave as pytest users expect and its exit status is kept: 0 all passed, 1 some
@@ -204,6 +204,22 @@ def _new(args: argparse.Namespace, passthrough: list[str]) -> int:
     return 0
 
 
+def _render(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from harness.errors import HarnessError
+    from harness.render import render
+
+    results = Path(args.results)
+    out = Path(args.out) if args.out else results.parent
+    try:
+        notes = render(results, out)
+    except HarnessError as exc:
+        return _usage_error(exc)
+    for note in notes:
+        print(f"harness: {note}", file=sys.stderr)
+    print(f"rendered {results} into {out}: leaderboard.md, results.csv, index.html, plots/")
+    return 0
+
+
 def _export_public(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.errors import HarnessError
     from harness.export import export_public
@@ -346,6 +362,16 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", help="Keras model file (default: the track's BadNet)")
     bench.add_argument("--rounds", type=int, default=3, help="rounds of each (default 3)")
     bench.set_defaults(run=_bench)
+
+    render = commands.add_parser(
+        "render", help="re-render the board from results.json (no model, no hidden data)",
+        description="Write leaderboard.md, results.json, results.csv, the web page (index.html) "
+                    "and the plots into DIR from a results file alone; each track's montage "
+                    "of test images is copied from beside the results file.")
+    render.add_argument("results", metavar="RESULTS", help="a results.json written by grade")
+    render.add_argument("--out", metavar="DIR",
+                        help="folder to write (default: the results file's folder)")
+    render.set_defaults(run=_render)
 
     export = commands.add_parser(
         "export-public", help="write the bundle teams receive (no hidden data)",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data import DataStore
+from harness.data import DataStore, sha256_file
 from harness.environments import EnvironmentSpec, EnvironmentStore, resolve
 from harness.errors import SubmissionError
 from harness.provenance import GRADING_SEED
@@ -33,6 +33,9 @@ from harness.tracks import DataFile, Track
 
 INVALID_LIMIT = 0.5
 """Above this fraction of unreadable answers a track is an error row rather than a low score."""
+PEAK_MEMORY = "peak_rss"
+"""Key of the worker's peak resident memory (bytes) among the scores: measured, not
+deterministic, so it goes to ``timings.json`` and never into a record."""
 HANDOVER_FORMAT = 1
 """Version of how a mixed image file is made (sampling, shuffling, layout): bump it when that
 changes, so that no file made the old way is taken for a new one."""
@@ -262,7 +265,27 @@ def score_answers(track: Track, mixed: TrackImages, store: DataStore, answers: A
         poisoned.append(PoisonedPredictions(
             trigger=spec.trigger, target=spec.target, predictions=predictions,
             true_labels=data.labels[pick] if spec.labels == "true" else None))
-    return score_track(n, clean_answers, clean.labels[mixed.picks[0]], poisoned)
+    scores = score_track(n, clean_answers, clean.labels[mixed.picks[0]], poisoned)
+    peak = None if answers.cost is None else answers.cost.peak_rss
+    return {**scores, **entry_cost(answers, total), PEAK_MEMORY: peak}
+
+
+def entry_cost(answers: Answers, images: int) -> dict[str, float | int | None]:
+    """The entry's cost per graded image (``harness.report.COST_KEYS``) from the totals the
+    worker observed; None where it observed nothing (an entry answered outside a worker)."""
+    cost = answers.cost
+    if cost is None or images == 0:
+        return {"params": None, "macs_per_image": None, "passes_per_image": None}
+    return {"params": cost.params,
+            "macs_per_image": None if cost.macs is None else cost.macs / images,
+            "passes_per_image": cost.passes / images}
+
+
+def is_badnet(entry: TrackEntry, track: Track, badnet_sha256: str | None) -> bool:
+    """Whether ``entry`` is the track's BadNet file itself, unchanged: the row DER is measured
+    against (``badnet_sha256`` as :func:`harness.cache.track_fingerprint` hashed it)."""
+    return (badnet_sha256 is not None and entry.kind == "model"
+            and sha256_file(entry.path) == badnet_sha256)
 
 
 

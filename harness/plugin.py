@@ -8,8 +8,10 @@ rendered from them when the session ends.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,16 +34,18 @@ from harness.errors import (
     one_line,
 )
 from harness.grading import (
+    PEAK_MEMORY,
     GradeOptions,
     Handover,
     environment_spec,
     grade_track,
+    is_badnet,
     score_answers,
 )
 from harness.plots import write_samples
 from harness.provenance import environment
 from harness.ray_backend import RayBackend, dispatch
-from harness.report import error_record, ok_record, write_leaderboard, write_results
+from harness.report import error_record, ok_record, write_atomic, write_board, write_results
 from harness.sandbox import Limits, detect
 from harness.submissions import MANIFEST, Submission, TrackEntry, load_submission
 from harness.summary import append_summary, render_summary
@@ -72,6 +76,8 @@ class GradingState:
     sources: dict[str, set[str]] = field(default_factory=dict)
     """Where each submission's records came from: GRADED, CACHED or BASELINE."""
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    """Wall time and peak memory of each item graded in this run."""
     ray: RayBackend | None = None
     """Where items are answered with ``--backend ray`` (None: here, in a local worker)."""
     progress: TextIO | None = None
@@ -107,6 +113,9 @@ class GradingState:
         record = properties.get(RECORD)
         if report.when == "call" and record is not None:
             self.records.append(record)
+            if TIMING in properties:
+                self.timings.append({"submission": record["submission"],
+                                     "track": record["track"], **properties[TIMING]})
             self.sources.setdefault(record["submission"], set()).add(
                 properties.get(SOURCE, GRADED))
             if properties.get(CHANGED):
@@ -122,12 +131,16 @@ class GradingState:
         return {"allow_unsafe": self.grading.allow_unsafe, "sample": self.grading.sample,
                 "image_timeout": self.grading.limits.image_timeout}
 
+    def fingerprint(self, track: Track) -> dict[str, Any]:
+        """The track's fingerprint (it hashes the BadNet: once per track and run)."""
+        if track.name not in self.fingerprints:
+            self.fingerprints[track.name] = track_fingerprint(track, self.store)
+        return self.fingerprints[track.name]
+
     def key(self, submission: Submission, track: Track) -> str:
         """The cache key of an item; an entry's environment (by what it is built from: a named
         environment lives in the benchmark folder, outside the submission's digest) is part of
         it, and absent for the grader's own, so such keys are as they always were."""
-        if track.name not in self.fingerprints:  # hashes the BadNet: once per track and run
-            self.fingerprints[track.name] = track_fingerprint(track, self.store)
         options = self.options()
         try:
             spec = environment_spec(submission.entry(track.name), submission.root, track)
@@ -135,8 +148,7 @@ class GradingState:
             spec = None  # the item is an error row whatever the environment
         if spec is not None:
             options["environment"] = spec.key
-        return cache_key(submission.name, submission.sha256, self.fingerprints[track.name],
-                         options)
+        return cache_key(submission.name, submission.sha256, self.fingerprint(track), options)
 
     def earlier_record(self, submission: Submission, track: Track
                        ) -> tuple[dict[str, Any] | None, str]:
@@ -171,6 +183,10 @@ RECORD = "harness_record"
 SOURCE = "harness_source"
 """User property saying where a reused record came from (absent: graded in this run)."""
 GRADED, CACHED, BASELINE = "graded", "cache", "baseline"
+TIMING = "harness_timing"
+"""User property of a graded item: its wall time and the worker's peak memory."""
+TIMINGS_FILE = "timings.json"
+"""Where those go: measured, so never part of the byte-stable outputs."""
 CHANGED = "harness_changed"
 """User property, with ``--changed-since``: whether the item's submission changed."""
 
@@ -401,9 +417,12 @@ class TrackItem(pytest.Item):
     def _grade(self, state: GradingState) -> dict[str, Any]:
         """Grade now; store the record in the cache at once, so that a run killed later still
         keeps it, unless it is a failure that may not recur (a timeout)."""
+        started = time.monotonic()
+        peak = None
         try:
             entry = self.submission.entry(self.track.name)
             scores = state.grade(self.nodeid, entry, self.submission.root, self.track)
+            peak = scores.pop(PEAK_MEMORY)
         except BenchmarkError:
             raise
         except Exception as exc:  # untrusted models fail in arbitrary ways inside TensorFlow
@@ -414,9 +433,12 @@ class TrackItem(pytest.Item):
             record = error_record(self.submission.meta, self.track.name, message)
             cacheable = not isinstance(exc, TransientSubmissionError)
         else:
+            badnet = is_badnet(entry, self.track, state.fingerprint(self.track)["badnet_sha256"])
             record = ok_record(self.submission.meta, self.track.name, scores,
-                               sample=state.grading.sample)
+                               sample=state.grading.sample, badnet=badnet)
             cacheable = True
+        self.user_properties.append((TIMING, {"seconds": round(time.monotonic() - started, 3),
+                                              "peak_rss": peak}))
         if state.cache is not None and cacheable:
             try:
                 state.cache.put(state.key(self.submission, self.track), record)
@@ -517,7 +539,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                  "data_hashes": dict(sorted(hashes.items())), "provenance": environment()}
     state.out.mkdir(parents=True, exist_ok=True)
     write_results(state.out / "results.json", benchmark, state.records)
-    write_leaderboard(state.out / "leaderboard.md", benchmark, state.records)
+    write_board(state.out, benchmark, state.records)
+    timings = sorted(state.timings, key=lambda item: (item["submission"], item["track"]))
+    write_atomic(state.out / TIMINGS_FILE, json.dumps({"items": timings}, indent=2) + "\n")
     write_samples(state.out, tracks, state.store)
     graded_now = {name for name, sources in state.sources.items() if GRADED in sources}
     if state.summary_md is not None:

@@ -1,10 +1,13 @@
-"""Result records, ``results.json`` and the Markdown leaderboard.
+"""Result records, ``results.json``, the CSV export and the Markdown leaderboard.
 
 A record is one submission on one track, OK or failed; every record has the same keys so that tables
-and JSON never need special cases. Outputs are byte-for-byte reproducible (sorted records, sorted
-keys, floats rounded to 6 decimals, no timestamps) so that a leaderboard can be committed, diffed
-and re-derived from ``results.json``; they are written atomically so that a crash never leaves a
-half-written file where a reader expects a complete one.
+and JSON never need special cases. The tables themselves (:class:`Table`, :func:`board`) are made
+once here, as text cells, and laid out by the Markdown renderer below and by the web page
+(:mod:`harness.page`), so both show the same numbers, intervals and shared ranks. Outputs are
+byte-for-byte reproducible (sorted records, sorted keys, floats rounded to 6 decimals, no
+timestamps) so that a leaderboard can be committed, diffed and re-derived from ``results.json``;
+they are written atomically so that a crash never leaves a half-written file where a reader
+expects a complete one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numbers
 import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +44,14 @@ INTERVAL_KEYS = ("clean_acc_ci", "asr_ci", "utility_ci")
 """95% intervals ``[low, high]`` of clean accuracy, ASR and utility."""
 SCORE_KEYS = (*METRIC_KEYS, "per_trigger", *INTERVAL_KEYS, "outcomes")
 """The keys :func:`harness.scoring.score_track` returns."""
-RECORD_KEYS = (*META_KEYS, "track", "status", "error", "sample", *SCORE_KEYS)
+COST_KEYS = ("params", "macs_per_image", "passes_per_image")
+"""What an entry costs to run, as the worker observed it (None where unknown): parameters of the
+networks it ran, multiply-adds per graded image (all networks, all passes) and network passes per
+graded image. Deterministic, unlike wall time and memory (those go to ``timings.json``)."""
+RECORD_KEYS = (*META_KEYS, "track", "status", "error", "sample", "badnet", *SCORE_KEYS, "der",
+               *COST_KEYS)
+"""``badnet``: the entry is the track's BadNet file itself, unchanged (the baseline DER is
+measured against); ``der``: defense effectiveness rating against that row (see :func:`der`)."""
 BENCHMARK_KEYS = ("name", "data_hashes", "tracks", "provenance")
 RANK_COLUMNS = (
     "rank",
@@ -52,6 +63,7 @@ RANK_COLUMNS = (
     "score",
     "mean_clean_acc",
     "mean_asr",
+    "mean_der",
     "tracks_ok",
 )
 
@@ -73,6 +85,7 @@ TRACK_METRICS = (
     ("false flag", "false_flag_rate"),
     ("robust acc", "robust_acc"),
     ("utility", "utility"),
+    ("DER", "der"),
 )
 """Track table columns (header, record key), in display order."""
 HASH_CHARS = 12
@@ -134,10 +147,13 @@ def error_record(
         "status": "error",
         "error": line,
         "sample": _check_sample(sample),
+        "badnet": False,
         **dict.fromkeys(METRIC_KEYS),
         "per_trigger": {},
         **dict.fromkeys(INTERVAL_KEYS),
         "outcomes": {},
+        "der": None,
+        **dict.fromkeys(COST_KEYS),
     }
 
 
@@ -157,24 +173,66 @@ def ok_record(
     scores: Mapping[str, Any],
     *,
     sample: int | None = None,
+    badnet: bool = False,
 ) -> dict[str, Any]:
-    """Record a scored track; ``scores`` is what :func:`harness.scoring.score_track` returned."""
-    if set(scores) != set(SCORE_KEYS):
+    """Record a scored track; ``scores`` is what :func:`harness.scoring.score_track` returned,
+    with the entry's cost (:data:`COST_KEYS`) where it was measured. ``der`` is filled in when
+    the records of the whole track are known (:func:`with_der`)."""
+    if not set(SCORE_KEYS) <= set(scores) <= {*SCORE_KEYS, *COST_KEYS}:
         expected, got = sorted(SCORE_KEYS), sorted(scores)
-        raise ValueError(f"scores must have exactly the keys {expected}, got {got}")
+        raise ValueError(f"scores must have the keys {expected} (and cost keys), got {got}")
+    if not isinstance(badnet, bool):
+        raise ValueError(f"badnet must be a bool, got {badnet!r}")
     record = {
         **_meta_fields(meta),
         "track": _check_track_name(track),
         "status": "ok",
         "error": None,
         "sample": _check_sample(sample),
+        "badnet": badnet,
         **{key: _plain_number(scores[key]) for key in METRIC_KEYS},
         "per_trigger": {str(name): float(asr) for name, asr in scores["per_trigger"].items()},
         **{key: _interval(scores[key], key) for key in INTERVAL_KEYS},
         "outcomes": {part: scores["outcomes"][part] for part in ("clean", "attack")},
+        "der": None,
+        **{key: _cost(scores.get(key), key) for key in COST_KEYS},
     }
     _outcomes(record)  # refuse outcomes that do not match the counts now, not when ranking
     return record
+
+
+def _cost(value: Any, key: str) -> int | float | None:
+    """A cost figure: a non-negative number, or None where it was not measured."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{key} must be a non-negative number or None, got {value!r}")
+    return _plain_number(value)
+
+
+def der(badnet: Mapping[str, Any], record: Mapping[str, Any]) -> float:
+    """Defense effectiveness rating of an OK record against its track's BadNet row:
+    ``[max(0, dASR) - max(0, dACC) + 1] / 2`` with ``dASR`` the drop in ASR and ``dACC`` the drop
+    in clean accuracy (BackdoorBench; FT-SAM). 0.5 is the BadNet itself, 1 removes the whole
+    attack at no accuracy cost, 0 is the reverse."""
+    drop_asr = badnet["asr"] - record["asr"]
+    drop_acc = badnet["clean_acc"] - record["clean_acc"]
+    return round((max(0.0, drop_asr) - max(0.0, drop_acc) + 1) / 2, DECIMALS) + 0.0
+
+
+def with_der(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The records with ``der`` set: for OK records of a track with an OK BadNet row (the first
+    by name; all such rows answer alike), against it; None elsewhere. DER derives from the
+    records of a whole track, so it is set here, once they are all known, not per item."""
+    badnets: dict[str, Mapping[str, Any]] = {}
+    for record in sorted(records, key=lambda record: record["submission"]):
+        if record["status"] == "ok" and record["badnet"]:
+            badnets.setdefault(record["track"], record)
+    return [
+        {**record, "der": der(badnets[record["track"]], record)
+         if record["status"] == "ok" and record["track"] in badnets else None}
+        for record in records
+    ]
 
 
 def _outcomes(record: Mapping[str, Any]) -> stats.Outcomes | None:
@@ -229,10 +287,15 @@ def _check_records(tracks: Sequence[str], records: Sequence[Mapping[str, Any]]) 
         if not isinstance(record, Mapping):
             raise ValueError(f"a record must be a mapping, got {type(record).__name__}")
         missing = [key for key in RECORD_KEYS if key not in record]
-        if missing:
-            raise ValueError(f"record lacks {', '.join(missing)}: {dict(record)}")
+        if missing:  # names the pair, not the record: its packed outcomes run to kilobytes
+            pair = (record.get("submission"), record.get("track"))
+            raise ValueError(f"record {pair} lacks {', '.join(missing)}")
         _meta_fields(record)
         _check_sample(record["sample"])
+        if not isinstance(record["badnet"], bool):
+            raise ValueError(f"record {record['submission']!r} has badnet {record['badnet']!r}")
+        for key in COST_KEYS:
+            _cost(record[key], key)
         pair = (record["submission"], record["track"])
         if record["status"] not in ("ok", "error"):
             raise ValueError(f"record {pair} has status {record['status']!r}, not 'ok' or 'error'")
@@ -274,7 +337,8 @@ def _rounded(value: Any) -> Any:
 def _sorted_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Records in canonical order with floats as stored, so any input order gives one output."""
     ordered = sorted(records, key=lambda record: (record["submission"], record["track"]))
-    return [_rounded(record) for record in ordered]
+    # DER from the stored (rounded) metrics: rendering again from results.json gives the same
+    return with_der([_rounded(record) for record in ordered])
 
 
 # Files -------------------------------------------------------------------------------------------
@@ -366,6 +430,7 @@ def _overall_row(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "score": round(submission_score([record["utility"] for record in records]), DECIMALS),
         "mean_clean_acc": _mean([record["clean_acc"] for record in ok]),
         "mean_asr": _mean([record["asr"] for record in ok]),
+        "mean_der": _mean([record["der"] for record in ok if record["der"] is not None]),
         "tracks_ok": f"{len(ok)}/{len(records)}",
     }
 
@@ -414,7 +479,58 @@ def rank(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> 
     return table
 
 
-# Leaderboard -------------------------------------------------------------------------------------
+# Tables ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table as text cells, ready for any layout: rows of ``{column: cell}``."""
+
+    columns: list[str]
+    rows: list[dict[str, str]]
+    left: frozenset[str]
+    """Text columns (left-aligned); the others hold numbers."""
+    references: list[bool]
+    """Which rows are reference entries."""
+
+
+@dataclass(frozen=True)
+class TrackBoard:
+    """One track's part of the board."""
+
+    name: str
+    table: Table
+    sample: int | None
+    """The per-set sample size its OK rows were graded on (None: whole sets)."""
+    pareto: str | None
+    """The Pareto plot, relative to the board's folder (None: no OK row to plot)."""
+    samples: str
+    """The montage of test images, relative to the board's folder."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What was graded with what, as the footer of every rendering states it."""
+
+    benchmark: str
+    data: list[tuple[str, str]]
+    """(file name, sha256 shortened to :data:`HASH_CHARS`), sorted by name."""
+    submissions: list[tuple[str, str]]
+    """(submission, sha256 of its files, shortened), sorted by name."""
+    versions: str
+    harness: str
+
+
+@dataclass(frozen=True)
+class Board:
+    """Everything a rendering shows, derived from the records alone."""
+
+    benchmark: str
+    overall: Table
+    tracks: list[TrackBoard]
+    errors: list[tuple[str, str, str]]
+    """(displayed submission name, track, one-line error) of every failed track."""
+    provenance: Provenance
 
 
 def _text(value: str) -> str:
@@ -434,42 +550,24 @@ def _number(value: float | None) -> str:
     return f"{value:.3f}"
 
 
-def _table(rows: list[dict[str, str]], columns: list[str], left: set[str]) -> str:
-    """Render pre-formatted cells with tabulate; numbers are right-aligned, text left-aligned.
+def _params(value: int | None) -> str:
+    return MISSING if value is None else f"{value:,}"
 
-    ``disable_numparse`` stops tabulate from re-formatting the already formatted numbers.
-    """
-    frame = pd.DataFrame(rows, columns=columns)
-    align = ["left" if column in left else "right" for column in columns]
-    return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+def _macs(value: float | None) -> str:
+    """Multiply-adds in millions: the contest's networks need a few million per image."""
+    return MISSING if value is None else f"{value / 1e6:.2f}M"
+
+
+def _passes(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.2f}"
 
 
 def _rank_cell(position: int, tied: bool) -> str:
     return f"{TIE_MARK}{position}" if tied else str(position)
 
 
-def _intro(benchmark: Mapping[str, Any]) -> str:
-    return "\n\n".join(
-        [
-            f"# Leaderboard: {benchmark['name']}",
-            "Score is the mean over the benchmark's tracks of utility = clean accuracy - ASR "
-            "(attack success rate); a failed or missing track counts -1.",
-            "All rates are fractions of images: clean acc = clean images given their true label; "
-            "ASR = poisoned images given the attacker's target; detect = poisoned images flagged "
-            "as poisoned; false flag = clean images flagged; robust acc = poisoned images given "
-            "their true label (where known); invalid = answers that were no label at all. "
-            f'Reference entries are marked "{REFERENCE_MARK}"; "{MISSING}" means no value.',
-            "Brackets are 95% intervals: Wilson score intervals for clean acc and ASR, Newcombe's "
-            f'hybrid score interval for utility. A rank written "{TIE_MARK}k" is shared with the '
-            f"row above: a paired bootstrap ({stats.RESAMPLES} resamples of the test images, the "
-            "same for both rows) gives a 95% interval for the difference in score (in track "
-            "tables: utility) that contains 0, so the test images cannot order the two. A run of "
-            "such rows shares the rank of its first row.",
-        ]
-    )
-
-
-def _overall_section(ranking: pd.DataFrame) -> str:
+def _overall_table(ranking: pd.DataFrame) -> Table:
     rows = [
         {
             "rank": _rank_cell(row["rank"], row["tied"]),
@@ -479,13 +577,15 @@ def _overall_section(ranking: pd.DataFrame) -> str:
             "score": _number(row["score"]),
             "mean clean acc": _number(row["mean_clean_acc"]),
             "mean ASR": _number(row["mean_asr"]),
+            "mean DER": _number(row["mean_der"]),
             "tracks ok": row["tracks_ok"],
         }
         for row in ranking.to_dict("records")
     ]
-    columns = ["rank", "submission", "team", "method", "score", "mean clean acc", "mean ASR"]
-    table = _table(rows, [*columns, "tracks ok"], left={"submission", "team", "method"})
-    return f"## Overall\n\n{table}"
+    columns = ["rank", "submission", "team", "method", "score", "mean clean acc", "mean ASR",
+               "mean DER", "tracks ok"]
+    return Table(columns, rows, frozenset({"submission", "team", "method"}),
+                 [bool(flag) for flag in ranking["reference"]])
 
 
 def _trigger_column(trigger: str) -> str:
@@ -500,6 +600,11 @@ def _cell(record: Mapping[str, Any], key: str) -> str:
     return f"{_number(record[key])} [{low:.3f}, {high:.3f}]"
 
 
+COST_COLUMNS = (("params", "params", _params), ("MACs/image", "macs_per_image", _macs),
+                ("passes/image", "passes_per_image", _passes))
+"""Cost columns of a track table (header, record key, format)."""
+
+
 def _track_row(
     position: str, record: Mapping[str, Any], triggers: list[str], counts: list[tuple[str, str]]
 ) -> dict[str, str]:
@@ -510,6 +615,7 @@ def _track_row(
         **{header: _cell(record, key) for header, key in TRACK_METRICS},
         **{header: _count(record[key]) for header, key in counts},
         **{_trigger_column(name): _number(record["per_trigger"].get(name)) for name in triggers},
+        **{header: show(record[key]) for header, key, show in COST_COLUMNS},
     }
 
 
@@ -528,7 +634,7 @@ def _track_order(
     return ok, [record for record in records if record["status"] == "error"]
 
 
-def _track_section(track: str, records: Sequence[Mapping[str, Any]]) -> str:
+def _track_board(track: str, records: Sequence[Mapping[str, Any]]) -> TrackBoard:
     """Submissions on one track, best utility first; failures at the bottom, by name.
 
     Per-trigger columns appear only when the track has several triggers (with one they would
@@ -554,68 +660,125 @@ def _track_section(track: str, records: Sequence[Mapping[str, Any]]) -> str:
         *(header for header, _ in TRACK_METRICS),
         *(header for header, _ in counts),
         *(_trigger_column(name) for name in triggers),
+        *(header for header, _, _ in COST_COLUMNS),
     ]
-    parts = [f"## Track: {track}", _table(rows, columns, left={"submission"})]
-    if sample is not None:
-        parts.append(f"Graded on a stratified sample of {sample} images per set.")
-    if ok:
-        parts.append(f"![Clean accuracy against ASR]({plots.pareto_file(track)})")
-    parts.append(f"![Test images, clean and poisoned]({plots.samples_file(track)})")
+    table = Table(columns, rows, frozenset({"submission"}),
+                  [bool(record["reference"]) for record in [*ok, *failed]])
+    return TrackBoard(track, table, sample, plots.pareto_file(track) if ok else None,
+                      plots.samples_file(track))
+
+
+def _provenance(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> Provenance:
+    """What was graded with what; no timestamp, so identical inputs give identical bytes.
+
+    Versions are sorted by name because ``results.json`` stores them sorted, and a board
+    re-rendered from it must not differ from the first.
+    """
+    digests = {record["submission"]: record["sha256"] for record in records}
+    return Provenance(
+        benchmark=benchmark["name"],
+        data=[(name, digest[:HASH_CHARS]) for name, digest in
+              sorted(benchmark["data_hashes"].items())],
+        submissions=[(_text(name), digest[:HASH_CHARS] or MISSING)
+                     for name, digest in sorted(digests.items())],
+        versions=", ".join(f"{key} {value}"
+                           for key, value in sorted(benchmark["provenance"].items())) or MISSING,
+        harness=__version__,
+    )
+
+
+def board(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> Board:
+    """The board: overall ranking, one table per track, errors, provenance."""
+    complete = _complete(benchmark, records)
+    return Board(
+        benchmark=benchmark["name"],
+        overall=_overall_table(rank(benchmark, complete)),
+        tracks=[_track_board(track, [record for record in complete if record["track"] == track])
+                for track in _tracks(benchmark)],
+        errors=[(_name(record), record["track"], _text(record["error"]))
+                for record in complete if record["status"] == "error"],
+        provenance=_provenance(benchmark, complete),
+    )
+
+
+# Leaderboard -------------------------------------------------------------------------------------
+
+
+def _markdown_table(table: Table) -> str:
+    """Lay out pre-formatted cells with tabulate; numbers are right-aligned, text left-aligned.
+
+    ``disable_numparse`` stops tabulate from re-formatting the already formatted numbers.
+    """
+    frame = pd.DataFrame(table.rows, columns=table.columns)
+    align = ["left" if column in table.left else "right" for column in table.columns]
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+INTRO = (
+    "Score is the mean over the benchmark's tracks of utility = clean accuracy - ASR "
+    "(attack success rate); a failed or missing track counts -1.",
+    "All rates are fractions of images: clean acc = clean images given their true label; "
+    "ASR = poisoned images given the attacker's target; detect = poisoned images flagged "
+    "as poisoned; false flag = clean images flagged; robust acc = poisoned images given "
+    "their true label (where known); invalid = answers that were no label at all. "
+    f'Reference entries are marked "{REFERENCE_MARK}"; "{MISSING}" means no value.',
+    "DER (defense effectiveness rating) = [max(0, drop in ASR) - max(0, drop in clean acc) "
+    "+ 1] / 2, against the row of the track's BadNet itself (an entry whose model file is the "
+    "BadNet, such as the no-defense reference): 0.5 changes nothing, 1 removes the attack at "
+    "no cost in accuracy; without such a row it is not known. Cost: params = parameters of the "
+    "networks an entry ran, MACs/image = their multiply-adds per graded image (every network "
+    "pass counted), passes/image = network passes per graded image.",
+    "Brackets are 95% intervals: Wilson score intervals for clean acc and ASR, Newcombe's "
+    f'hybrid score interval for utility. A rank written "{TIE_MARK}k" is shared with the '
+    f"row above: a paired bootstrap ({stats.RESAMPLES} resamples of the test images, the "
+    "same for both rows) gives a 95% interval for the difference in score (in track "
+    "tables: utility) that contains 0, so the test images cannot order the two. A run of "
+    "such rows shares the rank of its first row.",
+)
+"""What the tables mean, said once for every rendering."""
+
+
+def _track_section(track: TrackBoard) -> str:
+    parts = [f"## Track: {track.name}", _markdown_table(track.table)]
+    if track.sample is not None:
+        parts.append(f"Graded on a stratified sample of {track.sample} images per set.")
+    if track.pareto is not None:
+        parts.append(f"![Clean accuracy against ASR]({track.pareto})")
+    parts.append(f"![Test images, clean and poisoned]({track.samples})")
     return "\n\n".join(parts)
 
 
-def _errors_section(records: Sequence[Mapping[str, Any]]) -> str:
-    lines = [
-        f"- {_name(record)} / {record['track']}: {_text(record['error'])}"
-        for record in records
-        if record["status"] == "error"
-    ]
+def _errors_section(errors: Sequence[tuple[str, str, str]]) -> str:
+    lines = [f"- {name} / {track}: {error}" for name, track, error in errors]
     return "## Errors\n\n" + ("\n".join(lines) if lines else "None.")
 
 
-def _footer(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
-    """Say what was graded with what; no timestamp, so identical inputs give identical bytes.
-
-    Versions are sorted by name because ``results.json`` stores them sorted, and a leaderboard
-    re-rendered from it must not differ from the first.
-    """
-    hashes = sorted(benchmark["data_hashes"].items())
-    data = [f"  - {name}: {digest[:HASH_CHARS]}" for name, digest in hashes] or ["  - none"]
-    digests = {record["submission"]: record["sha256"] for record in records}
-    submissions = [
-        f"  - {_text(name)}: {digest[:HASH_CHARS] or MISSING}"
-        for name, digest in sorted(digests.items())
-    ]
-    versions = ", ".join(f"{key} {value}" for key, value in sorted(benchmark["provenance"].items()))
+def _footer(provenance: Provenance) -> str:
+    data = [f"  - {name}: {digest}" for name, digest in provenance.data] or ["  - none"]
     return "\n".join(
         [
             "---",
             "",
-            f"- Benchmark: {benchmark['name']}",
+            f"- Benchmark: {provenance.benchmark}",
             f"- Data (sha256, first {HASH_CHARS} hex digits):",
             *data,
             f"- Submissions (sha256 of the folder's files, first {HASH_CHARS} hex digits):",
-            *submissions,
-            f"- Graded with: {versions or MISSING}",
-            f"- Rendered by harness {__version__}",
+            *(f"  - {name}: {digest}" for name, digest in provenance.submissions),
+            f"- Graded with: {provenance.versions}",
+            f"- Rendered by harness {provenance.harness}",
         ]
     )
 
 
 def render_leaderboard(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
     """The leaderboard as Markdown: overall ranking, one table per track, errors, provenance."""
-    complete = _complete(benchmark, records)
-    tracks = _tracks(benchmark)
-    track_sections = [
-        _track_section(track, [record for record in complete if record["track"] == track])
-        for track in tracks
-    ]
+    shown = board(benchmark, records)
     sections = [
-        _intro(benchmark),
-        _overall_section(rank(benchmark, complete)),
-        *track_sections,
-        _errors_section(complete),
-        _footer(benchmark, complete),
+        "\n\n".join([f"# Leaderboard: {shown.benchmark}", *INTRO]),
+        f"## Overall\n\n{_markdown_table(shown.overall)}",
+        *(_track_section(track) for track in shown.tracks),
+        _errors_section(shown.errors),
+        _footer(shown.provenance),
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -652,3 +815,47 @@ def write_leaderboard(
             target = folder / plots.pareto_file(track)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target, plots.pareto_png(track, _pareto_points(ok)))
+
+
+# Export ------------------------------------------------------------------------------------------
+
+
+def render_csv(records: Sequence[Mapping[str, Any]]) -> str:
+    """Every record as a CSV row, in ``results.json``'s order and with its values: the columns of
+    a record less the packed outcomes, an interval as ``<key>_low``/``<key>_high`` and the
+    per-trigger ASRs as ``asr[<trigger>]`` (empty where a track has no such trigger)."""
+    rows = _sorted_records(records)
+    triggers = sorted({trigger for record in rows for trigger in record["per_trigger"]})
+    flat = []
+    for record in rows:
+        row = {key: record[key] for key in RECORD_KEYS
+               if key not in ("per_trigger", "outcomes", *INTERVAL_KEYS)}
+        for key in INTERVAL_KEYS:
+            row[f"{key}_low"], row[f"{key}_high"] = record[key] or (None, None)
+        row.update({f"asr[{name}]": record["per_trigger"].get(name) for name in triggers})
+        flat.append(row)
+    columns = [key for key in RECORD_KEYS if key not in ("per_trigger", "outcomes", *INTERVAL_KEYS)]
+    columns += [f"{key}_{end}" for key in INTERVAL_KEYS for end in ("low", "high")]
+    columns += [f"asr[{name}]" for name in triggers]
+    # object dtype: integers stay integers in columns that also hold None
+    return pd.DataFrame(flat, columns=columns, dtype=object).to_csv(index=False,
+                                                                    lineterminator="\n")
+
+
+CSV_FILE = "results.csv"
+PAGE_FILE = "index.html"
+
+
+def write_board(folder: str | os.PathLike[str], benchmark: Mapping[str, Any],
+                records: Sequence[Mapping[str, Any]]) -> None:
+    """Write every rendering of the records into ``folder``: ``leaderboard.md`` with its Pareto
+    plots, ``results.csv`` and the web page. ``grade`` and ``harness render`` both call this, so
+    a board re-rendered from ``results.json`` is the board the grading run wrote."""
+    from harness import page  # Jinja2: only when a board is written
+
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    _check_records(_tracks(benchmark), records)
+    write_leaderboard(target / "leaderboard.md", benchmark, records)
+    write_atomic(target / CSV_FILE, render_csv(records))
+    write_atomic(target / PAGE_FILE, page.render_page(board(benchmark, records)))

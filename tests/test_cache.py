@@ -134,9 +134,9 @@ def test_keys_are_stable_across_runs_of_one_version(monkeypatch):
     import harness.cache as cache_module
 
     monkeypatch.setattr(cache_module, "environment", lambda: {"harness": "x", "seed": 1})
-    assert cache_module.CACHE_FORMAT == 1
+    assert cache_module.CACHE_FORMAT == 2  # 2: records gained badnet, der and cost keys
     assert cache_key("alpha", "a" * 64, {"name": "t"}, {"sample": None}) == \
-        "9b61dd9599a2617569ff1b2255443f4975a465389f65c621d40b17683cf0cd67"
+        "ad5baadb70848654e715f12e1887d6d2f0b1b87afe9330bde138426e5366e1c3"
     with pytest.raises(ValueError):  # NaN has no JSON spelling: no key can be made of it
         cache_key("alpha", "a" * 64, {"name": "t"}, {"image_timeout": float("nan")})
 

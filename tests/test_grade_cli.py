@@ -107,6 +107,50 @@ def test_full_run_grades_good_entries_and_reports_broken_ones(graded, bench):
     assert all("\n" not in (r["error"] or "") for r in records)
 
 
+def test_the_badnet_row_is_found_by_its_file_and_rates_the_others(graded, bench):
+    """The no-defense entry's files are the BadNets: that row is the one DER is measured
+    against (0.5 for itself); the weights-only entry answers the same but is not the file."""
+    _, out = graded
+    records = json.loads((out / "results.json").read_text())["results"]
+    by = {(r["submission"], r["track"]): r for r in records}
+    for track in TRACKS:
+        assert by["no-defense", track]["badnet"] is True
+        assert by["no-defense", track]["der"] == 0.5
+        assert by["weights-only", track]["badnet"] is False
+        assert by["weights-only", track]["der"] == 0.5  # the same answers, not a better defense
+        assert by["corrupt", track]["der"] is None
+
+
+def test_cost_is_measured_per_entry_and_timings_kept_apart(graded):
+    """A model entry and a per-image script running the same network cost the same per image;
+    wall time and memory go to timings.json, never into the byte-stable outputs."""
+    _, out = graded
+    records = json.loads((out / "results.json").read_text())["results"]
+    by = {(r["submission"], r["track"]): r for r in records}
+    for track in TRACKS:
+        model, script = by["no-defense", track], by["script", track]
+        assert model["params"] == script["params"] > 0
+        assert model["passes_per_image"] == script["passes_per_image"] == 1.0
+        assert model["macs_per_image"] == script["macs_per_image"] > 1e6
+        assert by["corrupt", track]["params"] is None
+    timings = json.loads((out / "timings.json").read_text())["items"]
+    assert {(t["submission"], t["track"]) for t in timings} == set(by)
+    assert all(t["seconds"] > 0 for t in timings)
+    assert all(t["peak_rss"] > 0 for t in timings if by[t["submission"], t["track"]]["status"]
+               == "ok")
+    assert "peak_rss" not in (out / "results.json").read_text()
+
+
+def test_a_run_writes_the_csv_and_the_page_that_render_rebuilds(graded, tmp_path):
+    _, out = graded
+    assert (out / "results.csv").read_text().count("\n") == 6 * len(TRACKS) + 1
+    assert "<table" in (out / "index.html").read_text()
+    result = run_harness("render", out / "results.json", "--out", tmp_path / "site", cwd=out)
+    assert result.returncode == 0, result.stderr
+    for name in ("leaderboard.md", "results.json", "results.csv", "index.html"):
+        assert (tmp_path / "site" / name).read_bytes() == (out / name).read_bytes(), name
+
+
 def test_terminal_shows_one_line_per_item_with_scores_and_pytest_summary(graded):
     result, _ = graded
     lines = result.stdout.splitlines()

@@ -85,25 +85,39 @@ def scores(
     }
 
 
+def cost(params: int, macs: float | None, passes: float) -> dict:
+    """An entry's cost as :func:`harness.grading.entry_cost` gives it."""
+    return {"params": params, "macs_per_image": macs, "passes_per_image": passes}
+
+
+DEEPID = cost(601_643, 4_526_600.0, 1.0)
+"""The contest network's size and one pass per image."""
+
+
 def golden_records() -> list[dict]:
-    """A reference, defenses, a detector, a failing entry, and ties broken by clean acc and name."""
+    """The BadNet itself, defenses, a detector, a failing entry, and ties broken by clean acc and
+    name; costs measured for some entries and not others."""
     baseline = meta("badnet-original", "organizers", "no defense", reference=True)
     pruning = meta("fine-pruning", "Blue | Team", "fine-pruning (Liu et al. 2018)")
     strip = meta("strip-detector", "gamma", "STRIP input filter")
     cleanse = meta("neural-cleanse", "delta", "Neural Cleanse")
     twin = meta("pruning-twin", "epsilon", "pruning, less fine-tuning")
     return [
-        ok_record(baseline, "sunglasses", scores(0.9781, {"sunglasses": 1.0}, robust_acc=0.0)),
+        ok_record(baseline, "sunglasses",
+                  {**scores(0.9781, {"sunglasses": 1.0}, robust_acc=0.0), **DEEPID}, badnet=True),
         ok_record(
             baseline,
             "multi-trigger",
-            scores(0.9620, {"eyebrows": 0.916, "lipstick": 0.908}, robust_acc=0.02),
+            {**scores(0.9620, {"eyebrows": 0.916, "lipstick": 0.908}, robust_acc=0.02), **DEEPID},
+            badnet=True,
         ),
-        ok_record(pruning, "sunglasses", scores(0.9512, {"sunglasses": 0.031}, 0.0, 0.002, 0.874)),
+        ok_record(pruning, "sunglasses",
+                  {**scores(0.9512, {"sunglasses": 0.031}, 0.0, 0.002, 0.874), **DEEPID}),
         ok_record(
             pruning, "multi-trigger", scores(0.9340, {"eyebrows": 0.12, "lipstick": 0.06}, 0.01)
         ),
-        ok_record(strip, "sunglasses", scores(0.9113, {"sunglasses": 0.0}, 0.962, 0.048)),
+        ok_record(strip, "sunglasses", {**scores(0.9113, {"sunglasses": 0.0}, 0.962, 0.048),
+                                        **cost(601_643, 9 * 4_526_600.0, 9.0)}),
         ok_record(
             strip, "multi-trigger", scores(0.9050, {"eyebrows": 0.05, "lipstick": 0.21}, 0.7, 0.05)
         ),
@@ -260,7 +274,7 @@ def test_read_results_reports_a_bad_file_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="cannot read results file"):
         read_results(path)
     path.write_text(json.dumps({"benchmark": BENCHMARK, "results": [{"submission": "a"}]}))
-    with pytest.raises(HarnessError, match="record lacks"):
+    with pytest.raises(HarnessError, match="lacks"):
         read_results(path)
     broken = {**ok_record(meta("a"), "sunglasses", scores(0.9, {"sunglasses": 0.1})), "asr": None}
     path.write_text(json.dumps({"benchmark": BENCHMARK, "results": [broken]}))
@@ -471,7 +485,7 @@ def test_reference_entries_are_marked_everywhere() -> None:
 def test_pipes_in_free_text_do_not_break_tables() -> None:
     text = render(golden_records())
     overall = table_rows(section(text, "## Overall"))
-    assert all(len(row) == 8 for row in overall)
+    assert all(len(row) == 9 for row in overall)
     assert r"Blue \| Team" in [row[2] for row in overall]
 
 
@@ -531,8 +545,9 @@ def test_sampled_tracks_say_so_and_show_image_counts() -> None:
     body = section(text, "## Track: sunglasses")
     assert "Graded on a stratified sample of 250 images per set." in body
     header = table_header(body)
-    assert header[-2:] == ["n clean", "n poisoned"]
-    assert table_rows(body)[0][-2:] == ["1000", "100"]
+    counts = header.index("n clean")
+    assert header[counts:counts + 2] == ["n clean", "n poisoned"]
+    assert table_rows(body)[0][counts:counts + 2] == ["1000", "100"]
     assert "stratified sample" not in render(golden_records())
 
 
@@ -544,3 +559,51 @@ def test_golden_leaderboard(monkeypatch) -> None:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(text, encoding="utf-8")
     assert text == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_der_is_measured_against_the_tracks_badnet_row() -> None:
+    records = report.with_der(golden_records())
+    by_pair = {(r["submission"], r["track"]): r for r in records}
+    # fine-pruning on sunglasses: ASR drops 1.0 -> 0.031, clean acc 0.9781 -> 0.9512
+    assert by_pair["fine-pruning", "sunglasses"]["der"] == pytest.approx(
+        (0.969 - 0.0269 + 1) / 2, abs=1e-6)
+    assert by_pair["badnet-original", "sunglasses"]["der"] == 0.5
+    assert by_pair["neural-cleanse", "multi-trigger"]["der"] is None  # an error row
+
+
+def test_der_counts_no_gain_for_accuracy_above_the_badnet_nor_for_a_higher_asr() -> None:
+    badnet = {"asr": 0.5, "clean_acc": 0.9}
+    assert report.der(badnet, {"asr": 0.0, "clean_acc": 0.95}) == 0.75
+    assert report.der(badnet, {"asr": 0.9, "clean_acc": 0.7}) == pytest.approx(0.4)
+
+
+def test_der_is_unknown_without_a_badnet_row() -> None:
+    records = [r for r in golden_records() if r["submission"] != "badnet-original"]
+    assert all(r["der"] is None for r in report.with_der(records))
+    overall = table_rows(section(render(records), "## Overall"))
+    assert {row[7] for row in overall} == {"-"}
+
+
+def test_ok_record_refuses_a_negative_cost() -> None:
+    with pytest.raises(ValueError, match="passes_per_image"):
+        ok_record(meta("a"), "sunglasses",
+                  {**scores(0.9, {"sunglasses": 0.1}), **cost(10, 100.0, -1.0)})
+
+
+def test_csv_has_one_row_per_record_with_the_json_values(tmp_path: Path) -> None:
+    import pandas as pd
+
+    path = tmp_path / "results.csv"
+    path.write_text(report.render_csv(golden_records()), encoding="utf-8")
+    table = pd.read_csv(path)
+    assert len(table) == len(golden_records())
+    assert "outcomes" not in table.columns
+    assert {"der", "params", "macs_per_image", "passes_per_image", "clean_acc_ci_low",
+            "asr[eyebrows]", "asr[sunglasses]"} <= set(table.columns)
+    row = table[(table.submission == "fine-pruning") & (table.track == "sunglasses")].iloc[0]
+    assert row.clean_acc == 0.9512 and row.params == 601_643 and row.badnet == False  # noqa: E712
+    assert row.der == pytest.approx(0.97105)
+    assert row["asr[sunglasses]"] == 0.031 and pd.isna(row["asr[eyebrows]"])
+    failed = table[table.status == "error"].iloc[0]
+    assert failed.error.startswith("eval.py exited") and pd.isna(failed.clean_acc)
+    assert report.render_csv(list(reversed(golden_records()))) == path.read_text()

@@ -21,6 +21,7 @@ from harness.tracks import load_benchmark
 
 SCRIPT = REPO / ".github" / "scripts" / "grade-pr.sh"
 WORKFLOW = REPO / ".github" / "workflows" / "grade-submissions.yml"
+PAGES = REPO / ".github" / "workflows" / "publish-board.yml"
 TRACK = "sunglasses"
 
 
@@ -104,6 +105,42 @@ def test_workflow_runs_the_tested_script():
                         and re.fullmatch(r"  # v\d+\.\d+\.\d+", comment)
                         for action, comment in uses), uses
     assert os.access(SCRIPT, os.X_OK)
+
+
+def job_permissions(text: str) -> dict[str, dict[str, str]]:
+    """Each job's ``permissions:`` block of a workflow, as {job: {scope: access}}."""
+    jobs = re.split(r"^  ([\w-]+):\n", text.split("\njobs:\n", 1)[1], flags=re.MULTILINE)[1:]
+    found = {}
+    for name, body in zip(jobs[::2], jobs[1::2], strict=True):
+        block = re.search(r"^    permissions:\n((?:      .*\n)+)", body, flags=re.MULTILINE)
+        found[name] = dict(re.findall(r"^      ([\w-]+): (\w+)", block[1] if block else "",
+                                      flags=re.MULTILINE))
+    return found
+
+
+def test_pages_workflow_renders_the_board_and_deploys_with_least_permissions():
+    text = PAGES.read_text()
+    for needed in ("push:\n    branches: [main]", 'python-version: "3.11"', "pip install -e .\n",
+                   "python -m harness render results.json --out _site", "path: _site",
+                   "persist-credentials: false", "name: github-pages", "needs: build",
+                   "permissions: {}"):
+        assert needed in text, needed
+    assert not re.search(r"^\s+cache:", text, flags=re.MULTILINE)  # published: no restored cache
+    assert job_permissions(text) == {"build": {"contents": "read"},
+                                     "deploy": {"pages": "write", "id-token": "write"}}
+    uses = re.findall(r"uses: (\S+)(.*)", text)
+    assert sorted(action.split("@")[0] for action, _ in uses) == [
+        "actions/checkout", "actions/deploy-pages", "actions/setup-python",
+        "actions/upload-pages-artifact"]
+    assert all(re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}", action)
+               and re.fullmatch(r"  # v\d+\.\d+\.\d+", comment)
+               for action, comment in uses), uses
+    # The actions both workflows use are pinned alike.
+    graded = dict(re.findall(r"uses: ([\w/-]+)@(\S+)", WORKFLOW.read_text()))
+    pinned = dict(re.findall(r"uses: ([\w/-]+)@(\S+)", text))
+    assert {name: pinned[name] for name in pinned if name in graded} == \
+        {name: graded[name] for name in pinned if name in graded}
+    assert {"actions/checkout", "actions/setup-python"} <= set(graded)
 
 
 def test_valid_submission_is_checked_graded_and_merged(repo, tmp_path):

@@ -1,0 +1,86 @@
+"""``harness render``: the board again from results.json alone, byte for byte."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_report import BENCHMARK, golden_records
+
+from harness import plots
+from harness.cli import main
+from harness.montage import save_montage
+from harness.report import write_board, write_results
+
+OUTPUTS = ("leaderboard.md", "results.json", "results.csv", "index.html")
+
+
+def graded(folder: Path) -> Path:
+    """A folder as ``grade`` leaves it: results, board, Pareto plots and montages."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_results(folder / "results.json", BENCHMARK, golden_records())
+    write_board(folder, BENCHMARK, golden_records())
+    images = np.random.default_rng(0).integers(0, 256, (2, 3, 55, 47, 3), dtype=np.uint8)
+    for track in BENCHMARK["tracks"]:
+        save_montage(list(images), ["clean", "poisoned"], folder / plots.samples_file(track))
+    return folder / "results.json"
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_render_rebuilds_every_output_byte_for_byte(tmp_path: Path, capsys) -> None:
+    results = graded(tmp_path / "graded")
+    assert main(["render", str(results), "--out", str(tmp_path / "site")]) == 0
+    written = files(tmp_path / "site")
+    assert written == files(tmp_path / "graded")
+    assert set(OUTPUTS) <= set(written)
+    assert {plots.pareto_file(t) for t in BENCHMARK["tracks"]} <= set(written)
+    assert "rendered" in capsys.readouterr().out
+
+
+def test_render_in_place_changes_nothing(tmp_path: Path) -> None:
+    results = graded(tmp_path)
+    before = files(tmp_path)
+    assert main(["render", str(results)]) == 0
+    assert files(tmp_path) == before
+
+
+def test_render_without_montages_says_so_and_still_renders(tmp_path: Path, capsys) -> None:
+    write_results(tmp_path / "results.json", BENCHMARK, golden_records())
+    assert main(["render", str(tmp_path / "results.json"), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "no montage of sunglasses" in err and "no montage of multi-trigger" in err
+    assert (tmp_path / "out" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("content", ["{", '{"benchmark": {}}', "[]"])
+def test_render_refuses_a_bad_results_file_in_one_line(tmp_path: Path, capsys,
+                                                       content: str) -> None:
+    bad = tmp_path / "results.json"
+    bad.write_text(content, encoding="utf-8")
+    assert main(["render", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("harness: error:") and "\n" not in err
+
+
+def test_values_stored_unrounded_render_back_to_the_same_bytes(tmp_path: Path) -> None:
+    """Metrics with more digits than results.json keeps: every derived value (DER, means) is
+    computed from the stored ones, so rendering from the file gives what grading wrote."""
+    from test_report import meta, ok_record, scores
+
+    records = [ok_record(meta(name), "sunglasses",
+                         {**scores(clean, {"sunglasses": asr}), "params": 7,
+                          "macs_per_image": 1 / 3, "passes_per_image": 2 / 3},
+                         badnet=name == "bad")
+               # values whose DER differs in the 6th decimal when computed before rounding
+               for name, clean, asr in [("bad", 0.847433737, 0.134364244),
+                                        ("good", 0.255069026, 0.763774619)]]
+    (tmp_path / "a").mkdir()
+    write_results(tmp_path / "a" / "results.json", BENCHMARK, records)
+    write_board(tmp_path / "a", BENCHMARK, records)
+    assert main(["render", str(tmp_path / "a" / "results.json"), "--out",
+                 str(tmp_path / "b")]) == 0
+    for name in OUTPUTS:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
