@@ -116,19 +116,43 @@ def _bench(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.errors import HarnessError
     from harness.tracks import load_benchmark
 
+    if not args.end_to_end:
+        used = [flag for flag, value in (("SUBMISSIONS", args.submissions),
+                                         ("-n", args.numprocesses), ("--sample", args.sample))
+                if value]
+        if used:
+            return _usage_error(ValueError(f"{', '.join(used)}: only with --end-to-end"))
+    elif args.model:
+        return _usage_error(ValueError("--model: not with --end-to-end (it grades a folder)"))
+    track = args.track or (None if args.end_to_end else "sunglasses")
     try:
         benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
-        benchmark.track(args.track)
+        if track is not None:
+            benchmark.track(track)
     except HarnessError as exc:
         return _usage_error(exc)
     except KeyError:
-        return _usage_error(ValueError(f"no track {args.track!r}"))
+        return _usage_error(ValueError(f"no track {track!r}"))
+    if args.end_to_end:
+        submissions = Path(args.submissions or "submissions")
+        if not submissions.is_dir():
+            return _usage_error(ValueError(f"{submissions}: no such folder"))
+        try:
+            whole = bench.end_to_end(Path(args.benchmark or default_benchmark()), submissions,
+                                     track, args.numprocesses, args.sample, args.rounds)
+        except HarnessError as exc:
+            return _usage_error(exc)
+        print()
+        print(bench.end_to_end_header(whole))
+        print()
+        print(bench.end_to_end_table(whole))
+        return 0
     if benchmark.generate:
         from harness.benchmark.materialize import ensure_generated
 
         ensure_generated(benchmark)
     model = Path(args.model) if args.model else None
-    result = bench.measure(benchmark, args.track, model, rounds=args.rounds)
+    result = bench.measure(benchmark, track, model, rounds=args.rounds)
     print()
     print(bench.header(result, args.rounds))
     print()
@@ -355,12 +379,27 @@ def parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="measure grading speed against a raw TensorFlow loop",
         description="Time the grader's inference path (sandboxed worker) and a raw tf.function "
-                    "loop on the same model and images, alternating, and print a table.")
+                    "loop on the same model and images, alternating, and print a table. With "
+                    "--end-to-end: grade SUBMISSIONS with the real command (fresh --out, "
+                    "--no-cache), then time the raw loop on a track's BadNet, and print the "
+                    "run's wall time against its floor (its multiply-adds at the raw loop's "
+                    "pace) and where the wall time went.")
+    bench.add_argument("submissions", nargs="?", metavar="SUBMISSIONS",
+                       help="with --end-to-end: the folder to grade (default: submissions)")
+    bench.add_argument("--end-to-end", action="store_true",
+                       help="time a whole grading run of SUBMISSIONS against its floor")
     bench.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
-    bench.add_argument("--track", default="sunglasses", help="track whose test images to answer "
-                                                             "(default: sunglasses)")
+    bench.add_argument("--track", help="track whose test images to answer (default: "
+                                       "sunglasses; with --end-to-end: whose BadNet the raw "
+                                       "loop runs, sunglasses or the first with a BadNet row)")
     bench.add_argument("--model", help="Keras model file (default: the track's BadNet)")
-    bench.add_argument("--rounds", type=int, default=3, help="rounds of each (default 3)")
+    bench.add_argument("--rounds", type=int, default=3,
+                       help="rounds of each (default 3); with --end-to-end: raw loop passes, the "
+                            "best counts")
+    bench.add_argument("-n", "--numprocesses", metavar="K", type=int, default=0,
+                       help="with --end-to-end: grade in K processes (grade -n K)")
+    bench.add_argument("--sample", metavar="K", type=int,
+                       help="with --end-to-end: grade K images per test set (grade --sample K)")
     bench.set_defaults(run=_bench)
 
     render = commands.add_parser(

@@ -9,11 +9,8 @@ process, and scoring happens here.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
-import secrets
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,21 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data import DataStore, sha256_file
+from harness.data import DataStore, sha256_file, write_once
 from harness.environments import EnvironmentSpec, EnvironmentStore, resolve
 from harness.errors import SubmissionError
 from harness.provenance import GRADING_SEED
-from harness.runner import Answers, run_entry
+from harness.runner import Answers, Workers, invalid_message, run_entry, shareable
 from harness.sandbox import Limits
 from harness.scoring import PoisonedPredictions, score_track
 from harness.submissions import TrackEntry
 from harness.tracks import DataFile, Track
 
-INVALID_LIMIT = 0.5
-"""Above this fraction of unreadable answers a track is an error row rather than a low score."""
-PEAK_MEMORY = "peak_rss"
-"""Key of the worker's peak resident memory (bytes) among the scores: measured, not
-deterministic, so it goes to ``timings.json`` and never into a record."""
+MEASURED_KEYS = ("peak_rss", "startup", "answering")
+"""Keys among the scores of what answering took (:func:`measured`)."""
 HANDOVER_FORMAT = 1
 """Version of how a mixed image file is made (sampling, shuffling, layout): bump it when that
 changes, so that no file made the old way is taken for a new one."""
@@ -116,6 +110,7 @@ class Handover:
         if self._folder is None:
             self._directory = tempfile.TemporaryDirectory(prefix="harness-images-")
             self._folder = Path(self._directory.name)
+            self._folder.chmod(0o755)  # a model entry's worker, another user, reads the folder
         return self._folder
 
     def images(self, track: Track) -> TrackImages:
@@ -155,43 +150,6 @@ class Handover:
         self._tracks.clear()
 
 
-def write_once(path: Path, shape: tuple[int, ...], dtype: np.dtype,
-               make: Callable[[], np.ndarray]) -> None:
-    """Make ``path`` hold the image array ``make()`` unless it holds one of this shape already.
-
-    Of several processes asking at once, the first writes (under a lock file beside ``path``)
-    and the others wait, then find the file; readers see no file or the whole one (it is written
-    under a temporary name, then renamed).
-    """
-    if _holds(path, shape, dtype):
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if _holds(path, shape, dtype):
-            return
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        try:
-            with open(temporary, "xb") as handle:
-                np.save(handle, make())
-                handle.flush()
-                os.fsync(handle.fileno())
-            temporary.chmod(0o644)  # read by the sandboxed worker, which runs as another user
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-
-
-def _holds(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> bool:
-    """Whether ``path`` is a complete image file of this shape (its header says so)."""
-    try:
-        existing = np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
-        return False
-    return existing.shape == shape and existing.dtype == dtype
-
-
 def _scale(entry: TrackEntry, track: Track) -> float:
     return entry.input_scale if entry.input_scale is not None else track.input_scale
 
@@ -218,16 +176,23 @@ def placed_files(entry: TrackEntry, track: Track) -> list[tuple[str, Path]]:
 
 
 def answer(entry: TrackEntry, root: Path, track: Track, images: Path, options: GradeOptions,
-           progress: Callable[[int], None] | None = None) -> Answers:
+           progress: Callable[[int], None] | None = None, workers: Workers | None = None,
+           tracks: int = 1) -> Answers:
     """Run ``entry`` of the submission in ``root`` on an image file, in the sandbox, in the
-    environment it declares (built first where allowed) with the public files it asks for."""
+    environment it declares (built first where allowed) with the public files it asks for.
+
+    With ``workers`` an entry that runs no code of the submission's answers in the worker kept
+    there, started for the first of the submission's ``tracks``; any other in its own."""
     placed = placed_files(entry, track)
     spec = environment_spec(entry, root, track)
     built = None if spec is None else options.environments.ensure(spec, build=options.build)
-    return run_entry(entry, root, images, num_classes=track.num_classes,
-                     input_scale=_scale(entry, track), limits=options.limits,
-                     allow_unsafe=options.allow_unsafe, progress=progress,
-                     environment=None if built is None else built.folder, placed=placed)
+    environment = None if built is None else built.folder
+    common = {"num_classes": track.num_classes, "input_scale": _scale(entry, track),
+              "limits": options.limits, "allow_unsafe": options.allow_unsafe,
+              "progress": progress, "environment": environment, "placed": placed}
+    if workers is not None and shareable(entry, options.allow_unsafe):
+        return workers.answer(entry, root, images, tracks=tracks, **common)
+    return run_entry(entry, root, images, **common)
 
 
 def answer_array(entry: TrackEntry, root: Path, track: Track, images: np.ndarray,
@@ -241,10 +206,11 @@ def answer_array(entry: TrackEntry, root: Path, track: Track, images: np.ndarray
 
 
 def grade_track(entry: TrackEntry, root: Path, track: Track, handover: Handover,
-                options: GradeOptions, progress: Callable[[int], None] | None = None) -> dict:
+                options: GradeOptions, progress: Callable[[int], None] | None = None,
+                workers: Workers | None = None, tracks: int = 1) -> dict:
     """Answer the track's test images in the sandbox and score the answers."""
     mixed = handover.images(track)
-    answers = answer(entry, root, track, mixed.path, options, progress)
+    answers = answer(entry, root, track, mixed.path, options, progress, workers, tracks)
     return score_answers(track, mixed, handover.store, answers)
 
 
@@ -252,9 +218,8 @@ def score_answers(track: Track, mixed: TrackImages, store: DataStore, answers: A
     """Score a submission's answers on a track's mixed file, wherever they were computed (here
     or on a cluster node): the labels never leave this process."""
     total = len(answers.labels)
-    if answers.invalid > INVALID_LIMIT * total:
-        raise SubmissionError(f"{answers.invalid} of {total} answers invalid; first: "
-                              f"{answers.first_error}")
+    if answers.invalid > Limits.invalid_fraction * total:
+        raise SubmissionError(invalid_message(answers.invalid, total, answers.first_error))
     n = track.num_classes
     clean_answers, *poisoned_answers = mixed.split(answers.labels)
     clean = store.get(track.test, n)
@@ -266,8 +231,14 @@ def score_answers(track: Track, mixed: TrackImages, store: DataStore, answers: A
             trigger=spec.trigger, target=spec.target, predictions=predictions,
             true_labels=data.labels[pick] if spec.labels == "true" else None))
     scores = score_track(n, clean_answers, clean.labels[mixed.picks[0]], poisoned)
-    peak = None if answers.cost is None else answers.cost.peak_rss
-    return {**scores, **entry_cost(answers, total), PEAK_MEMORY: peak}
+    return {**scores, **entry_cost(answers, total), **measured(answers)}
+
+
+def measured(answers: Answers) -> dict[str, float | int | None]:
+    """What answering took (:data:`MEASURED_KEYS`): measured, not deterministic, so it goes to
+    ``timings.json``, never into a record."""
+    return {"peak_rss": None if answers.cost is None else answers.cost.peak_rss,
+            "startup": round(answers.startup, 3), "answering": round(answers.answering, 3)}
 
 
 def entry_cost(answers: Answers, images: int) -> dict[str, float | int | None]:

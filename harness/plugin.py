@@ -34,7 +34,7 @@ from harness.errors import (
     one_line,
 )
 from harness.grading import (
-    PEAK_MEMORY,
+    MEASURED_KEYS,
     GradeOptions,
     Handover,
     environment_spec,
@@ -46,6 +46,7 @@ from harness.plots import write_samples
 from harness.provenance import environment
 from harness.ray_backend import RayBackend, dispatch
 from harness.report import error_record, ok_record, write_atomic, write_board, write_results
+from harness.runner import Workers
 from harness.sandbox import Limits, detect
 from harness.submissions import MANIFEST, Submission, TrackEntry, load_submission
 from harness.summary import append_summary, render_summary
@@ -78,6 +79,8 @@ class GradingState:
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: list[dict[str, Any]] = field(default_factory=list)
     """Wall time and peak memory of each item graded in this run."""
+    workers: Workers = field(default_factory=Workers)
+    """The worker kept for the submission's next track (model entries only)."""
     ray: RayBackend | None = None
     """Where items are answered with ``--backend ray`` (None: here, in a local worker)."""
     progress: TextIO | None = None
@@ -87,9 +90,11 @@ class GradingState:
         self.handover = Handover(self.store, self.grading.sample)
 
     def pytest_unconfigure(self) -> None:
+        self.workers.close()
         if self.ray is not None:
             self.ray.close()
         self.handover.close()
+        self.store.close()
 
     def grade(self, key: str, entry: TrackEntry, root: Path, track: Track) -> dict[str, Any]:
         """Scores of one entry on one track: answered here or, with Ray, on a cluster node
@@ -97,7 +102,8 @@ class GradingState:
         if self.ray is None:
             total = len(self.handover.images(track).order)
             with _progress(self.progress, f"{root.name} on {track.name}", total) as update:
-                return grade_track(entry, root, track, self.handover, self.grading, update)
+                return grade_track(entry, root, track, self.handover, self.grading, update,
+                                   self.workers, len(self.benchmark.tracks))
         mixed = self.handover.images(track)
         if key not in self.ray.pending:
             self.ray.submit(key, entry, root, track, mixed, self.grading)
@@ -278,6 +284,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 folder if folder.is_dir() else folder.parent for folder in folders])
         except HarnessError as exc:
             raise pytest.UsageError(str(exc)) from None
+    state.store = _data_store(config, state)
     state.handover = Handover(state.store, grading.sample, folder=_images_folder(config, state))
     if config.getoption("harness_backend") == "ray":
         if _xdist_controller(config):
@@ -325,12 +332,32 @@ def _images_folder(config: pytest.Config, state: GradingState) -> Path | None:
     return state.cache.folder / "images" if state.cache is not None else None
 
 
+DECODED = "harness_decoded"
+"""Key of the controller's folder of decoded data sets in an xdist worker's ``workerinput``."""
+
+
+def _data_store(config: pytest.Config, state: GradingState) -> DataStore:
+    """Where the data sets are decoded (:class:`DataStore`): the controller's folder in an xdist
+    worker, else the cache's ``decoded/`` (shared with later runs), else, for an xdist
+    controller without cache, a temporary folder it hands to its workers and removes at the end;
+    a serial run without cache decodes in memory."""
+    workerinput = getattr(config, "workerinput", {})
+    if DECODED in workerinput:
+        return DataStore(Path(workerinput[DECODED]))
+    if state.cache is not None:
+        return DataStore(state.cache.folder / "decoded")
+    return DataStore(temporary=_xdist_controller(config))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist: every worker writes and reads mixed image files in the controller's folder, so a
     file is written once per run however many workers need it (see :class:`Handover`)."""
     if STATE in node.config.stash:
-        node.workerinput[IMAGES] = str(node.config.stash[STATE].handover.folder)
+        state = node.config.stash[STATE]
+        node.workerinput[IMAGES] = str(state.handover.folder)
+        if state.store.folder is not None:  # data sets too: decoded once, memory-mapped by all
+            node.workerinput[DECODED] = str(state.store.folder)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -418,11 +445,11 @@ class TrackItem(pytest.Item):
         """Grade now; store the record in the cache at once, so that a run killed later still
         keeps it, unless it is a failure that may not recur (a timeout)."""
         started = time.monotonic()
-        peak = None
+        took: dict[str, Any] = dict.fromkeys(MEASURED_KEYS)
         try:
             entry = self.submission.entry(self.track.name)
             scores = state.grade(self.nodeid, entry, self.submission.root, self.track)
-            peak = scores.pop(PEAK_MEMORY)
+            took = {key: scores.pop(key) for key in MEASURED_KEYS}
         except BenchmarkError:
             raise
         except Exception as exc:  # untrusted models fail in arbitrary ways inside TensorFlow
@@ -438,7 +465,7 @@ class TrackItem(pytest.Item):
                                sample=state.grading.sample, badnet=badnet)
             cacheable = True
         self.user_properties.append((TIMING, {"seconds": round(time.monotonic() - started, 3),
-                                              "peak_rss": peak}))
+                                              **took}))
         if state.cache is not None and cacheable:
             try:
                 state.cache.put(state.key(self.submission, self.track), record)
@@ -538,11 +565,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     benchmark = {"name": state.benchmark.name, "tracks": [t.name for t in tracks],
                  "data_hashes": dict(sorted(hashes.items())), "provenance": environment()}
     state.out.mkdir(parents=True, exist_ok=True)
+    rendering = time.monotonic()
     write_results(state.out / "results.json", benchmark, state.records)
     write_board(state.out, benchmark, state.records)
-    timings = sorted(state.timings, key=lambda item: (item["submission"], item["track"]))
-    write_atomic(state.out / TIMINGS_FILE, json.dumps({"items": timings}, indent=2) + "\n")
     write_samples(state.out, tracks, state.store)
+    timings = {"items": sorted(state.timings, key=lambda item: (item["submission"],
+                                                                 item["track"])),
+               "render_seconds": round(time.monotonic() - rendering, 3)}
+    write_atomic(state.out / TIMINGS_FILE, json.dumps(timings, indent=2) + "\n")
     graded_now = {name for name, sources in state.sources.items() if GRADED in sources}
     if state.summary_md is not None:
         append_summary(state.summary_md, render_summary(benchmark, state.records, graded_now))

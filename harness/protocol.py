@@ -4,7 +4,9 @@ The worker may run in another Python environment than the grader (a team's ``ker
 environment, with another NumPy and Keras), so this module imports the standard library only, and
 every message is plain JSON, one per line: the grader writes one :class:`LoadRequest` to the
 worker's stdin; the worker answers with :class:`Loaded` or :class:`LoadFailed`, then one
-:class:`Chunk` per chunk of images, or :class:`Failed` when answering breaks down. Each chunk also
+:class:`Chunk` per chunk of images, or :class:`Failed` when answering breaks down. A worker that
+answered a whole file reads the next request (a model entry's worker answers every track of its
+submission in turn); end of input ends it. Each chunk also
 carries the entry's :class:`Cost` so far (cumulative), so the last chunk holds the whole run's.
 
 Everything the worker sends is untrusted (the submission shares its process and could write to
@@ -50,6 +52,8 @@ class LoadRequest:
     """The working directory a script runs in."""
     batch: str | None
     """The script's batch function named in the manifest (None: one run per image)."""
+    images: str
+    """The image file to answer (a ``.npy`` of uint8 (n, 55, 47, 3))."""
 
     def to_line(self) -> str:
         return json.dumps(asdict(self)) + "\n"
@@ -140,6 +144,8 @@ class Failed:
     """Answering broke down (e.g. a model with non-finite outputs); the worker stops."""
 
     failed: str
+    timed_out: bool
+    """It broke down by running out of time (several images in a row), which may not recur."""
 
 
 Reply = Loaded | LoadFailed | Chunk | Failed

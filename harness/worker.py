@@ -69,7 +69,14 @@ ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 INTEGER = re.compile(r"(?<![\w.])-?\d+(?![\w.])")
 """A whole integer: not part of a word ("25ms"), a float ("0.93") or a version ("2.4")."""
 MODEL_CHUNK = 4096
-SCRIPT_CHUNK = 64
+"""Images per reply of an entry that answers whole chunks (a model, a batch function)."""
+SCRIPT_CHUNK = 1
+"""Images per reply of a per-image script: each answer is sent as soon as it exists, so the
+grader sees a script that stopped answering within one image's limit (a hang that ignores the
+per-image alarm), and a reply costs microseconds against the milliseconds of a script's run."""
+TIMEOUTS_IN_A_ROW = 3
+"""Per-image timeouts in a row after which a script's track ends as an error: a working entry
+that is merely slow on some images never times out three times running."""
 FAST_PREDICT_MAX = 1024
 IMAGE_SHAPE = (55, 47, 3)
 """An image as a network sees it, when a call did not show another (as harness.models has it:
@@ -92,6 +99,10 @@ def parse_answer(output: str, num_classes: int) -> tuple[int, str | None]:
     if not 0 <= value <= num_classes:
         return INVALID, f"printed {value}, outside [0, {num_classes}]"
     return value, None
+
+
+class GaveUp(Exception):  # noqa: N818 - shown to users as the reason
+    """A script timed out on :data:`TIMEOUTS_IN_A_ROW` images in a row: the track ends."""
 
 
 class ImageTimeout(Exception):  # noqa: N818 - shown to users as the reason
@@ -523,6 +534,8 @@ class ScriptAnswerer(Answerer):
         self.images_dir = Path(request.scratch) / "images"
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self.count = 0
+        self.timeouts = 0
+        """Runs in a row that ran past the image limit."""
         os.chdir(request.workdir)
         sys.path.insert(0, str(self.script.parent))  # as `python3 script.py` has it
         self.meter = Meter()
@@ -539,10 +552,14 @@ class ScriptAnswerer(Answerer):
             self.function = namespace[request.batch]
 
     def _run(self, *, name: str, argv: list[str]) -> tuple[str, dict[str, Any], str | None]:
-        """Execute the script once as a program would run; returns (stdout, globals, error)."""
+        """Execute the script once as a program would run; returns (stdout, globals, error).
+
+        Raises :class:`GaveUp` when this run is the :data:`TIMEOUTS_IN_A_ROW`-th in a row to
+        time out: an entry that hangs on every image would otherwise take the image limit times
+        every image of the track."""
         namespace: dict[str, Any] = {"__name__": name, "__file__": str(self.script),
                                      "__builtins__": builtins}
-        stdout, error = io.StringIO(), None
+        stdout, error, timed_out = io.StringIO(), None, False
         saved = sys.argv, sys.stdout, sys.stderr
         sys.argv, sys.stdout, sys.stderr = argv, stdout, io.StringIO()
         signal.setitimer(signal.ITIMER_REAL, self.timeout)
@@ -552,10 +569,14 @@ class ScriptAnswerer(Answerer):
             if exc.code not in (None, 0):
                 error = f"exited with status {exc.code}"
         except BaseException as exc:  # noqa: BLE001 - any failure is one invalid answer
-            error = one_line(exc)
+            error, timed_out = one_line(exc), isinstance(exc, ImageTimeout)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             sys.argv, sys.stdout, sys.stderr = saved
+        self.timeouts = self.timeouts + 1 if timed_out else 0
+        if self.timeouts >= TIMEOUTS_IN_A_ROW:
+            raise GaveUp(f"timed out on {self.timeouts} images in a row ({self.timeout:g} s "
+                         f"each); stopped after {self.count} of the track's images")
         return stdout.getvalue(), namespace, error
 
     def _one(self, image: np.ndarray) -> tuple[int, str | None]:
@@ -625,33 +646,45 @@ def _drop_privileges() -> None:
 
 
 def serve(requests: TextIO, replies: TextIO) -> None:
-    """Read the one load request, answer the file it names chunk by chunk (each chunk with the
-    cost so far), then exit."""
+    """Answer each load request (one per line) chunk by chunk, each chunk with the cost so far,
+    until the input ends or answering fails."""
 
     def send(message: Reply) -> None:
         replies.write(reply_line(message))
         replies.flush()
 
     signal.signal(signal.SIGALRM, _on_alarm)
+    for line in requests:
+        if not _answer_file(line, send):
+            return
+
+
+def _answer_file(line: str, send: Callable[[Reply], None]) -> bool:
+    """Load the entry a request names and answer its image file; False when that failed (the
+    worker then stops: the grader starts a fresh one for whatever comes next)."""
     try:
-        request = LoadRequest.from_line(requests.readline())
+        request = LoadRequest.from_line(line)
         answerer: Answerer = (ScriptAnswerer(request) if request.kind == "eval"
                               else ModelAnswerer(request))
+        images = np.load(request.images, mmap_mode="r")
     except BaseException as exc:  # noqa: BLE001 - a load failure is the submission's error
         send(LoadFailed(one_line(exc)))
-        return
-    images = np.load(os.environ["HARNESS_IMAGES"], mmap_mode="r")
+        return False
     size = MODEL_CHUNK if answerer.batch else SCRIPT_CHUNK
     send(Loaded(images=len(images), chunk=size, batch=answerer.batch))
     for chunk in _chunks(images, size):
         try:
             labels, invalid, error = answerer.answer(chunk)
             cost = answerer.meter.cost()
+        except GaveUp as exc:
+            send(Failed(str(exc), timed_out=True))
+            return False
         except BaseException as exc:  # noqa: BLE001 - e.g. a model with non-finite outputs
-            send(Failed(one_line(exc)))
-            return
+            send(Failed(one_line(exc), timed_out=False))
+            return False
         send(Chunk(labels=labels, invalid=invalid, error=error, params=cost.params,
                    passes=cost.passes, macs=cost.macs, peak_rss=cost.peak_rss))
+    return True
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import pytest
 from conftest import benchmark_subset, run_harness, write_submission
 from test_answers import FakeStore, _track
 
+from harness.data import sha256_file
 from harness.grading import Handover, write_once
 from harness.tracks import load_benchmark
 
@@ -58,6 +59,10 @@ def test_n_2_gives_the_serial_bytes_and_writes_each_mixed_file_once(small, seria
     images = small / "parallel" / ".harness-cache" / "images"
     assert sorted(p.name.split("-")[0] for p in images.glob("*.npy")) == sorted(TRACKS)
     assert not list(images.glob("*.tmp"))
+    decoded = small / "parallel" / ".harness-cache" / "decoded"  # data sets: decoded once, shared
+    digests = {sha256_file(f.path) for f in load_benchmark(small / "bench").data_files()}
+    assert {p.name.split("-")[0] for p in decoded.glob("*.images.npy")} == digests
+    assert not list(decoded.glob("*.tmp"))
 
 
 def test_ray_backend_on_a_local_cluster_gives_the_serial_bytes(small, serial):

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,8 @@ def request(tmp_path: Path, script: Path, **changes) -> LoadRequest:
     fields = {"kind": "eval", "path": str(script), "num_classes": 10, "input_scale": 1.0,
               "args": ["{image}"], "architecture": None, "allow_unsafe": False,
               "image_timeout": 10.0, "scratch": str(tmp_path / "scratch"),
-              "workdir": str(script.parent), "batch": None}
+              "workdir": str(script.parent), "batch": None,
+              "images": str(tmp_path / "images.npy")}
     return LoadRequest(**{**fields, **changes})
 
 
@@ -54,7 +56,8 @@ def answers(reply: Chunk) -> tuple[list[int], int, str | None]:
     Loaded(images=5, chunk=64, batch=False), LoadFailed("SyntaxError: x"),
     Chunk(labels=[1, INVALID, 10], invalid=1, error="printed nothing", params=601_643,
           passes=3 * 9, macs=3 * 9 * 8_161_760, peak_rss=1_500_000_000),
-    chunk([1], macs=None), Failed("boom")])
+    chunk([1], macs=None), Failed("boom", timed_out=False),
+    Failed("timed out on 3 images in a row", timed_out=True)])
 def test_replies_round_trip(reply):
     assert read_reply(reply_line(reply).encode()) == reply
 
@@ -109,12 +112,13 @@ def test_chunks_are_checked_against_classes_and_images_left(reply, reason):
 
 
 def serve(tmp_path: Path, load: LoadRequest, images: np.ndarray, monkeypatch, *,
-          keras: bool = False) -> list:
+          keras: bool = False, per_image: bool = False) -> list:
     """Run the worker's loop in this process on ``images``; its replies, parsed. ``keras``:
-    patch Keras as the worker does (and undo it after the test), else leave it alone."""
-    path = tmp_path / "images.npy"
-    np.save(path, images)
-    monkeypatch.setenv("HARNESS_IMAGES", str(path))
+    patch Keras as the worker does (and undo it after the test), else leave it alone. A script
+    answers in one chunk unless ``per_image`` (the worker's own chunk of one image)."""
+    np.save(load.images, images)
+    if not per_image:
+        monkeypatch.setattr(worker, "SCRIPT_CHUNK", 64)
     monkeypatch.chdir(tmp_path)  # the worker changes directory; this process must get it back
     if keras:
         undo_keras_patches(monkeypatch)
@@ -391,3 +395,50 @@ def test_multiply_adds_inside_function_calls_count_and_inside_loops_are_unknown(
     looped = tf.function(lambda x: tf.map_fn(lambda row: tf.matmul(row[None], weights)[0], x))
     assert worker._graph_macs(called.graph) == 2 * (2 * 4 * 3)
     assert worker._graph_macs(looped.get_concrete_function(spec).graph) is None
+
+
+def test_a_worker_answers_file_after_file_until_its_input_ends(tmp_path, monkeypatch):
+    """A model entry's worker answers every track of its submission: one request per file."""
+    model = tiny_network(tmp_path / "model.keras")
+    first = request(tmp_path, tmp_path / "model.keras", kind="model", input_scale=1 / 255,
+                    images=str(tmp_path / "first.npy"))
+    second = replace(first, images=str(tmp_path / "second.npy"))
+    np.save(first.images, IMAGES)
+    np.save(second.images, IMAGES[::-1][:2])
+    monkeypatch.chdir(tmp_path)
+    replies = io.StringIO()
+    worker.serve(io.StringIO(first.to_line() + second.to_line()), replies)
+    got = [read_reply(line) for line in replies.getvalue().splitlines()]
+    expected = np.argmax(model.predict(IMAGES / 255, verbose=0), axis=1).tolist()
+    assert [type(reply) for reply in got] == [Loaded, Chunk, Loaded, Chunk]
+    assert answers(got[1])[0] == expected and answers(got[3])[0] == expected[::-1][:2]
+    assert (got[1].passes, got[3].passes) == (3, 2)  # each file's cost is its own
+
+
+SLEEPY = """\
+import os, sys, time
+count = int(open("count").read()) if os.path.exists("count") else 0
+open("count", "w").write(str(count + 1))
+time.sleep(5 if {hangs} else 0)
+print(7)
+"""
+
+
+def test_a_script_that_times_out_three_images_in_a_row_is_stopped(tmp_path, monkeypatch):
+    script = tmp_path / "eval.py"
+    script.write_text(SLEEPY.format(hangs="True"))
+    load = request(tmp_path, script, image_timeout=0.2)
+    replies = serve(tmp_path, load, np.concatenate([IMAGES] * 3), monkeypatch, per_image=True)
+    assert [answers(reply)[:2] for reply in replies[1:3]] == [([INVALID], 1)] * 2
+    assert replies[3] == Failed("timed out on 3 images in a row (0.2 s each); stopped after 3 "
+                                "of the track's images", timed_out=True)
+    assert len(replies) == 4 and (tmp_path / "count").read_text() == "3"
+
+
+def test_a_script_slow_on_some_images_is_never_cut(tmp_path, monkeypatch):
+    """Timeouts that are not in a row are invalid answers, nothing more."""
+    script = tmp_path / "eval.py"
+    script.write_text(SLEEPY.format(hangs="count % 3 != 2"))  # two timeouts, then an answer
+    load = request(tmp_path, script, image_timeout=0.2)
+    replies = serve(tmp_path, load, np.concatenate([IMAGES] * 2), monkeypatch, per_image=True)
+    assert [answers(reply)[0] for reply in replies[1:]] == [[INVALID], [INVALID], [7]] * 2

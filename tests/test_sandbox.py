@@ -23,7 +23,8 @@ from conftest import EVAL_SCRIPT, REPO, benchmark_subset, lambda_model, write_su
 from test_protocol import IMAGES, TINY_MACS, TINY_PARAMS, TWO_NETWORKS, tiny_network
 
 from harness import sandbox
-from harness.runner import Cost, run_entry
+from harness.errors import SubmissionError
+from harness.runner import Cost, Workers, run_entry, shareable
 from harness.sandbox import Limits
 from harness.submissions import TrackEntry
 from harness.tracks import load_benchmark
@@ -189,7 +190,7 @@ def test_the_runner_hands_over_the_cost_of_the_whole_run(tmp_path, kind, file, a
     tiny_network(root / "b.keras")
     tiny_network(root / "wrapped.keras", blends=3)
     (root / "eval.py").write_text(TWO_NETWORKS)
-    images = np.concatenate([IMAGES] * 30)  # 90: two chunks of a script's 64
+    images = np.concatenate([IMAGES] * 30)  # 90: a chunk per image for the script
     np.save(tmp_path / "images.npy", images)
     (tmp_path / "images.npy").chmod(0o644)
     answers = run_entry(TrackEntry(kind=kind, path=root / file, args=args), root,
@@ -200,3 +201,52 @@ def test_the_runner_hands_over_the_cost_of_the_whole_run(tmp_path, kind, file, a
     assert answers.cost == Cost(params=networks * TINY_PARAMS, passes=passes * len(images),
                                 macs=macs * len(images) * TINY_MACS,
                                 peak_rss=answers.cost.peak_rss)
+
+
+@pytest.mark.slow
+def test_a_model_entrys_worker_answers_every_track_in_turn(tmp_path):
+    """Start-up once per submission: the second file goes to the same process, answers as a
+    worker of its own would, and loads in far less time than the first (no Python, no
+    TensorFlow start-up)."""
+    root = tmp_path / "submission"
+    root.mkdir()
+    tiny_network(root / "a.keras")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, images in (("one.npy", IMAGES), ("two.npy", IMAGES[::-1])):
+        np.save(folder / name, images)
+        (folder / name).chmod(0o644)
+    entry = TrackEntry(kind="model", path=root / "a.keras")
+    common = {"num_classes": 10, "input_scale": 1 / 255, "limits": Limits()}
+    workers = Workers()
+    try:
+        first = workers.answer(entry, root, folder / "one.npy", tracks=2, **common)
+        assert workers.current is not None
+        process = workers.current.process
+        second = workers.answer(entry, root, folder / "two.npy", tracks=2, **common)
+        assert workers.current.process is process and workers.current.answered == 2
+    finally:
+        workers.close()
+    assert process.poll() is not None  # closed: the process group is gone
+    alone = run_entry(entry, root, folder / "two.npy", **common)
+    assert second.labels.tolist() == alone.labels.tolist() == first.labels.tolist()[::-1]
+    assert second.startup < first.startup / 2
+    assert shareable(entry, allow_unsafe=False) and not shareable(entry, allow_unsafe=True)
+    assert not shareable(TrackEntry(kind="eval", path=root / "eval.py"), allow_unsafe=False)
+
+
+@pytest.mark.slow
+def test_answering_stops_once_the_invalid_answers_decide_the_track(tmp_path):
+    """More than half of the answers invalid makes an error row: the grader stops as soon as
+    the answers so far make that certain, not after the last image."""
+    root = tmp_path / "submission"
+    root.mkdir()
+    (root / "eval.py").write_text("print('no number here')\n")
+    np.save(tmp_path / "images.npy", np.concatenate([IMAGES] * 20))  # 60 images
+    (tmp_path / "images.npy").chmod(0o644)
+    with pytest.raises(SubmissionError) as error:
+        run_entry(TrackEntry(kind="eval", path=root / "eval.py", args=("{image}",)), root,
+                  tmp_path / "images.npy", num_classes=10, input_scale=1.0, limits=Limits())
+    assert str(error.value).startswith(
+        "31 of 60 answers invalid after 31 images, so the track cannot pass the limit of 50%; "
+        "stopped; first: ")
