@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -78,21 +78,15 @@ def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
 
 
-class DescendantPeak:
-    """Peak RSS of this process's descendants (the sandboxed worker), polled from ``/proc``.
+class Poller:
+    """Calls :meth:`sample` every ``interval`` seconds in a thread, while the ``with`` lasts."""
 
-    ``RUSAGE_CHILDREN`` cannot tell it: a child's ``ru_maxrss`` starts at the parent's RSS when
-    it forks (the kernel carries the high-water mark across ``exec``), so it would report the
-    grading process's own size whenever that is the larger.
-    """
-
-    def __init__(self, interval: float = 0.1) -> None:
-        self.peak = 0
+    def __init__(self, interval: float) -> None:
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
-    def __enter__(self) -> DescendantPeak:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -102,24 +96,43 @@ class DescendantPeak:
 
     def _poll(self) -> None:
         while not self._stop.wait(self._interval):
-            parents: dict[int, int] = {}
-            peaks: dict[int, int] = {}
-            for entry in Path("/proc").iterdir():
-                if not entry.name.isdigit():
-                    continue
-                try:
-                    status = (entry / "status").read_text()
-                except OSError:
-                    continue
-                fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-                parents[int(entry.name)] = int(fields.get("PPid", "0"))
-                peaks[int(entry.name)] = int(fields.get("VmHWM", "0 kB").split()[0]) * 1024
-            for pid, peak in peaks.items():
-                ancestor = parents.get(pid, 0)
-                while ancestor not in (0, 1, os.getpid()):
-                    ancestor = parents.get(ancestor, 0)
-                if ancestor == os.getpid() and pid != os.getpid():
-                    self.peak = max(self.peak, peak)
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class DescendantPeak(Poller):
+    """Peak RSS of this process's descendants (the sandboxed worker), polled from ``/proc``.
+
+    ``RUSAGE_CHILDREN`` cannot tell it: a child's ``ru_maxrss`` starts at the parent's RSS when
+    it forks (the kernel carries the high-water mark across ``exec``), so it would report the
+    grading process's own size whenever that is the larger.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        super().__init__(interval)
+        self.peak = 0
+
+    def sample(self) -> None:
+        parents: dict[int, int] = {}
+        peaks: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            parents[int(entry.name)] = int(fields.get("PPid", "0"))
+            peaks[int(entry.name)] = int(fields.get("VmHWM", "0 kB").split()[0]) * 1024
+        for pid, peak in peaks.items():
+            ancestor = parents.get(pid, 0)
+            while ancestor not in (0, 1, os.getpid()):
+                ancestor = parents.get(ancestor, 0)
+            if ancestor == os.getpid() and pid != os.getpid():
+                self.peak = max(self.peak, peak)
 
 
 def bench_entry(track: Track, model: Path | None, folder: Path) -> tuple[TrackEntry, Path]:
@@ -523,27 +536,19 @@ def pick_track(records: Sequence[Mapping[str, Any]], wanted: str | None) -> str:
     return "sunglasses" if "sunglasses" in found else sorted(found)[0]
 
 
-class LoadSampler:
-    """The 1-minute load average every ``interval`` seconds, in a thread."""
+class LoadSampler(Poller):
+    """The 1-minute load average every ``interval`` seconds, and at both ends."""
 
     def __init__(self, interval: float = 5.0) -> None:
+        super().__init__(interval)
         self.samples: list[float] = [os.getloadavg()[0]]
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> LoadSampler:
-        self._thread.start()
-        return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.samples.append(os.getloadavg()[0])
+        super().__exit__(*exc)
+        self.sample()
 
-    def _poll(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.samples.append(os.getloadavg()[0])
+    def sample(self) -> None:
+        self.samples.append(os.getloadavg()[0])
 
 
 def proc_stat(text: str) -> tuple[str, int, float, int]:
