@@ -10,7 +10,7 @@ The contest is graded twice with the same cache folder: cold (every item graded,
 prints wall time, items per minute, and peak memory: the largest single process and the largest
 sum over the grading process tree at one moment (K workers under ``-n K`` add up).
 
-Usage (about 45 minutes on 2 cores with the defaults; see docs/performance.md):
+Usage (about 9 minutes on 2 cores with the defaults; see docs/performance.md):
 
     nice -n 10 python benchmarks/scale_contest.py --teams 100 --sample 500 -n 2 --out /tmp/scale
 """
