@@ -576,42 +576,31 @@ def sandboxed(processes: Mapping[int, tuple[str, int]], root: int) -> set[int]:
     return found
 
 
-class SandboxCPU:
+class SandboxCPU(Poller):
     """CPU seconds of the sandboxed processes under this one, polled from ``/proc`` every
     ``interval`` seconds (the last moments of each are lost: a worker idles before it exits)."""
 
     def __init__(self, interval: float = 0.5) -> None:
+        super().__init__(interval)
         self._used: dict[tuple[int, int], float] = {}
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
 
     @property
     def seconds(self) -> float:
         return sum(self._used.values()) / os.sysconf("SC_CLK_TCK")
 
-    def __enter__(self) -> SandboxCPU:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self._interval):
-            stats: dict[int, tuple[str, int, float, int]] = {}
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit():
-                    try:
-                        stats[int(entry.name)] = proc_stat((entry / "stat").read_text())
-                    except (OSError, ValueError, IndexError):
-                        continue
-            tree = {pid: (name, parent) for pid, (name, parent, _, _) in stats.items()}
-            for pid in sandboxed(tree, os.getpid()):
-                _, _, ticks, started = stats[pid]
-                key = (pid, started)
-                self._used[key] = max(self._used.get(key, 0.0), ticks)
+    def sample(self) -> None:
+        stats: dict[int, tuple[str, int, float, int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stats[int(entry.name)] = proc_stat((entry / "stat").read_text())
+                except (OSError, ValueError, IndexError):
+                    continue
+        tree = {pid: (name, parent) for pid, (name, parent, _, _) in stats.items()}
+        for pid in sandboxed(tree, os.getpid()):
+            _, _, ticks, started = stats[pid]
+            key = (pid, started)
+            self._used[key] = max(self._used.get(key, 0.0), ticks)
 
 
 def grade_command(submissions: Path, benchmark: Path, out: Path, processes: int = 0,

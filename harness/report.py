@@ -772,7 +772,10 @@ def _footer(provenance: Provenance) -> str:
 
 def render_leaderboard(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
     """The leaderboard as Markdown: overall ranking, one table per track, errors, provenance."""
-    shown = board(benchmark, records)
+    return _markdown(board(benchmark, records))
+
+
+def _markdown(shown: Board) -> str:
     sections = [
         "\n\n".join([f"# Leaderboard: {shown.benchmark}", *INTRO]),
         f"## Overall\n\n{_markdown_table(shown.overall)}",
@@ -807,8 +810,12 @@ def write_leaderboard(
     """Write the rendered leaderboard atomically, like ``results.json``, and next to it the
     Pareto plot of every track with a result (``plots/<track>.png``), numbered like its table."""
     write_atomic(path, render_leaderboard(benchmark, records))
+    _write_plots(Path(path).parent, benchmark, records)
+
+
+def _write_plots(folder: Path, benchmark: Mapping[str, Any],
+                 records: Sequence[Mapping[str, Any]]) -> None:
     complete = _complete(benchmark, records)
-    folder = Path(path).parent
     for track in _tracks(benchmark):
         ok, _ = _track_order([record for record in complete if record["track"] == track])
         if ok:
@@ -826,16 +833,15 @@ def render_csv(records: Sequence[Mapping[str, Any]]) -> str:
     per-trigger ASRs as ``asr[<trigger>]`` (empty where a track has no such trigger)."""
     rows = _sorted_records(records)
     triggers = sorted({trigger for record in rows for trigger in record["per_trigger"]})
+    plain = [key for key in RECORD_KEYS if key not in ("per_trigger", "outcomes", *INTERVAL_KEYS)]
     flat = []
     for record in rows:
-        row = {key: record[key] for key in RECORD_KEYS
-               if key not in ("per_trigger", "outcomes", *INTERVAL_KEYS)}
+        row = {key: record[key] for key in plain}
         for key in INTERVAL_KEYS:
             row[f"{key}_low"], row[f"{key}_high"] = record[key] or (None, None)
         row.update({f"asr[{name}]": record["per_trigger"].get(name) for name in triggers})
         flat.append(row)
-    columns = [key for key in RECORD_KEYS if key not in ("per_trigger", "outcomes", *INTERVAL_KEYS)]
-    columns += [f"{key}_{end}" for key in INTERVAL_KEYS for end in ("low", "high")]
+    columns = [*plain, *(f"{key}_{end}" for key in INTERVAL_KEYS for end in ("low", "high"))]
     columns += [f"asr[{name}]" for name in triggers]
     # object dtype: integers stay integers in columns that also hold None
     return pd.DataFrame(flat, columns=columns, dtype=object).to_csv(index=False,
@@ -855,7 +861,8 @@ def write_board(folder: str | os.PathLike[str], benchmark: Mapping[str, Any],
 
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
-    _check_records(_tracks(benchmark), records)
-    write_leaderboard(target / "leaderboard.md", benchmark, records)
+    shown = board(benchmark, records)  # ranks by paired bootstrap: made once for both layouts
+    write_atomic(target / "leaderboard.md", _markdown(shown))
+    _write_plots(target, benchmark, records)
     write_atomic(target / CSV_FILE, render_csv(records))
-    write_atomic(target / PAGE_FILE, page.render_page(board(benchmark, records)))
+    write_atomic(target / PAGE_FILE, page.render_page(shown))

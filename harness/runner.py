@@ -109,7 +109,7 @@ class Worker:
         self.root = submission_root.resolve()
         self.inputs = inputs
         self.limits = limits
-        self.key = (self.root, inputs, environment, tuple(placed))
+        self.key = Worker.identity(submission_root, inputs, environment, placed)
         """What the process was started with: another entry needs the same to reuse it."""
         self._temporary = tempfile.TemporaryDirectory(prefix="harness-worker-")
         work = Path(self._temporary.name)
@@ -134,6 +134,12 @@ class Worker:
         self.channel = _Channel(self.process.stdout)  # type: ignore[arg-type]
         self.answered = 0
         """Image files answered so far."""
+
+    @staticmethod
+    def identity(submission_root: Path, inputs: Path, environment: Path | None,
+                 placed: Sequence[tuple[str, Path]]) -> tuple[object, ...]:
+        """What a worker is started with, and so what another file needs to be answered in it."""
+        return submission_root.resolve(), inputs, environment, tuple(placed)
 
     def answer(self, entry: TrackEntry, images: Path, *, num_classes: int, input_scale: float,
                allow_unsafe: bool = False, progress: Callable[[int], None] | None = None
@@ -272,7 +278,7 @@ class Workers:
                num_classes: int, input_scale: float, limits: Limits, allow_unsafe: bool = False,
                progress: Callable[[int], None] | None = None, environment: Path | None = None,
                placed: Sequence[tuple[str, Path]] = ()) -> Answers:
-        key = (submission_root.resolve(), images.parent, environment, tuple(placed))
+        key = Worker.identity(submission_root, images.parent, environment, placed)
         if self.current is not None and (self.current.key != key
                                          or self.current.process.poll() is not None
                                          or self.current.limits != limits):
