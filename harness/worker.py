@@ -534,6 +534,8 @@ class ScriptAnswerer(Answerer):
         self.images_dir = Path(request.scratch) / "images"
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self.count = 0
+        self.pid = os.getpid()
+        """The worker's own process: one the script forks must never go on as the worker."""
         self.timeouts = 0
         """Runs in a row that ran past the image limit."""
         os.chdir(request.workdir)
@@ -571,6 +573,7 @@ class ScriptAnswerer(Answerer):
         except BaseException as exc:  # noqa: BLE001 - any failure is one invalid answer
             error, timed_out = one_line(exc), isinstance(exc, ImageTimeout)
         finally:
+            self._stay_in_the_worker()
             signal.setitimer(signal.ITIMER_REAL, 0)
             sys.argv, sys.stdout, sys.stderr = saved
         self.timeouts = self.timeouts + 1 if timed_out else 0
@@ -578,6 +581,13 @@ class ScriptAnswerer(Answerer):
             raise GaveUp(f"timed out on {self.timeouts} images in a row ({self.timeout:g} s "
                          f"each); stopped after {self.count} of the track's images")
         return stdout.getvalue(), namespace, error
+
+    def _stay_in_the_worker(self) -> None:
+        """End a process the script forked as soon as the script's code returns in it: it shares
+        the worker's reply channel and images, and going on as the worker it would answer too
+        (a fork bomb's thousand copies each unlinking the image and sending answers)."""
+        if os.getpid() != self.pid:
+            os._exit(0)
 
     def _one(self, image: np.ndarray) -> tuple[int, str | None]:
         self.count += 1
@@ -599,6 +609,7 @@ class ScriptAnswerer(Answerer):
         except BaseException as exc:  # noqa: BLE001
             return [INVALID] * len(images), len(images), f"{call}: {one_line(exc)}"
         finally:
+            self._stay_in_the_worker()
             signal.setitimer(signal.ITIMER_REAL, 0)
         if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
             return ([INVALID] * len(images), len(images),

@@ -250,3 +250,18 @@ def test_answering_stops_once_the_invalid_answers_decide_the_track(tmp_path):
     assert str(error.value).startswith(
         "31 of 60 answers invalid after 31 images, so the track cannot pass the limit of 50%; "
         "stopped; first: ")
+
+
+@pytest.mark.slow
+def test_a_process_the_script_forks_never_answers_as_the_worker(tmp_path):
+    """A forked copy of the script returns into the worker's code with the worker's channel:
+    it must end there, so the grader reads the worker's answers only, once each."""
+    root = tmp_path / "submission"
+    root.mkdir()
+    (root / "eval.py").write_text("import os\nos.fork()\nprint(3)\n")
+    np.save(tmp_path / "images.npy", IMAGES)
+    (tmp_path / "images.npy").chmod(0o644)
+    answers = run_entry(TrackEntry(kind="eval", path=root / "eval.py", args=("{image}",)), root,
+                        tmp_path / "images.npy", num_classes=10, input_scale=1.0,
+                        limits=Limits())
+    assert (answers.labels.tolist(), answers.invalid) == ([3, 3, 3], 0)
