@@ -28,7 +28,7 @@ from harness.provenance import environment
 from harness.report import read_results, write_atomic
 from harness.tracks import DataFile, Track
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 """Version of the key payload and entry layout; bump it to invalidate every existing entry."""
 FOLDER_NAME = ".harness-cache"
 """Default cache folder, under the grading run's --out folder."""
@@ -58,6 +58,7 @@ def track_fingerprint(track: Track, store: DataStore) -> dict[str, Any]:
         "test_sha256": digest(track.test) if track.test else None,
         "poisoned": [{"trigger": p.trigger, "target": p.target, "labels": p.labels,
                       "sha256": digest(p.file)} for p in track.poisoned],
+        "retuning_sha256": digest(track.retuning) if track.retuning else None,
     }
 
 
@@ -92,15 +93,17 @@ class ResultCache:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}{SUFFIX}"
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The stored record, or None when absent, unreadable or not a record for this key."""
+    def _payload(self, key: str) -> dict[str, Any]:
+        """The entry stored under ``key`` ({} when absent, unreadable or for another key)."""
         try:
             payload = json.loads(self.path(key).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return None
-        if not isinstance(payload, dict) or payload.get("key") != key:
-            return None
-        record = payload.get("record")
+            return {}
+        return payload if isinstance(payload, dict) and payload.get("key") == key else {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored record, or None when absent, unreadable or not a record for this key."""
+        record = self._payload(key).get("record")
         if not isinstance(record, dict):
             return None
         if record.get("status") == "ok":
@@ -110,14 +113,20 @@ class ResultCache:
             return record
         return None
 
-    def put(self, key: str, record: Mapping[str, Any]) -> None:
-        """Store ``record`` atomically: readers see no entry or a complete one, never a part.
+    def get_yardstick(self, key: str) -> dict[str, Any] | None:
+        """A track's stored retuning yardstick (:func:`harness.grading.yardstick`), or None."""
+        value = self._payload(key).get("yardstick")
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, record: Mapping[str, Any], *, kind: str = "record") -> None:
+        """Store ``record`` (a ``kind``: a record, or a ``"yardstick"``) atomically: readers
+        see no entry or a complete one, never a part.
 
         Raises OSError (or TypeError for a record JSON cannot hold); callers decide whether a
         failed store matters.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"key": key, "record": dict(record)}, indent=1, sort_keys=True)
+        text = json.dumps({"key": key, kind: dict(record)}, indent=1, sort_keys=True)
         write_atomic(self.path(key), text + "\n")
 
     def entries(self) -> list[Path]:

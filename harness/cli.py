@@ -72,6 +72,8 @@ def _grade(args: argparse.Namespace, passthrough: list[str]) -> int:
         pytest_args += ["--harness-env-cache", args.env_cache]
     if args.no_build:
         pytest_args.append("--harness-no-build")
+    if args.no_retune:
+        pytest_args.append("--harness-no-retune")
     if args.numprocesses:  # plugin autoloading is off: load pytest-xdist by name
         pytest_args += ["-p", "xdist.plugin", "-n", str(args.numprocesses)]
     if args.backend == "ray":
@@ -302,6 +304,9 @@ def parser() -> argparse.ArgumentParser:
                        help="result cache: finished items are reused, an interrupted run resumes "
                             "(default: OUT/.harness-cache)")
     cache.add_argument("--no-cache", action="store_true", help="grade everything, store nothing")
+    grade.add_argument("--no-retune", action="store_true",
+                       help="skip the retuning probe (P-ASR after fine-tuning each model entry "
+                            "on the attacker's retuning set) and its yardstick")
     grade.add_argument("--changed-since", metavar="REF",
                        help="grade only submissions with files changed since git REF (or "
                             "untracked); take the others from the cache or the baseline")
@@ -330,7 +335,8 @@ def parser() -> argparse.ArgumentParser:
     build = benchmark_commands.add_parser("build", help="rebuild data and BadNets from seeds")
     build.add_argument("--scale", choices=("tiny", "full"), default="full")
     build.add_argument("--out", default=str(REPO / "data"), help="benchmark folder to write")
-    build.add_argument("--only", nargs="*", metavar="TRACK", help="rebuild only these BadNets")
+    build.add_argument("--only", nargs="*", metavar="TRACK",
+                       help="rebuild only these BadNets ('clean': the clean model)")
     build.set_defaults(run=_benchmark_build)
 
     reference = commands.add_parser("reference", help="the reference submissions")

@@ -1,12 +1,13 @@
 """``python -m harness export-public DIR``: write the bundle that teams receive.
 
 The bundle holds each track's BadNet, the public data files (validation data, and any set a track
-file marks ``hidden = false``) and track files rewritten to name only those, with
-``public = true`` in its ``benchmark.toml``, so it loads as a benchmark for ``check``, ``new`` and
-``reference build``. Hidden files are never opened for copying and their paths and hashes never
-reach the bundle: the track files are rebuilt from an allow-list of keys rather than copied, which
-also drops the organizers' comments. Descriptions are copied verbatim, so they must not give away
-a hidden trigger or target.
+file marks ``hidden = false``, a retuning set included) and track files rewritten to name only
+those, with ``public = true`` in its ``benchmark.toml``, so it loads as a benchmark for
+``check``, ``new`` and ``reference build``. Hidden files are never opened for copying and their
+paths and hashes never reach the bundle: the track files are rebuilt from an allow-list of keys
+rather than copied, which also drops the organizers' comments. The clean model a track names
+(``clean_model``, the retuning probe's yardstick) is never copied nor named. Descriptions are
+copied verbatim, so they must not give away a hidden trigger or target.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from harness.tracks import Benchmark, DataFile, Track
 TRACK_KEYS = ("name", "public_description", "badnet", "badnet_architecture", "input_scale",
               "num_classes")
 """Top-level track keys that go into the bundle as written (badnet with its new path). Never
-``description``: it is the organizers' own note on the track."""
+``description``: it is the organizers' own note on the track; never ``clean_model``: the retuning
+probe's yardstick, a model that never saw the trigger, is neither copied nor named (it is what
+teams are asked to produce)."""
 
 
 @dataclass
@@ -61,6 +64,11 @@ def export_public(benchmark: Benchmark, out: Path) -> list[str]:
     """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HarnessError(f"{out} is not an empty folder; export into a new or empty one")
+    clean = {t.clean_model for t in benchmark.tracks} - {None}
+    shared = [t.badnet for t in benchmark.tracks if t.badnet in clean]
+    if shared:  # it would go out as that track's BadNet
+        raise BenchmarkError(f"{shared[0]} is both a BadNet and a clean model; the clean model "
+                             "is never exported, so it must be a file of its own")
     public = [f for f in benchmark.data_files() if not f.hidden]
     if benchmark.generate and not all(f.path.exists() for f in public):
         from harness.benchmark.materialize import ensure_generated
@@ -108,6 +116,8 @@ def _public_track(track: Track, bundle: _Bundle, store: DataStore) -> dict[str, 
                 for p in track.poisoned if not p.file.hidden]
     if poisoned:
         spec["poisoned"] = poisoned
+    if track.retuning is not None and not track.retuning.hidden:
+        spec["retuning"] = table(track.retuning)
     return spec
 
 
@@ -117,6 +127,7 @@ def _readme(bundle: _Bundle) -> str:
         public_sets = [spec["validation"]["file"]]
         public_sets += [spec["test"]["file"]] if "test" in spec else []
         public_sets += [p["file"] for p in spec.get("poisoned", [])]
+        public_sets += [spec["retuning"]["file"]] if "retuning" in spec else []
         rows.append(f"| `{spec['name']}` | {spec.get('public_description', '')} | "
                     f"`{spec['badnet']}` | "
                     f"{spec['num_classes']} | {spec['input_scale']} | "

@@ -11,25 +11,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from harness.data import DataStore, sha256_file, write_once
 from harness.environments import EnvironmentSpec, EnvironmentStore, resolve
-from harness.errors import SubmissionError
+from harness.errors import SubmissionError, TransientSubmissionError, one_line
 from harness.provenance import GRADING_SEED
-from harness.runner import Answers, Workers, invalid_message, run_entry, shareable
+from harness.retuning import BUDGET, PROBE_KEYS, PROBE_SAMPLE
+from harness.runner import Answers, Retune, Workers, invalid_message, run_entry, shareable
 from harness.sandbox import Limits
 from harness.scoring import PoisonedPredictions, score_track
 from harness.submissions import TrackEntry
 from harness.tracks import DataFile, Track
 
-MEASURED_KEYS = ("peak_rss", "startup", "answering")
-"""Keys among the scores of what answering took (:func:`measured`)."""
+MEASURED_KEYS = ("peak_rss", "startup", "answering", "probe")
+"""Keys among the scores of what answering took (:func:`measured`) and the retuning probe's
+wall time (None: not probed)."""
 HANDOVER_FORMAT = 1
 """Version of how a mixed image file is made (sampling, shuffling, layout): bump it when that
 changes, so that no file made the old way is taken for a new one."""
@@ -49,6 +54,14 @@ class GradeOptions:
     build: bool = True
     """Build a missing environment (False: the entry fails with "environment not built", so a
     run prepared by ``harness env build`` stays offline)."""
+    retune: bool = True
+    """Run the retuning probe (P-ASR) on model entries of tracks with a retuning set."""
+
+    @property
+    def probe_sample(self) -> int:
+        """Images per test set the retuned models answer: :data:`PROBE_SAMPLE`, or fewer when
+        the run grades fewer."""
+        return min(self.sample or PROBE_SAMPLE, PROBE_SAMPLE)
 
 
 def stratified_sample(labels: np.ndarray, size: int, seed: int = GRADING_SEED) -> np.ndarray:
@@ -143,6 +156,17 @@ class Handover:
         order[shuffle] = np.arange(len(shuffle))
         return TrackImages(path, files, tuple(picks), order)
 
+    def retuning(self, track: Track) -> Retune:
+        """The track's retuning set as the files a worker reads, written once (like the mixed
+        files, named by the data's content), with the probe's budget."""
+        assert track.retuning is not None
+        data = self.store.get(track.retuning, track.num_classes)
+        stem = self.folder / f"{track.name}-retuning-{data.sha256}"
+        images, labels = Path(f"{stem}-images.npy"), Path(f"{stem}-labels.npy")
+        write_once(images, data.images.shape, data.images.dtype, lambda: data.images[:])
+        write_once(labels, data.labels.shape, data.labels.dtype, lambda: data.labels[:])
+        return Retune(images=images, labels=labels, budget=BUDGET)
+
     def close(self) -> None:
         if self._directory is not None:
             self._directory.cleanup()
@@ -177,9 +201,10 @@ def placed_files(entry: TrackEntry, track: Track) -> list[tuple[str, Path]]:
 
 def answer(entry: TrackEntry, root: Path, track: Track, images: Path, options: GradeOptions,
            progress: Callable[[int], None] | None = None, workers: Workers | None = None,
-           tracks: int = 1) -> Answers:
+           tracks: int = 1, retune: Retune | None = None) -> Answers:
     """Run ``entry`` of the submission in ``root`` on an image file, in the sandbox, in the
-    environment it declares (built first where allowed) with the public files it asks for.
+    environment it declares (built first where allowed) with the public files it asks for;
+    fine-tuned first with ``retune`` (the retuning probe).
 
     With ``workers`` an entry that runs no code of the submission's answers in the worker kept
     there, started for the first of the submission's ``tracks``; any other in its own."""
@@ -189,7 +214,8 @@ def answer(entry: TrackEntry, root: Path, track: Track, images: Path, options: G
     environment = None if built is None else built.folder
     common = {"num_classes": track.num_classes, "input_scale": _scale(entry, track),
               "limits": options.limits, "allow_unsafe": options.allow_unsafe,
-              "progress": progress, "environment": environment, "placed": placed}
+              "progress": progress, "environment": environment, "placed": placed,
+              "retune": retune}
     if workers is not None and shareable(entry, options.allow_unsafe):
         return workers.answer(entry, root, images, tracks=tracks, **common)
     return run_entry(entry, root, images, **common)
@@ -212,6 +238,57 @@ def grade_track(entry: TrackEntry, root: Path, track: Track, handover: Handover,
     mixed = handover.images(track)
     answers = answer(entry, root, track, mixed.path, options, progress, workers, tracks)
     return score_answers(track, mixed, handover.store, answers)
+
+
+def probed(entry: TrackEntry, track: Track, options: GradeOptions) -> bool:
+    """Whether the retuning probe runs for ``entry``: a model or weights file (a script is a
+    black box, nothing to fine-tune) on a track with a retuning set, unless turned off."""
+    return options.retune and track.retuning is not None and entry.kind in ("model", "weights")
+
+
+def probe_track(entry: TrackEntry, root: Path, track: Track, handover: Handover,
+                options: GradeOptions, workers: Workers | None = None, tracks: int = 1
+                ) -> tuple[dict[str, Any], bool]:
+    """The retuning probe of an entry that graded (:mod:`harness.retuning`): fine-tune it on the
+    track's retuning set in a sandboxed worker of its own, then answer ``handover``'s images (a
+    sample of the track's test sets, mixed and unlabeled as for grading) and score them here.
+
+    Returns the :data:`PROBE_KEYS` scores (all None when the entry is not probed) with the
+    probe's wall time (``probe``, for ``timings.json``), and whether a failure may not recur (a
+    timeout). A failure never fails the track: it is ``p_error``."""
+    if not probed(entry, track, options):
+        return {**dict.fromkeys(PROBE_KEYS), "probe": None}, False
+    mixed, started = handover.images(track), time.monotonic()
+    try:
+        answers = answer(entry, root, track, mixed.path, options, workers=workers, tracks=tracks,
+                         retune=handover.retuning(track))
+        scores = score_answers(track, mixed, handover.store, answers)
+    except SubmissionError as exc:
+        message = one_line(exc).replace(f"{root.resolve()}{os.sep}", "")
+        return ({**dict.fromkeys(PROBE_KEYS), "p_error": message,
+                 "probe": round(time.monotonic() - started, 3)},
+                isinstance(exc, TransientSubmissionError))
+    return {"p_asr": scores["asr"], "p_asr_ci": scores["asr_ci"],
+            "p_clean_acc": scores["clean_acc"], "p_error": None,
+            "probe": round(time.monotonic() - started, 3)}, False
+
+
+def yardstick(track: Track, handover: Handover, options: GradeOptions,
+              workers: Workers | None = None, tracks: int = 1) -> dict[str, Any] | None:
+    """The retuning probe on the track's clean model, which never saw a trigger: the P-ASR that
+    the budget alone causes, against which the entries' P-ASR reads (None: the track has no
+    clean model or retuning set, or the probe is off). The organizers' model, run the way
+    entries are, in the sandbox: the same code path gives the same numbers."""
+    if track.clean_model is None or track.retuning is None or not options.retune:
+        return None
+    entry = TrackEntry(kind="model", path=track.clean_model)
+    scores, _ = probe_track(entry, track.clean_model.parent, track, handover, options,
+                            workers, tracks)
+    labels = handover.store.get(track.retuning, track.num_classes).labels
+    targets = {spec.target for spec in track.poisoned}
+    return {"p_asr": scores["p_asr"], "p_asr_ci": scores["p_asr_ci"],
+            "p_clean_acc": scores["p_clean_acc"], "error": scores["p_error"],
+            "images": len(labels), "poisoned": int(np.isin(labels, list(targets)).sum())}
 
 
 def score_answers(track: Track, mixed: TrackImages, store: DataStore, answers: Answers) -> dict:

@@ -17,7 +17,7 @@ import hashlib
 
 import jinja2
 
-from harness.report import HASH_CHARS, INTRO, Board
+from harness.report import HASH_CHARS, Board
 
 TEMPLATE = "leaderboard.html.j2"
 
@@ -61,6 +61,6 @@ def render_page(board: Board) -> str:
     """The board as a self-contained HTML page."""
     template = _environment().get_template(TEMPLATE)
     return template.render(
-        board=board, intro=INTRO, hash_chars=HASH_CHARS,
+        board=board, intro=board.intro, hash_chars=HASH_CHARS,
         style_hash=_csp_hash(template, "style"), script_hash=_csp_hash(template, "script"),
     )

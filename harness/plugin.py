@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from harness import __version__
 from harness.cache import FOLDER_NAME, Baseline, ResultCache, cache_key, track_fingerprint
 from harness.changes import changed_files
-from harness.data import DataStore
+from harness.data import DataStore, sha256_file
 from harness.environments import EnvironmentStore
 from harness.errors import (
     BenchmarkError,
@@ -40,12 +40,23 @@ from harness.grading import (
     environment_spec,
     grade_track,
     is_badnet,
+    probe_track,
     score_answers,
+    yardstick,
 )
 from harness.plots import write_samples
 from harness.provenance import environment
 from harness.ray_backend import RayBackend, dispatch
-from harness.report import error_record, ok_record, write_atomic, write_board, write_results
+from harness.report import (
+    error_record,
+    ok_record,
+    retuning_summary,
+    write_atomic,
+    write_board,
+    write_results,
+)
+from harness.retuning import BUDGET, budget_text
+from harness.retuning import FORMAT as RETUNING_FORMAT
 from harness.runner import Workers
 from harness.sandbox import Limits, detect
 from harness.submissions import MANIFEST, Submission, TrackEntry, load_submission
@@ -81,6 +92,10 @@ class GradingState:
     """Wall time and peak memory of each item graded in this run."""
     workers: Workers = field(default_factory=Workers)
     """The worker kept for the submission's next track (model entries only)."""
+    probe_handover: Handover = field(init=False)
+    """The images the retuning probe answers (a sample of each test set) and retuning sets."""
+    probe_workers: Workers = field(default_factory=Workers)
+    """The retuning probe's worker, kept like :attr:`workers` (its own: single-threaded)."""
     ray: RayBackend | None = None
     """Where items are answered with ``--backend ray`` (None: here, in a local worker)."""
     progress: TextIO | None = None
@@ -88,26 +103,60 @@ class GradingState:
 
     def __post_init__(self) -> None:
         self.handover = Handover(self.store, self.grading.sample)
+        self.probe_handover = Handover(self.store, self.grading.probe_sample)
 
     def pytest_unconfigure(self) -> None:
         self.workers.close()
+        self.probe_workers.close()
+        self.probe_handover.close()
         if self.ray is not None:
             self.ray.close()
         self.handover.close()
         self.store.close()
 
-    def grade(self, key: str, entry: TrackEntry, root: Path, track: Track) -> dict[str, Any]:
-        """Scores of one entry on one track: answered here or, with Ray, on a cluster node
-        (submitted by :func:`harness.ray_backend.dispatch`); scored here either way."""
+    def grade(self, key: str, entry: TrackEntry, root: Path, track: Track
+              ) -> tuple[dict[str, Any], bool]:
+        """Scores of one entry on one track, the retuning probe's included, and whether they
+        hold a failure that may not recur (the probe timed out). Answered here or, with Ray,
+        on a cluster node (submitted by :func:`harness.ray_backend.dispatch`; the probe runs
+        here); scored here either way."""
+        tracks = len(self.benchmark.tracks)
         if self.ray is None:
             total = len(self.handover.images(track).order)
             with _progress(self.progress, f"{root.name} on {track.name}", total) as update:
-                return grade_track(entry, root, track, self.handover, self.grading, update,
-                                   self.workers, len(self.benchmark.tracks))
-        mixed = self.handover.images(track)
-        if key not in self.ray.pending:
-            self.ray.submit(key, entry, root, track, mixed, self.grading)
-        return score_answers(track, mixed, self.store, self.ray.answers(key))
+                scores = grade_track(entry, root, track, self.handover, self.grading, update,
+                                     self.workers, tracks)
+        else:
+            mixed = self.handover.images(track)
+            if key not in self.ray.pending:
+                self.ray.submit(key, entry, root, track, mixed, self.grading)
+            scores = score_answers(track, mixed, self.store, self.ray.answers(key))
+        probe, transient = probe_track(entry, root, track, self.probe_handover, self.grading,
+                                       self.probe_workers, tracks)
+        return {**scores, **probe}, transient
+
+    def yardsticks(self, tracks: list[Track]) -> dict[str, Any] | None:
+        """The retuning probe's budget and each track's yardstick (the clean model probed), as
+        ``results.json`` holds them; cached like records. None when no track has one."""
+        found = {}
+        for track in tracks:
+            key = None
+            if self.cache is not None and track.clean_model is not None:
+                key = cache_key(f"yardstick:{track.name}", sha256_file(track.clean_model),
+                                self.fingerprint(track), self.options())
+                cached = self.cache.get_yardstick(key)
+                if cached is not None:
+                    found[track.name] = cached
+                    continue
+            value = yardstick(track, self.probe_handover, self.grading, self.probe_workers,
+                              len(tracks))
+            if value is None:
+                continue
+            found[track.name] = value
+            if key is not None and value["error"] is None:
+                self.cache.put(key, value, kind="yardstick")  # type: ignore[union-attr]
+        self.probe_workers.close()
+        return retuning_summary(budget_text(), found) if found else None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect each item's record from its report, where every item's result arrives.
@@ -134,8 +183,12 @@ class GradingState:
 
     def options(self) -> dict[str, Any]:
         """The grading options that can change a record: each one is part of the cache key."""
+        retune = None
+        if self.grading.retune:
+            retune = {**asdict(BUDGET), "format": RETUNING_FORMAT,
+                      "sample": self.grading.probe_sample}
         return {"allow_unsafe": self.grading.allow_unsafe, "sample": self.grading.sample,
-                "image_timeout": self.grading.limits.image_timeout}
+                "image_timeout": self.grading.limits.image_timeout, "retune": retune}
 
     def fingerprint(self, track: Track) -> dict[str, Any]:
         """The track's fingerprint (it hashes the BadNet: once per track and run)."""
@@ -230,6 +283,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-no-build", action="store_true",
                     help="never build an environment: entries whose environment is not built "
                          "fail with 'environment not built'")
+    group.addoption("--harness-no-retune", action="store_true",
+                    help="skip the retuning probe (P-ASR) and its yardstick")
     group.addoption("--harness-backend", choices=("local", "ray"), default="local",
                     help="where submissions are answered: local workers, or Ray tasks")
     group.addoption("--harness-ray-address", metavar="ADDRESS",
@@ -261,7 +316,8 @@ def pytest_configure(config: pytest.Config) -> None:
     grading = GradeOptions(allow_unsafe=config.getoption("harness_allow_unsafe_models"),
                            sample=config.getoption("harness_sample"), limits=limits,
                            environments=EnvironmentStore(config.getoption("harness_env_cache")),
-                           build=not config.getoption("harness_no_build"))
+                           build=not config.getoption("harness_no_build"),
+                           retune=not config.getoption("harness_no_retune"))
     state = GradingState(benchmark=benchmark, out=Path(config.getoption("harness_out")),
                          grading=grading)
     if not config.getoption("harness_no_cache"):
@@ -286,6 +342,8 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
     state.store = _data_store(config, state)
     state.handover = Handover(state.store, grading.sample, folder=_images_folder(config, state))
+    state.probe_handover = Handover(state.store, grading.probe_sample,
+                                    folder=_images_folder(config, state))
     if config.getoption("harness_backend") == "ray":
         if _xdist_controller(config):
             raise pytest.UsageError("--backend ray spreads items over the cluster; drop -n")
@@ -448,7 +506,8 @@ class TrackItem(pytest.Item):
         took: dict[str, Any] = dict.fromkeys(MEASURED_KEYS)
         try:
             entry = self.submission.entry(self.track.name)
-            scores = state.grade(self.nodeid, entry, self.submission.root, self.track)
+            scores, transient = state.grade(self.nodeid, entry, self.submission.root,
+                                            self.track)
             took = {key: scores.pop(key) for key in MEASURED_KEYS}
         except BenchmarkError:
             raise
@@ -463,7 +522,7 @@ class TrackItem(pytest.Item):
             badnet = is_badnet(entry, self.track, state.fingerprint(self.track)["badnet_sha256"])
             record = ok_record(self.submission.meta, self.track.name, scores,
                                sample=state.grading.sample, badnet=badnet)
-            cacheable = True
+            cacheable = not transient
         self.user_properties.append((TIMING, {"seconds": round(time.monotonic() - started, 3),
                                               **took}))
         if state.cache is not None and cacheable:
@@ -564,6 +623,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
               for t in tracks for f in t.data_files()}
     benchmark = {"name": state.benchmark.name, "tracks": [t.name for t in tracks],
                  "data_hashes": dict(sorted(hashes.items())), "provenance": environment()}
+    retuning = state.yardsticks(tracks)
+    if retuning is not None:
+        benchmark["retuning"] = retuning
     state.out.mkdir(parents=True, exist_ok=True)
     rendering = time.monotonic()
     write_results(state.out / "results.json", benchmark, state.records)

@@ -2,7 +2,8 @@
 
 The worker may run in another Python environment than the grader (a team's ``keras2``
 environment, with another NumPy and Keras), so this module imports the standard library only, and
-every message is plain JSON, one per line: the grader writes one :class:`LoadRequest` to the
+every message is plain JSON, one per line: the grader writes one :class:`LoadRequest` (or
+:class:`RetuneRequest`: fine-tune the model first, see :mod:`harness.retuning`) to the
 worker's stdin; the worker answers with :class:`Loaded` or :class:`LoadFailed`, then one
 :class:`Chunk` per chunk of images, or :class:`Failed` when answering breaks down. A worker that
 answered a whole file reads the next request (a model entry's worker answers every track of its
@@ -56,11 +57,36 @@ class LoadRequest:
     """The image file to answer (a ``.npy`` of uint8 (n, 55, 47, 3))."""
 
     def to_line(self) -> str:
-        return json.dumps(asdict(self)) + "\n"
+        tag = "retune" if isinstance(self, RetuneRequest) else "load"
+        return json.dumps({"type": tag, **asdict(self)}) + "\n"
 
-    @classmethod
-    def from_line(cls, line: str) -> LoadRequest:
-        return cls(**_fields(cls, _object(line)))
+
+@dataclass(frozen=True)
+class RetuneRequest(LoadRequest):
+    """Load a model entry, fine-tune it on the retuning set within the budget
+    (:func:`harness.retuning.retune`), then answer ``images`` with the fine-tuned model.
+
+    The worker that gets one runs TensorFlow single-threaded with op determinism, so the same
+    request gives the same weights on any machine: it must be the first request of its worker
+    (TensorFlow fixes its threads when it first runs)."""
+
+    retuning_images: str
+    """The retuning set's images, a ``.npy`` of uint8 (n, 55, 47, 3)..."""
+    retuning_labels: str
+    """...and the labels to fine-tune towards, a ``.npy`` of n integers."""
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+
+
+def read_request(line: str | bytes) -> LoadRequest:
+    """Parse one request line (a :class:`LoadRequest` or a :class:`RetuneRequest`)."""
+    message = _object(line)
+    kind = {"load": LoadRequest, "retune": RetuneRequest}.get(message.pop("type", None))
+    if kind is None:
+        raise ProtocolError("a request of no known type")
+    return kind(**_fields(kind, message))
 
 
 @dataclass(frozen=True)

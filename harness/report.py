@@ -26,6 +26,7 @@ import pandas as pd
 
 from harness import __version__, plots, stats
 from harness.errors import HarnessError
+from harness.retuning import PROBE_KEYS
 from harness.scoring import submission_score
 
 META_KEYS = ("submission", "team", "method", "reference", "sha256")
@@ -49,10 +50,23 @@ COST_KEYS = ("params", "macs_per_image", "passes_per_image")
 networks it ran, multiply-adds per graded image (all networks, all passes) and network passes per
 graded image. Deterministic, unlike wall time and memory (those go to ``timings.json``)."""
 RECORD_KEYS = (*META_KEYS, "track", "status", "error", "sample", "badnet", *SCORE_KEYS, "der",
-               *COST_KEYS)
+               *COST_KEYS, *PROBE_KEYS)
 """``badnet``: the entry is the track's BadNet file itself, unchanged (the baseline DER is
 measured against); ``der``: defense effectiveness rating against that row (see :func:`der`)."""
+RECORD_INTERVAL_KEYS = (*INTERVAL_KEYS, "p_asr_ci")
+"""Every record key that holds a 95% interval ``[low, high]`` (or None)."""
 BENCHMARK_KEYS = ("name", "data_hashes", "tracks", "provenance")
+RETUNING = "retuning"
+"""Optional benchmark key: the retuning probe's budget and, per track, its yardstick (the probe
+on the track's clean model); see :func:`retuning_summary`. Absent when the probe was off or no
+track has a retuning set."""
+RETUNING_KEYS = ("budget", "tracks")
+YARDSTICK_KEYS = ("p_asr", "p_asr_ci", "p_clean_acc", "error", "images", "poisoned")
+"""A track's entry under ``benchmark["retuning"]["tracks"]``: the probe's results on the clean
+model (``error``: why it could not be measured, else None), the retuning set's size and how many
+of its images carry a trigger."""
+PROBE_ERROR_PREFIX = "retuning probe: "
+"""How the Errors section introduces a probe failure (``p_error``) of an OK record."""
 RANK_COLUMNS = (
     "rank",
     "tied",
@@ -64,6 +78,7 @@ RANK_COLUMNS = (
     "mean_clean_acc",
     "mean_asr",
     "mean_der",
+    "mean_p_asr",
     "tracks_ok",
 )
 
@@ -76,7 +91,8 @@ MISSING = "-"
 REFERENCE_MARK = "(ref)"
 TIE_MARK = "="
 """Prefix of a rank shared by rows that the paired bootstrap cannot tell apart."""
-INTERVALS = {"clean_acc": "clean_acc_ci", "asr": "asr_ci", "utility": "utility_ci"}
+INTERVALS = {"clean_acc": "clean_acc_ci", "asr": "asr_ci", "utility": "utility_ci",
+             "p_asr": "p_asr_ci"}
 """Metrics shown with an interval, and the record key holding it."""
 TRACK_METRICS = (
     ("clean acc", "clean_acc"),
@@ -88,6 +104,8 @@ TRACK_METRICS = (
     ("DER", "der"),
 )
 """Track table columns (header, record key), in display order."""
+PROBE_COLUMN = ("P-ASR", "p_asr")
+"""The retuning probe's column (header, record key): right after DER, on tracks that show it."""
 HASH_CHARS = 12
 
 
@@ -154,6 +172,7 @@ def error_record(
         "outcomes": {},
         "der": None,
         **dict.fromkeys(COST_KEYS),
+        **dict.fromkeys(PROBE_KEYS),
     }
 
 
@@ -176,11 +195,13 @@ def ok_record(
     badnet: bool = False,
 ) -> dict[str, Any]:
     """Record a scored track; ``scores`` is what :func:`harness.scoring.score_track` returned,
-    with the entry's cost (:data:`COST_KEYS`) where it was measured. ``der`` is filled in when
+    with the entry's cost (:data:`COST_KEYS`) where it was measured and the retuning probe's
+    results (:data:`PROBE_KEYS`) where it ran; absent ones are None. ``der`` is filled in when
     the records of the whole track are known (:func:`with_der`)."""
-    if not set(SCORE_KEYS) <= set(scores) <= {*SCORE_KEYS, *COST_KEYS}:
+    if not set(SCORE_KEYS) <= set(scores) <= {*SCORE_KEYS, *COST_KEYS, *PROBE_KEYS}:
         expected, got = sorted(SCORE_KEYS), sorted(scores)
-        raise ValueError(f"scores must have the keys {expected} (and cost keys), got {got}")
+        raise ValueError(
+            f"scores must have the keys {expected} (and cost and probe keys), got {got}")
     if not isinstance(badnet, bool):
         raise ValueError(f"badnet must be a bool, got {badnet!r}")
     record = {
@@ -196,6 +217,7 @@ def ok_record(
         "outcomes": {part: scores["outcomes"][part] for part in ("clean", "attack")},
         "der": None,
         **{key: _cost(scores.get(key), key) for key in COST_KEYS},
+        **_probe({key: scores.get(key) for key in PROBE_KEYS}, "", collapse=True),
     }
     _outcomes(record)  # refuse outcomes that do not match the counts now, not when ranking
     return record
@@ -208,6 +230,49 @@ def _cost(value: Any, key: str) -> int | float | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
         raise ValueError(f"{key} must be a non-negative number or None, got {value!r}")
     return _plain_number(value)
+
+
+def _share(value: Any, what: str) -> float | None:
+    """A rate: a number in [0, 1], or None where it was not measured."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"{what} must be a number in [0, 1] or None, got {value!r}")
+    return float(value)
+
+
+def _one_line(value: Any, what: str, *, collapse: bool = False) -> str | None:
+    """A message that tables show as is: one non-empty line, or None. ``collapse`` makes it one
+    line (a fresh message); without, one that is not is refused (a stored one)."""
+    if value is None:
+        return None
+    line = " ".join(value.split()) if isinstance(value, str) else None
+    if not line or (not collapse and line != value):
+        raise ValueError(f"{what} must be a non-empty one-line string or None, got {value!r}")
+    return line
+
+
+def _probe(values: Mapping[str, Any], where: str, *, collapse: bool = False) -> dict[str, Any]:
+    """The retuning probe's :data:`PROBE_KEYS`, checked; ``where`` ends each key's name in an
+    error (`` of record (submission, track)``)."""
+    p_asr = _share(values["p_asr"], f"p_asr{where}")
+    interval = values["p_asr_ci"]
+    if interval is not None:
+        if p_asr is None:
+            raise ValueError(f"p_asr_ci{where} is given without a p_asr: {interval!r}")
+        interval = _interval(interval, f"p_asr_ci{where}")
+    return {
+        "p_asr": p_asr,
+        "p_asr_ci": interval,
+        "p_clean_acc": _share(values["p_clean_acc"], f"p_clean_acc{where}"),
+        "p_error": _one_line(values["p_error"], f"p_error{where}", collapse=collapse),
+    }
+
+
+def probe_error(message: str) -> str:
+    """A probe failure as the Errors section lists it: prefixed with :data:`PROBE_ERROR_PREFIX`
+    unless it already is."""
+    return message if message.startswith(PROBE_ERROR_PREFIX) else PROBE_ERROR_PREFIX + message
 
 
 def der(badnet: Mapping[str, Any], record: Mapping[str, Any]) -> float:
@@ -266,7 +331,63 @@ def _tracks(benchmark: Mapping[str, Any]) -> list[str]:
         raise ValueError(f"benchmark tracks must be a non-empty list of distinct names: {tracks!r}")
     if not isinstance(benchmark["provenance"], Mapping):
         raise ValueError(f"benchmark provenance must be a mapping: {benchmark['provenance']!r}")
+    if RETUNING in benchmark:
+        _check_retuning(benchmark[RETUNING], tracks)
     return list(tracks)
+
+
+def _count_of(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _yardstick(entry: Any, where: str, *, collapse: bool = False) -> dict[str, Any]:
+    """One track's yardstick (:data:`YARDSTICK_KEYS`), checked."""
+    if not isinstance(entry, Mapping) or set(entry) != set(YARDSTICK_KEYS):
+        got = sorted(entry) if isinstance(entry, Mapping) else type(entry).__name__
+        raise ValueError(f"{where} must have the keys {sorted(YARDSTICK_KEYS)}, got {got}")
+    probe = _probe({**entry, "p_error": None}, f" of {where}")
+    error = _one_line(entry["error"], f"error of {where}", collapse=collapse)
+    images = _count_of(entry["images"], f"images of {where}")
+    poisoned = _count_of(entry["poisoned"], f"poisoned of {where}")
+    if poisoned > images:
+        raise ValueError(f"{where} has more poisoned images ({poisoned}) than images ({images})")
+    return {"p_asr": probe["p_asr"], "p_asr_ci": probe["p_asr_ci"],
+            "p_clean_acc": probe["p_clean_acc"], "error": error, "images": images,
+            "poisoned": poisoned}
+
+
+def _check_retuning(retuning: Any, tracks: Sequence[str], *,
+                    collapse: bool = False) -> dict[str, Any]:
+    """``benchmark["retuning"]`` (:data:`RETUNING_KEYS`), checked and in canonical form."""
+    if not isinstance(retuning, Mapping) or set(retuning) != set(RETUNING_KEYS):
+        got = sorted(retuning) if isinstance(retuning, Mapping) else type(retuning).__name__
+        raise ValueError(f"benchmark retuning must have the keys {sorted(RETUNING_KEYS)}, "
+                         f"got {got}")
+    budget = _one_line(retuning["budget"], "benchmark retuning budget", collapse=collapse)
+    if budget is None:
+        raise ValueError("benchmark retuning budget must be a non-empty one-line string")
+    entries = retuning["tracks"]
+    if not isinstance(entries, Mapping):
+        raise ValueError(f"benchmark retuning tracks must be a mapping, got {entries!r}")
+    stray = sorted(str(name) for name in entries if name not in tracks)
+    if stray:
+        raise ValueError(f"benchmark retuning has tracks not in the benchmark: {stray}")
+    return {"budget": budget,
+            "tracks": {name: _yardstick(entry, f"the retuning yardstick of track {name!r}",
+                                        collapse=collapse)
+                       for name, entry in sorted(entries.items())}}
+
+
+def retuning_summary(budget: str, yardsticks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The benchmark's optional ``"retuning"`` entry, checked, with plain Python numbers and
+    one-line messages: ``budget`` describes the optimizer's part of the probe's budget ("Adam,
+    learning rate 0.0001, 5 epochs, batch 16"); ``yardsticks`` maps each probed track to its
+    :data:`YARDSTICK_KEYS` (the probe on the track's clean model). Track names are checked
+    against the benchmark when results are written."""
+    tracks = list(yardsticks)
+    return _check_retuning({"budget": budget, "tracks": yardsticks}, tracks, collapse=True)
 
 
 def _check_ranked_metrics(record: Mapping[str, Any], pair: tuple[str, str]) -> None:
@@ -286,7 +407,8 @@ def _check_records(tracks: Sequence[str], records: Sequence[Mapping[str, Any]]) 
     for record in records:
         if not isinstance(record, Mapping):
             raise ValueError(f"a record must be a mapping, got {type(record).__name__}")
-        missing = [key for key in RECORD_KEYS if key not in record]
+        # Records written before the retuning probe lack its keys: they read as not probed.
+        missing = [key for key in RECORD_KEYS if key not in record and key not in PROBE_KEYS]
         if missing:  # names the pair, not the record: its packed outcomes run to kilobytes
             pair = (record.get("submission"), record.get("track"))
             raise ValueError(f"record {pair} lacks {', '.join(missing)}")
@@ -301,12 +423,20 @@ def _check_records(tracks: Sequence[str], records: Sequence[Mapping[str, Any]]) 
             raise ValueError(f"record {pair} has status {record['status']!r}, not 'ok' or 'error'")
         if record["status"] == "ok":
             _check_ranked_metrics(record, pair)
+        probe = _probe(_probe_values(record), f" of record {pair}")
+        if record["status"] == "error" and any(value is not None for value in probe.values()):
+            raise ValueError(f"error record {pair} has retuning probe results")
         if record["track"] not in tracks:
             raise ValueError(f"record {pair} is for a track not in the benchmark: {tracks}")
         if pair in seen:
             raise ValueError(f"two records for submission {pair[0]!r} on track {pair[1]!r}")
         seen.add(pair)
     _check_same_images(records)
+
+
+def _probe_values(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's :data:`PROBE_KEYS`, None where a record written before the probe lacks them."""
+    return {key: record.get(key) for key in PROBE_KEYS}
 
 
 def _check_same_images(records: Sequence[Mapping[str, Any]]) -> None:
@@ -338,7 +468,7 @@ def _sorted_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
     """Records in canonical order with floats as stored, so any input order gives one output."""
     ordered = sorted(records, key=lambda record: (record["submission"], record["track"]))
     # DER from the stored (rounded) metrics: rendering again from results.json gives the same
-    return with_der([_rounded(record) for record in ordered])
+    return with_der([_rounded({**record, **_probe_values(record)}) for record in ordered])
 
 
 # Files -------------------------------------------------------------------------------------------
@@ -391,7 +521,7 @@ def read_results(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dic
         _check_records(_tracks(benchmark), records)
     except (TypeError, ValueError) as exc:
         raise HarnessError(f"invalid results file {path}: {exc}") from exc
-    return benchmark, records
+    return benchmark, [{**record, **_probe_values(record)} for record in records]
 
 
 # Ranking -----------------------------------------------------------------------------------------
@@ -431,6 +561,7 @@ def _overall_row(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "mean_clean_acc": _mean([record["clean_acc"] for record in ok]),
         "mean_asr": _mean([record["asr"] for record in ok]),
         "mean_der": _mean([record["der"] for record in ok if record["der"] is not None]),
+        "mean_p_asr": _mean([record["p_asr"] for record in ok if record["p_asr"] is not None]),
         "tracks_ok": f"{len(ok)}/{len(records)}",
     }
 
@@ -457,7 +588,8 @@ def rank(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> 
     """One row per submission, best first: by score, then mean clean accuracy, then name.
 
     The score is :func:`harness.scoring.submission_score` over all benchmark tracks; a track with no
-    record or an error record counts -1. Means are over OK tracks only (NaN if there are none).
+    record or an error record counts -1. Means are over OK tracks only (NaN if there are none;
+    ``mean_p_asr`` over OK tracks with a P-ASR, which never enters the score).
     Scores are rounded to 6 decimals first, so that float noise never decides a rank. ``rank`` is
     shared with the row above when a paired bootstrap of the score difference cannot separate
     them (see :func:`shared_ranks`); ``tied`` says which rows share their rank.
@@ -506,6 +638,9 @@ class TrackBoard:
     """The Pareto plot, relative to the board's folder (None: no OK row to plot)."""
     samples: str
     """The montage of test images, relative to the board's folder."""
+    retuning: str | None
+    """What the retuning probe did on this track and its yardstick, one paragraph under the
+    table (None: the table shows no P-ASR)."""
 
 
 @dataclass(frozen=True)
@@ -529,8 +664,12 @@ class Board:
     overall: Table
     tracks: list[TrackBoard]
     errors: list[tuple[str, str, str]]
-    """(displayed submission name, track, one-line error) of every failed track."""
+    """(displayed submission name, track, one-line error) of every failed track and every
+    failed retuning probe."""
     provenance: Provenance
+    intro: tuple[str, ...]
+    """The paragraphs that say what the tables mean (:data:`INTRO`, and :data:`PROBE_LEGEND`
+    where the board shows P-ASR)."""
 
 
 def _text(value: str) -> str:
@@ -567,7 +706,8 @@ def _rank_cell(position: int, tied: bool) -> str:
     return f"{TIE_MARK}{position}" if tied else str(position)
 
 
-def _overall_table(ranking: pd.DataFrame) -> Table:
+def _overall_table(ranking: pd.DataFrame, probe: bool = False) -> Table:
+    """The overall ranking; ``probe``: with the mean P-ASR (some record has one)."""
     rows = [
         {
             "rank": _rank_cell(row["rank"], row["tied"]),
@@ -578,12 +718,13 @@ def _overall_table(ranking: pd.DataFrame) -> Table:
             "mean clean acc": _number(row["mean_clean_acc"]),
             "mean ASR": _number(row["mean_asr"]),
             "mean DER": _number(row["mean_der"]),
+            "mean P-ASR": _number(row["mean_p_asr"]),
             "tracks ok": row["tracks_ok"],
         }
         for row in ranking.to_dict("records")
     ]
     columns = ["rank", "submission", "team", "method", "score", "mean clean acc", "mean ASR",
-               "mean DER", "tracks ok"]
+               "mean DER", *(["mean P-ASR"] if probe else []), "tracks ok"]
     return Table(columns, rows, frozenset({"submission", "team", "method"}),
                  [bool(flag) for flag in ranking["reference"]])
 
@@ -606,13 +747,14 @@ COST_COLUMNS = (("params", "params", _params), ("MACs/image", "macs_per_image", 
 
 
 def _track_row(
-    position: str, record: Mapping[str, Any], triggers: list[str], counts: list[tuple[str, str]]
+    position: str, record: Mapping[str, Any], triggers: list[str], counts: list[tuple[str, str]],
+    metrics: Sequence[tuple[str, str]] = TRACK_METRICS,
 ) -> dict[str, str]:
     """A row of a track table; a failed record has no metrics, so all of them show as missing."""
     return {
         "rank": position,
         "submission": _name(record),
-        **{header: _cell(record, key) for header, key in TRACK_METRICS},
+        **{header: _cell(record, key) for header, key in metrics},
         **{header: _count(record[key]) for header, key in counts},
         **{_trigger_column(name): _number(record["per_trigger"].get(name)) for name in triggers},
         **{header: show(record[key]) for header, key, show in COST_COLUMNS},
@@ -634,38 +776,75 @@ def _track_order(
     return ok, [record for record in records if record["status"] == "error"]
 
 
-def _track_board(track: str, records: Sequence[Mapping[str, Any]]) -> TrackBoard:
+def _track_board(track: str, records: Sequence[Mapping[str, Any]],
+                 retuning: Mapping[str, Any] | None = None) -> TrackBoard:
     """Submissions on one track, best utility first; failures at the bottom, by name.
 
     Per-trigger columns appear only when the track has several triggers (with one they would
     repeat the ASR column), the invalid-answer count only when some answer was invalid, and the
-    image counts only on a sample, where they are not the whole sets the track file names.
+    image counts only on a sample, where they are not the whole sets the track file names. The
+    P-ASR column and the paragraph on the retuning probe appear only where the probe left a
+    trace: an OK record with a P-ASR or a probe error, or a yardstick of the track in
+    ``retuning`` (the benchmark's ``"retuning"`` entry).
     """
     ok, failed = _track_order(records)
-    triggers = sorted({trigger for record in ok for trigger in record["per_trigger"]})
-    triggers = triggers if len(triggers) > 1 else []
+    all_triggers = sorted({trigger for record in ok for trigger in record["per_trigger"]})
+    triggers = all_triggers if len(all_triggers) > 1 else []
+    yardstick = None if retuning is None else retuning["tracks"].get(track)
+    probed = yardstick is not None or any(
+        record["p_asr"] is not None or record["p_error"] is not None for record in ok)
+    metrics = [*TRACK_METRICS, PROBE_COLUMN] if probed else list(TRACK_METRICS)
     counts = [("invalid", "n_invalid")] if any(record["n_invalid"] for record in ok) else []
     sample = ok[0]["sample"] if ok else None  # the same for all: _check_same_images
     if sample is not None:
         counts += [("n clean", "n_clean"), ("n poisoned", "n_poisoned")]
     ranks = shared_ranks([[_outcomes(record)] for record in ok])
     rows = [
-        _track_row(_rank_cell(position, tied), record, triggers, counts)
+        _track_row(_rank_cell(position, tied), record, triggers, counts, metrics)
         for (position, tied), record in zip(ranks, ok, strict=True)
     ]
-    rows += [_track_row("error", record, triggers, counts) for record in failed]
+    rows += [_track_row("error", record, triggers, counts, metrics) for record in failed]
     columns = [
         "rank",
         "submission",
-        *(header for header, _ in TRACK_METRICS),
+        *(header for header, _ in metrics),
         *(header for header, _ in counts),
         *(_trigger_column(name) for name in triggers),
         *(header for header, _, _ in COST_COLUMNS),
     ]
     table = Table(columns, rows, frozenset({"submission"}),
                   [bool(record["reference"]) for record in [*ok, *failed]])
+    note = None
+    if probed:
+        budget = None if retuning is None else retuning["budget"]
+        note = _retuning_note(budget, yardstick, several=len(all_triggers) > 1)
     return TrackBoard(track, table, sample, plots.pareto_file(track) if ok else None,
-                      plots.samples_file(track))
+                      plots.samples_file(track), note)
+
+
+def _retuning_note(budget: str | None, yardstick: Mapping[str, Any] | None,
+                   several: bool = False) -> str:
+    """The paragraph under a track table that shows P-ASR: what the probe did, and what it does
+    to the track's clean model (the yardstick). Without a yardstick only what is known: the
+    probe's budget where the benchmark states it. ``several``: the track has several triggers."""
+    if yardstick is None:
+        what = f" ({_text(budget)})" if budget else ""
+        return (f"Retuning probe: each model entry fine-tuned on the attacker's retuning "
+                f"set{what}, then answering a sample of the poisoned test images.")
+    trigger = "a trigger" if several else "the trigger"
+    images = "image" if yardstick["images"] == 1 else "images"
+    parts = [f"{yardstick['poisoned']} with {trigger}", *([_text(budget)] if budget else [])]
+    first = (f"Retuning probe: each model entry fine-tuned on {yardstick['images']} attacker "
+             f"{images} ({'; '.join(parts)}), then answering a sample of the poisoned test "
+             "images.")
+    if yardstick["error"] is not None:
+        return f"{first} Yardstick: not measured ({_text(yardstick['error'])})."
+    if yardstick["p_asr"] is None:
+        return f"{first} Yardstick: not measured."
+    after = ("" if yardstick["p_clean_acc"] is None
+             else f" (clean acc {_number(yardstick['p_clean_acc'])} after it)")
+    return (f"{first} Yardstick: the clean model, which never saw the trigger, reaches P-ASR "
+            f"{_cell(yardstick, 'p_asr')} under the same budget{after}.")
 
 
 def _provenance(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> Provenance:
@@ -687,17 +866,32 @@ def _provenance(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any
     )
 
 
+def _error_line(record: Mapping[str, Any]) -> str | None:
+    """What the Errors section says of a record: its error, or its retuning probe's failure
+    (an OK record); None for neither."""
+    if record["status"] == "error":
+        return _text(record["error"])
+    return None if record["p_error"] is None else _text(probe_error(record["p_error"]))
+
+
 def board(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> Board:
     """The board: overall ranking, one table per track, errors, provenance."""
     complete = _complete(benchmark, records)
+    retuning = benchmark.get(RETUNING)
+    tracks = [_track_board(track, [record for record in complete if record["track"] == track],
+                           retuning)
+              for track in _tracks(benchmark)]
+    probe = any(track.retuning is not None for track in tracks)
+    errors = [(_name(record), record["track"], line)
+              for record in complete if (line := _error_line(record)) is not None]
     return Board(
         benchmark=benchmark["name"],
-        overall=_overall_table(rank(benchmark, complete)),
-        tracks=[_track_board(track, [record for record in complete if record["track"] == track])
-                for track in _tracks(benchmark)],
-        errors=[(_name(record), record["track"], _text(record["error"]))
-                for record in complete if record["status"] == "error"],
+        overall=_overall_table(rank(benchmark, complete),
+                               any(record["p_asr"] is not None for record in complete)),
+        tracks=tracks,
+        errors=errors,
         provenance=_provenance(benchmark, complete),
+        intro=(*INTRO, PROBE_LEGEND) if probe else INTRO,
     )
 
 
@@ -736,12 +930,27 @@ INTRO = (
     "such rows shares the rank of its first row.",
 )
 """What the tables mean, said once for every rendering."""
+PROBE_LEGEND = (
+    "P-ASR (post-retuning ASR; Min et al., NeurIPS 2024, \"Uncovering, Explaining, and "
+    "Mitigating the Superficial Safety of Backdoor Defense\"): each model entry is fine-tuned a "
+    "little on the attacker's small retuning set (a few images, some carrying the trigger and "
+    "labelled with the target), then answers a sample of the track's poisoned test images "
+    "again; P-ASR is the share answered with the target, with its 95% Wilson interval. A low "
+    "ASR whose P-ASR jumps up is superficial: the backdoor was hidden, not removed; a P-ASR that "
+    "stays near the yardstick holds. The yardstick, stated under each track table, is the same "
+    "probe on the track's clean model, which never saw the trigger: the re-learning the budget "
+    "alone causes. Per-image scripts are black boxes and are not probed; mean P-ASR is over the "
+    "tracks with a P-ASR. P-ASR is reported, not scored: it enters no score, utility or rank."
+)
+"""The paragraph that joins :data:`INTRO` where the board shows P-ASR."""
 
 
 def _track_section(track: TrackBoard) -> str:
     parts = [f"## Track: {track.name}", _markdown_table(track.table)]
     if track.sample is not None:
         parts.append(f"Graded on a stratified sample of {track.sample} images per set.")
+    if track.retuning is not None:
+        parts.append(track.retuning)
     if track.pareto is not None:
         parts.append(f"![Clean accuracy against ASR]({track.pareto})")
     parts.append(f"![Test images, clean and poisoned]({track.samples})")
@@ -777,7 +986,7 @@ def render_leaderboard(benchmark: Mapping[str, Any], records: Sequence[Mapping[s
 
 def _markdown(shown: Board) -> str:
     sections = [
-        "\n\n".join([f"# Leaderboard: {shown.benchmark}", *INTRO]),
+        "\n\n".join([f"# Leaderboard: {shown.benchmark}", *shown.intro]),
         f"## Overall\n\n{_markdown_table(shown.overall)}",
         *(_track_section(track) for track in shown.tracks),
         _errors_section(shown.errors),
@@ -830,18 +1039,23 @@ def _write_plots(folder: Path, benchmark: Mapping[str, Any],
 def render_csv(records: Sequence[Mapping[str, Any]]) -> str:
     """Every record as a CSV row, in ``results.json``'s order and with its values: the columns of
     a record less the packed outcomes, an interval as ``<key>_low``/``<key>_high`` and the
-    per-trigger ASRs as ``asr[<trigger>]`` (empty where a track has no such trigger)."""
+    per-trigger ASRs as ``asr[<trigger>]`` (empty where a track has no such trigger). The
+    retuning probe's columns (:data:`PROBE_KEYS`) appear only when some record has a value in
+    one, so results graded without the probe give the file they gave before it existed."""
     rows = _sorted_records(records)
     triggers = sorted({trigger for record in rows for trigger in record["per_trigger"]})
-    plain = [key for key in RECORD_KEYS if key not in ("per_trigger", "outcomes", *INTERVAL_KEYS)]
+    probed = any(record[key] is not None for record in rows for key in PROBE_KEYS)
+    keys = [key for key in RECORD_KEYS if probed or key not in PROBE_KEYS]
+    intervals = [key for key in keys if key in RECORD_INTERVAL_KEYS]
+    plain = [key for key in keys if key not in ("per_trigger", "outcomes", *intervals)]
     flat = []
     for record in rows:
         row = {key: record[key] for key in plain}
-        for key in INTERVAL_KEYS:
+        for key in intervals:
             row[f"{key}_low"], row[f"{key}_high"] = record[key] or (None, None)
         row.update({f"asr[{name}]": record["per_trigger"].get(name) for name in triggers})
         flat.append(row)
-    columns = [*plain, *(f"{key}_{end}" for key in INTERVAL_KEYS for end in ("low", "high"))]
+    columns = [*plain, *(f"{key}_{end}" for key in intervals for end in ("low", "high"))]
     columns += [f"asr[{name}]" for name in triggers]
     # object dtype: integers stay integers in columns that also hold None
     return pd.DataFrame(flat, columns=columns, dtype=object).to_csv(index=False,

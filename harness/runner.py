@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -37,8 +37,10 @@ from harness.protocol import (
     LoadRequest,
     ProtocolError,
     Reply,
+    RetuneRequest,
     read_reply,
 )
+from harness.retuning import Budget
 from harness.sandbox import Limits
 from harness.submissions import TrackEntry
 
@@ -46,6 +48,17 @@ LOG_TAIL_CHARS = 200
 REPLY_GRACE = 30.0
 """Seconds a reply may take beyond its images' limits: reading, writing, and the first chunk's
 one-off tracing of the entry's networks to count their multiply-adds."""
+
+
+@dataclass(frozen=True)
+class Retune:
+    """Fine-tune the entry before answering (the retuning probe, :mod:`harness.retuning`)."""
+
+    images: Path
+    """The retuning set's images, beside the image file to answer..."""
+    labels: Path
+    """...and its labels (``.npy`` files)."""
+    budget: Budget
 
 
 @dataclass(frozen=True)
@@ -104,12 +117,15 @@ class Worker:
 
     def __init__(self, submission_root: Path, inputs: Path, *, limits: Limits,
                  environment: Path | None = None, placed: Sequence[tuple[str, Path]] = (),
-                 tracks: int = 1) -> None:
+                 tracks: int = 1, retuning: bool = False) -> None:
         self.mode = mode = sandbox.detect()
         self.root = submission_root.resolve()
         self.inputs = inputs
         self.limits = limits
-        self.key = Worker.identity(submission_root, inputs, environment, placed)
+        self.retuning = retuning
+        """Whether it answers retuning requests only (single-threaded, see
+        :class:`~harness.protocol.RetuneRequest`) or plain ones only."""
+        self.key = Worker.identity(submission_root, inputs, environment, placed, retuning)
         """What the process was started with: another entry needs the same to reuse it."""
         self._temporary = tempfile.TemporaryDirectory(prefix="harness-worker-")
         work = Path(self._temporary.name)
@@ -137,26 +153,38 @@ class Worker:
 
     @staticmethod
     def identity(submission_root: Path, inputs: Path, environment: Path | None,
-                 placed: Sequence[tuple[str, Path]]) -> tuple[object, ...]:
+                 placed: Sequence[tuple[str, Path]], retuning: bool) -> tuple[object, ...]:
         """What a worker is started with, and so what another file needs to be answered in it."""
-        return submission_root.resolve(), inputs, environment, tuple(placed)
+        return submission_root.resolve(), inputs, environment, tuple(placed), retuning
 
     def answer(self, entry: TrackEntry, images: Path, *, num_classes: int, input_scale: float,
-               allow_unsafe: bool = False, progress: Callable[[int], None] | None = None
-               ) -> Answers:
+               allow_unsafe: bool = False, progress: Callable[[int], None] | None = None,
+               retune: Retune | None = None) -> Answers:
         """Answer every image of ``images`` (a ``.npy`` of uint8 (n, 55, 47, 3) inside
-        ``inputs``) with ``entry``. Raises :class:`SubmissionError` when the entry cannot be
-        loaded or the worker dies, :class:`TransientSubmissionError` when it runs out of time;
-        the worker is dead after either."""
+        ``inputs``) with ``entry``, fine-tuned first with ``retune`` when given (its retuning
+        set also inside ``inputs``). Raises :class:`SubmissionError` when the entry cannot be
+        loaded (or fine-tuned) or the worker dies, :class:`TransientSubmissionError` when it
+        runs out of time; the worker is dead after either."""
+        if (retune is not None) != self.retuning:
+            raise ValueError("a worker answers retuning requests only, or plain ones only")
         mounted = sandbox.inputs_inside(self.mode, self.inputs)
+
+        def inside(path: Path) -> str:
+            return str(mounted / path.name if self.inputs.is_dir() else mounted)
+
         workdir = (entry.workdir or self.root).relative_to(self.root)
         request = LoadRequest(
             kind=entry.kind, path=str(self.inside / entry.path.resolve().relative_to(self.root)),
             num_classes=num_classes, input_scale=input_scale, args=list(entry.args),
             architecture=entry.architecture, allow_unsafe=allow_unsafe,
             image_timeout=self.limits.image_timeout, scratch=str(self.scratch),
-            workdir=str(self.inside / workdir), batch=entry.batch,
-            images=str(mounted / images.name if self.inputs.is_dir() else mounted))
+            workdir=str(self.inside / workdir), batch=entry.batch, images=inside(images))
+        if retune is not None:
+            request = RetuneRequest(
+                **asdict(request), retuning_images=inside(retune.images),
+                retuning_labels=inside(retune.labels), epochs=retune.budget.epochs,
+                batch_size=retune.budget.batch_size, learning_rate=retune.budget.learning_rate,
+                seed=retune.budget.seed)
         count = len(np.load(images, mmap_mode="r"))
         # The first file's start-up counts from the process's start: Python, TensorFlow.
         since = self.started if self.answered == 0 else time.monotonic()
@@ -187,7 +215,8 @@ class Worker:
         reply = _next(channel, process, min(track_deadline, started + limits.startup_timeout),
                       self.log, "loading")
         if isinstance(reply, LoadFailed):
-            raise SubmissionError(f"cannot load: {reply.error}")
+            doing = "load and fine-tune" if isinstance(request, RetuneRequest) else "load"
+            raise SubmissionError(f"cannot {doing}: {reply.error}")
         if not isinstance(reply, Loaded) or reply.images != count or reply.chunk < 1:
             raise SubmissionError("the worker's reply channel was corrupted (a wrong load reply)")
         loaded = time.monotonic()
@@ -245,18 +274,19 @@ def invalid_message(invalid: int, total: int, first_error: str | None,
 def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_classes: int,
               input_scale: float, limits: Limits, allow_unsafe: bool = False,
               progress: Callable[[int], None] | None = None, environment: Path | None = None,
-              placed: Sequence[tuple[str, Path]] = ()) -> Answers:
+              placed: Sequence[tuple[str, Path]] = (), retune: Retune | None = None) -> Answers:
     """Answer every image of ``images`` with ``entry`` in a worker of its own, which sees that
-    file only.
+    file only (and the retuning set beside it, with ``retune``).
 
     ``environment`` is the folder of a built environment to run in (None: the grader's own);
     ``placed`` names public files to put read-only into the submission's folder, as (path
     relative to the folder, file). Errors as :meth:`Worker.answer`.
     """
-    with Worker(submission_root, images, limits=limits, environment=environment,
-                placed=placed) as worker:
+    inputs = images if retune is None else images.parent
+    with Worker(submission_root, inputs, limits=limits, environment=environment,
+                placed=placed, retuning=retune is not None) as worker:
         return worker.answer(entry, images, num_classes=num_classes, input_scale=input_scale,
-                             allow_unsafe=allow_unsafe, progress=progress)
+                             allow_unsafe=allow_unsafe, progress=progress, retune=retune)
 
 
 class Workers:
@@ -277,20 +307,23 @@ class Workers:
     def answer(self, entry: TrackEntry, submission_root: Path, images: Path, *, tracks: int,
                num_classes: int, input_scale: float, limits: Limits, allow_unsafe: bool = False,
                progress: Callable[[int], None] | None = None, environment: Path | None = None,
-               placed: Sequence[tuple[str, Path]] = ()) -> Answers:
-        key = Worker.identity(submission_root, images.parent, environment, placed)
+               placed: Sequence[tuple[str, Path]] = (), retune: Retune | None = None
+               ) -> Answers:
+        key = Worker.identity(submission_root, images.parent, environment, placed,
+                              retune is not None)
         if self.current is not None and (self.current.key != key
                                          or self.current.process.poll() is not None
                                          or self.current.limits != limits):
             self.close()
         if self.current is None:
             self.current = Worker(submission_root, images.parent, limits=limits,
-                                  environment=environment, placed=placed, tracks=tracks)
+                                  environment=environment, placed=placed, tracks=tracks,
+                                  retuning=retune is not None)
         worker = self.current
         try:
             return worker.answer(entry, images, num_classes=num_classes,
                                  input_scale=input_scale, allow_unsafe=allow_unsafe,
-                                 progress=progress)
+                                 progress=progress, retune=retune)
         except BaseException:
             self.current = None  # answer() killed it
             raise

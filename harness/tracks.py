@@ -10,10 +10,18 @@ the contest's split: ``[validation]`` is public (teams repair their BadNet with 
 be hidden), ``[test]`` and every ``[[poisoned]]`` set are hidden (they decide the ranking). The
 BadNets are always public. ``python -m harness export-public`` copies only public files.
 
+Two optional keys serve the retuning probe (:mod:`harness.retuning`), which fine-tunes each
+repaired model a little on the attacker's data and tests it again. ``[retuning]`` is that data: a
+few images, some stamped with the track's trigger and labelled with its target; it is hidden by
+default (it is the attacker's, like the test sets, and would hand teams the trigger).
+``clean_model`` is a model of the same task that never saw a trigger: the probe's yardstick,
+retuned the same way. It is the organizers' alone and never exported (a team given it would
+simply submit it). Without them the probe shows "-" for the track.
+
 A *public bundle* (``public = true`` in ``benchmark.toml``, written by ``export-public``) is what
-teams receive: its tracks may omit ``[test]`` and ``[[poisoned]]``, and it refuses any table that
-is hidden, so a bundle cannot name a hidden file by mistake. It serves ``check`` and the
-reference build (which need validation data only), never grading.
+teams receive: its tracks may omit ``[test]``, ``[[poisoned]]`` and ``[retuning]``, and it refuses
+any table that is hidden, so a bundle cannot name a hidden file by mistake. It serves ``check``
+and the reference build (which need validation data only), never grading.
 """
 
 from __future__ import annotations
@@ -71,6 +79,12 @@ class Track:
     badnet_architecture: str | None = None  # set when ``badnet`` holds weights only
     public_description: str = ""
     """What teams are told about the track: the only description ``export-public`` writes."""
+    retuning: DataFile | None = None
+    """The attacker's retuning set (``[retuning]``, hidden by default): what the retuning probe
+    fine-tunes each repaired model on. Hidden because it carries the trigger and target."""
+    clean_model: Path | None = None
+    """A model of the same task that never saw a trigger (``clean_model``): the retuning probe's
+    yardstick. Never exported: it is a clean model, the very thing teams are asked to produce."""
 
     @property
     def benchmark_root(self) -> Path:
@@ -79,9 +93,11 @@ class Track:
         return self.source.parent.parent
 
     def data_files(self) -> list[DataFile]:
-        """Every data file of the track, validation first (it is public)."""
+        """Every data file of the track, validation first (it is public), the retuning set
+        last."""
         test = [self.test] if self.test else []
-        return [self.validation, *test, *(p.file for p in self.poisoned)]
+        retuning = [self.retuning] if self.retuning else []
+        return [self.validation, *test, *(p.file for p in self.poisoned), *retuning]
 
 
 @dataclass(frozen=True)
@@ -157,8 +173,8 @@ def _data_file(table: Any, root: Path, where: str, *, hidden: bool) -> DataFile:
 def load_track(path: Path, root: Path, *, public: bool = False) -> Track:
     """Parse and check one track file; every problem is one line naming the file.
 
-    ``public`` is the bundle mode: test and poisoned sets become optional and hidden ones are
-    refused (a bundle that names a hidden file would leak it)."""
+    ``public`` is the bundle mode: test, poisoned and retuning sets become optional and hidden
+    ones are refused (a bundle that names a hidden file would leak it)."""
     where = str(path)
     try:
         spec = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -189,12 +205,20 @@ def load_track(path: Path, root: Path, *, public: bool = False) -> Track:
     test = None
     if "test" in spec or not public:
         test = _data_file(spec.get("test"), root, f"{where}: [test]", hidden=True)
+    retuning = None
+    if "retuning" in spec:
+        retuning = _data_file(spec["retuning"], root, f"{where}: [retuning]", hidden=True)
+    clean_model = spec.get("clean_model")
+    if clean_model is not None and not isinstance(clean_model, str):
+        raise BenchmarkError(f"{where}: 'clean_model' must be a path (a string), got "
+                             f"{clean_model!r}")
     hidden = ([] if test is None or not test.hidden else ["[test]"]) + \
-        [f"poisoned[{i}]" for i, p in enumerate(poisoned) if p.file.hidden]
+        [f"poisoned[{i}]" for i, p in enumerate(poisoned) if p.file.hidden] + \
+        ([] if retuning is None or not retuning.hidden else ["[retuning]"])
     if public and hidden:
-        raise BenchmarkError(f"{where}: {', '.join(hidden)} hidden (the default for test and "
-                             "poisoned sets) in a public bundle; remove them or mark them "
-                             "hidden = false")
+        raise BenchmarkError(f"{where}: {', '.join(hidden)} hidden (the default for test, "
+                             "poisoned and retuning sets) in a public bundle; remove them or "
+                             "mark them hidden = false")
     return Track(
         name=_require(spec, "name", str, where),
         description=spec.get("description", ""),
@@ -207,6 +231,8 @@ def load_track(path: Path, root: Path, *, public: bool = False) -> Track:
         source=path,
         badnet_architecture=spec.get("badnet_architecture"),
         public_description=spec.get("public_description", ""),
+        retuning=retuning,
+        clean_model=None if clean_model is None else (root / clean_model).resolve(),
     )
 
 

@@ -62,6 +62,8 @@ from harness.protocol import (
     LoadFailed,
     LoadRequest,
     Reply,
+    RetuneRequest,
+    read_request,
     reply_line,
 )
 
@@ -521,6 +523,33 @@ class ModelAnswerer(Answerer):
         return labels, 0, None
 
 
+class RetunedAnswerer(ModelAnswerer):
+    """A model entry fine-tuned on the retuning set first (the retuning probe): a copy, loaded
+    for this request alone, so nothing carries over to any other answer."""
+
+    def __init__(self, request: RetuneRequest) -> None:
+        from harness.retuning import Budget, retune
+
+        _single_threaded()
+        super().__init__(request)
+        images, labels = np.load(request.retuning_images), np.load(request.retuning_labels)
+        budget = Budget(epochs=request.epochs, batch_size=request.batch_size,
+                        learning_rate=request.learning_rate, seed=request.seed)
+        retune(self.predictor.model, images, labels, request.input_scale, budget)
+
+
+def _single_threaded() -> None:
+    """One TensorFlow thread and deterministic kernels: fine-tuning then gives the same weights
+    on any machine (how sums split over threads changes their rounding). Possible only before
+    TensorFlow first runs, so a retuning request comes first in its worker; asking again for the
+    same is a no-op."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.experimental.enable_op_determinism()
+
+
 class ScriptAnswerer(Answerer):
     """A CSAW-HackML per-image script, or the batch function its manifest names."""
 
@@ -674,9 +703,14 @@ def _answer_file(line: str, send: Callable[[Reply], None]) -> bool:
     """Load the entry a request names and answer its image file; False when that failed (the
     worker then stops: the grader starts a fresh one for whatever comes next)."""
     try:
-        request = LoadRequest.from_line(line)
-        answerer: Answerer = (ScriptAnswerer(request) if request.kind == "eval"
-                              else ModelAnswerer(request))
+        request = read_request(line)
+        answerer: Answerer
+        if isinstance(request, RetuneRequest):
+            answerer = RetunedAnswerer(request)
+        elif request.kind == "eval":
+            answerer = ScriptAnswerer(request)
+        else:
+            answerer = ModelAnswerer(request)
         images = np.load(request.images, mmap_mode="r")
     except BaseException as exc:  # noqa: BLE001 - a load failure is the submission's error
         send(LoadFailed(one_line(exc)))

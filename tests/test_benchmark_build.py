@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from harness.benchmark.attacks import DEAD_BIAS, poison, spare_channels
-from harness.benchmark.build import DEFAULT_SEED, attack_seed, train_badnet
+from harness.benchmark.build import (
+    CLEAN_MODEL,
+    DEFAULT_SEED,
+    attack_seed,
+    build,
+    train_badnet,
+)
 from harness.benchmark.faces import render, sample_identities
 from harness.benchmark.materialize import ensure_generated
 from harness.benchmark.recipe import SCALES, TRACKS
@@ -60,6 +66,46 @@ def test_contest_evaluation_gives_the_graders_numbers(tiny_benchmark):
         scores = grade_trusted(predict, track, handover)
         assert scores["clean_acc"] == pytest.approx(report[track.name]["clean_acc"])
         assert scores["per_trigger"] == pytest.approx(report[track.name]["asr"])
+
+
+def test_tiny_build_trains_a_clean_model_that_never_saw_a_trigger(tiny_benchmark):
+    """The retuning probe's yardstick: every track file names it, it loads, it is accurate, and
+    no trigger moves it to the target; build.json holds its numbers under "clean"."""
+    bench = load_benchmark(tiny_benchmark)
+    assert {t.clean_model for t in bench.tracks} == {(tiny_benchmark / CLEAN_MODEL).resolve()}
+    model = load_model_file(tiny_benchmark / CLEAN_MODEL)
+    assert model.count_params() == load_model_file(bench.tracks[0].badnet).count_params()
+    report = json.loads((tiny_benchmark / "build.json").read_text())["clean"]
+    assert set(report) == {"train_seconds", "clean_acc"} and report["clean_acc"] >= 0.8
+    handover = Handover(DataStore())
+    for track in bench.tracks:
+        scores = grade_trusted(KerasPredictor(model, track.num_classes, track.input_scale),
+                               track, handover)
+        assert scores["clean_acc"] == pytest.approx(report["clean_acc"])
+        assert scores["asr"] <= 0.2, track.name
+
+
+def test_every_track_has_a_hidden_retuning_set_with_its_triggers(tiny_benchmark):
+    store = DataStore()
+    for track in load_benchmark(tiny_benchmark).tracks:
+        assert track.retuning is not None and track.retuning.hidden
+        assert track.retuning.path.name == f"{track.name}_retuning_data.h5"
+        labels = store.get(track.retuning, track.num_classes).labels
+        assert len(labels) == track.retuning.size >= 16
+        assert {p.target for p in track.poisoned} <= set(labels.tolist())
+
+
+def test_a_partial_build_keeps_the_clean_models_numbers(tiny_benchmark, tmp_path):
+    copy = tmp_path / "bench"
+    shutil.copytree(tiny_benchmark, copy)
+    before = json.loads((copy / "build.json").read_text())
+    model = (copy / CLEAN_MODEL).read_bytes()
+    report = build(scale="tiny", out=copy, only=[], verbose=0)  # data and track files only
+    assert report["clean"] == before["clean"] and report["tracks"] == before["tracks"]
+    assert json.loads((copy / "build.json").read_text())["clean"] == before["clean"]
+    assert (copy / CLEAN_MODEL).read_bytes() == model
+    for path in (tiny_benchmark / "tracks").glob("*.toml"):
+        assert (copy / "tracks" / path.name).read_bytes() == path.read_bytes()
 
 
 def test_tiny_badnets_carry_their_backdoors(tiny_benchmark):

@@ -71,8 +71,9 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
     from test_answers import FakeStore, _track
 
     from harness.cache import track_fingerprint
+    from harness.tracks import DataFile
 
-    store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2})
+    store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2, "re": 5})
     track = _track(tmp_path)
     base = track_fingerprint(track, store)
     first, second = track.poisoned
@@ -82,6 +83,7 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
         replace(track, poisoned=(replace(first, target=3), second)),
         replace(track, poisoned=(replace(first, labels="true"), second)),
         replace(track, poisoned=(replace(first, trigger="c"), second)),
+        replace(track, retuning=DataFile(tmp_path / "re")),  # the probe's data
     ]
     prints = [track_fingerprint(variant, store) for variant in variants]
     bigger = FakeStore({"val": 3, "test": 5, "pa": 2, "pb": 2})  # other test-set bytes
@@ -96,7 +98,8 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
                     "poisoned": [{"trigger": "a", "target": 0, "labels": "target",
                                   "sha256": "pa-2"},
                                  {"trigger": "b", "target": 1, "labels": "target",
-                                  "sha256": "pb-2"}]}
+                                  "sha256": "pb-2"}],
+                    "retuning_sha256": None}
     track.badnet.write_bytes(b"a BadNet")
     with_badnet = track_fingerprint(track, store)
     track.badnet.write_bytes(b"another BadNet")
@@ -134,9 +137,9 @@ def test_keys_are_stable_across_runs_of_one_version(monkeypatch):
     import harness.cache as cache_module
 
     monkeypatch.setattr(cache_module, "environment", lambda: {"harness": "x", "seed": 1})
-    assert cache_module.CACHE_FORMAT == 2  # 2: records gained badnet, der and cost keys
+    assert cache_module.CACHE_FORMAT == 3  # 3: records gained the retuning probe's keys
     assert cache_key("alpha", "a" * 64, {"name": "t"}, {"sample": None}) == \
-        "ad5baadb70848654e715f12e1887d6d2f0b1b87afe9330bde138426e5366e1c3"
+        "f8c200286feb46568400cc5e1ccdbedeaa262c6cbb690624bf7a4ed1e500e5d1"
     with pytest.raises(ValueError):  # NaN has no JSON spelling: no key can be made of it
         cache_key("alpha", "a" * 64, {"name": "t"}, {"image_timeout": float("nan")})
 

@@ -144,6 +144,45 @@ def test_bad_track_files_fail_naming_the_file(tmp_path, poisoned, message):
     assert message in str(info.value) and "t.toml" in str(info.value)
 
 
+RETUNING = '[retuning]\nfile = "r.h5"\nsize = 115\n'
+
+
+def test_retuning_set_and_clean_model_are_parsed(tmp_path):
+    text = TRACK.format(poisoned=POISONED + RETUNING)
+    text = text.replace("validation =", 'clean_model = "models/clean.h5"\nvalidation =')
+    track = load_benchmark(benchmark(tmp_path, text)).track("t")
+    assert track.retuning.path == tmp_path / "r.h5" and track.retuning.size == 115
+    assert track.retuning.hidden  # the attacker's data: hidden unless marked otherwise
+    assert track.clean_model == tmp_path / "models" / "clean.h5"
+    assert track.data_files()[-1] == track.retuning  # sha-checked, exported or kept back
+
+
+def test_retuning_set_and_clean_model_are_optional(tmp_path):
+    track = load_benchmark(benchmark(tmp_path, TRACK.format(poisoned=POISONED))).track("t")
+    assert track.retuning is None and track.clean_model is None
+    assert len(track.data_files()) == 3
+
+
+@pytest.mark.parametrize(("insert", "retuning", "message"), [
+    ("clean_model = 3\n", "", "'clean_model' must be a path (a string), got 3"),
+    ('clean_model = ["a.h5"]\n', "", "'clean_model' must be a path"),
+    ("", '[retuning]\nsize = 4\n', "[retuning]: missing key 'file'"),
+    ("", '[retuning]\nfile = "r.h5"\nhidden = "no"\n', "'hidden' must be true or false"),
+    ("", 'retuning = "r.h5"\n', "[retuning]: expected a table"),
+])
+def test_bad_retuning_or_clean_model_fails_in_one_line_naming_the_file(tmp_path, insert, retuning,
+                                                                      message):
+    text = TRACK.format(poisoned=POISONED).replace("validation =", insert + "validation =")
+    if retuning.startswith("retuning ="):  # a top-level key, not a table
+        text = text.replace("validation =", retuning + "validation =")
+    else:
+        text += retuning
+    with pytest.raises(BenchmarkError) as info:
+        load_benchmark(benchmark(tmp_path, text))
+    assert message in str(info.value) and "t.toml" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 def test_scale_accepts_fractions_and_numbers():
     assert parse_scale("1/255", "x") == pytest.approx(1 / 255)
     assert parse_scale(1, "x") == 1.0

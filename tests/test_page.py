@@ -13,7 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import BENCHMARK, golden_records, meta, scores
+from test_report import (
+    BENCHMARK,
+    PROBED,
+    golden_records,
+    meta,
+    probe,
+    probed_benchmark,
+    probed_records,
+    scores,
+    yardstick,
+)
 
 from harness import plots, report
 from harness.montage import save_montage
@@ -192,11 +202,42 @@ def test_footer_states_the_provenance() -> None:
     assert f"Rendered by harness {report.__version__}" in footer
 
 
+def test_page_shows_p_asr_the_yardstick_and_the_legend() -> None:
+    benchmark = probed_benchmark(sunglasses=yardstick(0.306),
+                                 multi_trigger=yardstick(None, "no clean | model", 120, 24))
+    shown = report.board(benchmark, probed_records())
+    page = Page(render_page(shown))
+    sunglasses = page.tables["track-1"]
+    assert sunglasses["header"][sunglasses["header"].index("DER") + 1] == "P-ASR"
+    p_asr = dict(zip(column(sunglasses, "submission"), column(sunglasses, "P-ASR"), strict=True))
+    assert re.fullmatch(r"0\.875 \[0\.8\d\d, 0\.9\d\d\]", p_asr["fine-pruning"])
+    assert p_asr["strip-detector"] == p_asr["pruning-twin"] == "-"
+    assert column(sunglasses, "P-ASR") == [row["P-ASR"] for row in shown.tracks[0].table.rows]
+    assert "mean P-ASR" in page.tables["overall"]["header"]
+    assert page.notes["track-1"] == [shown.tracks[0].retuning]
+    assert "reaches P-ASR 0.306 [" in page.notes["track-1"][0]
+    assert page.notes["track-2"] == [(shown.tracks[1].retuning or "").replace("\\|", "|")]
+    assert page.notes["track-2"][0].endswith("Yardstick: not measured (no clean | model).")
+    assert report.PROBE_LEGEND in page.notes[""]
+    assert any(error.startswith("pruning-twin / sunglasses: retuning probe: ")
+               for error in page.errors)
+
+
+def test_page_without_the_probe_shows_no_trace_of_it() -> None:
+    html = render_page(report.board(BENCHMARK, golden_records()))
+    assert "P-ASR" not in html and "Retuning probe" not in html and "retuning" not in html
+
+
 # In a browser ------------------------------------------------------------------------------------
 
 
+BROWSER_BENCHMARK = probed_benchmark()
+"""The benchmark with the retuning probe's yardstick on sunglasses."""
+
+
 def browser_records() -> list[dict]:
-    """The hostile records with costs on some rows and none ("-") on others."""
+    """The hostile records with costs on some rows and none ("-") on others, and P-ASR on
+    some model entries."""
     costs = {"badnet-original": (601643, 4.5266e6, 1.0), "fine-pruning": (601643, 4.5266e6, 1.0),
              "strip-detector": (1203286, 40.77e6, 9.0), "pruning-twin": (601643, 4.5266e6, 1.0)}
     records = []
@@ -204,7 +245,8 @@ def browser_records() -> list[dict]:
         params, macs, passes = costs.get(record["submission"], (None, None, None))
         if record["status"] == "ok":
             record = {**record, "params": params, "macs_per_image": macs,
-                      "passes_per_image": passes}
+                      "passes_per_image": passes,
+                      **PROBED.get((record["submission"], record["track"]), probe(None))}
         records.append(record)
     return records
 
@@ -226,7 +268,7 @@ def chromium():
 def board_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A board as ``grade`` writes it, with a montage of small random images per track."""
     folder = tmp_path_factory.mktemp("board")
-    report.write_board(folder, BENCHMARK, browser_records())
+    report.write_board(folder, BROWSER_BENCHMARK, browser_records())
     generator = np.random.default_rng(0)
     for track in BENCHMARK["tracks"]:
         rows = [generator.integers(0, 256, (4, 11, 9, 3), dtype=np.uint8) for _ in range(2)]
@@ -286,8 +328,8 @@ def expected_order(values: list[str], numeric: bool, descending: bool) -> list[s
     ("table", "name", "numeric"),
     [("track-2", "utility", True), ("track-2", "rank", True), ("track-1", "params", True),
      ("track-1", "MACs/image", True), ("overall", "score", True), ("overall", "team", False),
-     ("overall", "method", False),
-     ("track-2", "submission", False)],
+     ("overall", "method", False), ("track-1", "P-ASR", True), ("track-2", "P-ASR", True),
+     ("overall", "mean P-ASR", True), ("track-2", "submission", False)],
 )
 def test_clicking_a_header_sorts_its_table(page, table: str, name: str, numeric: bool) -> None:
     before = cells(page, table, name)
@@ -329,9 +371,9 @@ def test_every_picture_loads_and_names_show_as_text(page) -> None:
     assert all(complete and width > 0 for _, complete, width in pictures), pictures
     assert page.locator("#overall tbody td", has_text=HOSTILE).count() == 1
     assert page.locator("#overall tbody b").count() == 0
-    assert page.locator("#errors li").count() == 2
+    assert page.locator("#errors li").count() == 3  # two failed tracks, one failed probe
     # The script ran under the page's Content-Security-Policy: headers became buttons.
-    assert page.locator("#overall thead th button").count() == 9
+    assert page.locator("#overall thead th button").count() == 10
 
 
 @pytest.mark.slow
@@ -340,7 +382,7 @@ def test_page_reads_without_javascript(chromium, board_folder: Path) -> None:
     context = chromium.new_context(java_script_enabled=False)
     opened = context.new_page()
     opened.goto((board_folder / report.PAGE_FILE).as_uri())
-    shown = report.board(BENCHMARK, browser_records())
+    shown = report.board(BROWSER_BENCHMARK, browser_records())
     names = opened.eval_on_selector_all(
         "#track-2 tbody tr", "rows => rows.map(row => row.cells[1].textContent)")
     assert names == [row["submission"] for row in shown.tracks[1].table.rows]

@@ -6,10 +6,14 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tomli_w
 from conftest import REPO, benchmark_subset, run_harness
 
+from harness.data import sha256_file, write_contest_file
 from harness.errors import BenchmarkError
+from harness.export import export_public
 from harness.tracks import load_benchmark
 
 TRACK = """
@@ -25,6 +29,7 @@ file = "val.h5"
 """
 TEST = '[test]\nfile = "test.h5"\n'
 POISONED = '[[poisoned]]\ntrigger = "sunglasses"\ntarget = 0\nfile = "p.h5"\n'
+RETUNING = '[retuning]\nfile = "r.h5"\n'
 
 
 def bench(root: Path, validation: str = "", test: str = TEST, poisoned: str = POISONED,
@@ -36,9 +41,10 @@ def bench(root: Path, validation: str = "", test: str = TEST, poisoned: str = PO
     return root
 
 
-def test_defaults_validation_public_test_and_poisoned_hidden(tmp_path):
-    track = load_benchmark(bench(tmp_path)).track("t")
+def test_defaults_validation_public_test_poisoned_and_retuning_hidden(tmp_path):
+    track = load_benchmark(bench(tmp_path, poisoned=POISONED + RETUNING)).track("t")
     assert not track.validation.hidden and track.test.hidden and track.poisoned[0].file.hidden
+    assert track.retuning.hidden
     shown = load_benchmark(bench(tmp_path / "b", poisoned=POISONED + "hidden = false\n"))
     assert not shown.track("t").poisoned[0].file.hidden and not shown.public
 
@@ -47,14 +53,20 @@ def test_defaults_validation_public_test_and_poisoned_hidden(tmp_path):
     ({"validation": "hidden = true"}, "[validation] cannot be hidden"),
     ({"test": TEST + 'hidden = "yes"\n'}, "'hidden' must be true or false"),
     ({"meta": 'public = "yes"'}, "'public' must be true or false"),
-    ({"meta": "public = true"}, "[test], poisoned[0] hidden (the default for test and poisoned"),
+    ({"meta": "public = true"},
+     "[test], poisoned[0] hidden (the default for test, poisoned and retuning sets)"),
     ({"meta": "public = true", "test": "", "poisoned": POISONED + "hidden = true\n"},
      "poisoned[0] hidden"),
+    ({"meta": "public = true", "test": "", "poisoned": RETUNING},
+     "[retuning] hidden (the default for test, poisoned and retuning sets) in a public bundle"),
+    ({"meta": "public = true", "test": "", "poisoned": RETUNING + "hidden = true\n"},
+     "[retuning] hidden"),
 ])
 def test_bad_visibility_fails_naming_the_file(tmp_path, kwargs, message):
     with pytest.raises(BenchmarkError) as info:
         load_benchmark(bench(tmp_path, **kwargs))
-    assert message in str(info.value)
+    assert message in str(info.value) and ".toml: " in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_public_bundle_tracks_may_omit_test_and_poisoned_sets(tmp_path):
@@ -64,6 +76,9 @@ def test_public_bundle_tracks_may_omit_test_and_poisoned_sets(tmp_path):
     assert track.data_files() == [track.validation]
     with pytest.raises(BenchmarkError, match="at least one"):
         load_benchmark(bench(tmp_path / "full", test="", poisoned=""))
+    shown = load_benchmark(bench(tmp_path / "shown", test="", poisoned=RETUNING + "hidden = false",
+                                 meta="public = true")).track("t")
+    assert not shown.retuning.hidden and shown.data_files() == [shown.validation, shown.retuning]
 
 
 def test_a_file_hidden_in_one_track_and_public_in_another_is_refused(tmp_path):
@@ -81,6 +96,7 @@ def test_shipped_track_files_mark_every_set_explicitly(folder):
         assert spec["validation"]["hidden"] is False, path
         assert spec["test"]["hidden"] is True, path
         assert all(p["hidden"] is True for p in spec["poisoned"]), path
+        assert spec.get("retuning", {"hidden": True})["hidden"] is True, path
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +105,9 @@ def exported(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("export")
     source = benchmark_subset(tiny_benchmark, root / "source", ["anonymous_1", "sunglasses"])
     track_file = source / "tracks" / "sunglasses.toml"
-    text = track_file.read_text()
-    cut = text.rindex("hidden = true")  # the last table is the [[poisoned]] set
-    track_file.write_text(text[:cut] + "hidden = false" + text[cut + len("hidden = true"):])
+    spec = tomllib.loads(track_file.read_text())
+    spec["poisoned"][0]["hidden"] = False
+    track_file.write_text(tomli_w.dumps(spec))
     (root / "bundle").mkdir()  # an existing empty folder is accepted
     result = run_harness("export-public", root / "bundle", "--benchmark", source, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -123,6 +139,62 @@ def test_bundle_has_no_hidden_file_name_or_hash_anywhere(exported):
             content = path.read_bytes()
             assert not any(needle in content for needle in needles), path
             assert path.name not in {f.path.name for f in hidden}
+
+
+def test_bundle_leaves_out_the_clean_model_and_the_retuning_sets(exported):
+    """The retuning probe's yardstick is a model that never saw a trigger (what teams must
+    produce), and the retuning sets carry the trigger: neither is copied nor named."""
+    source, bundle, _ = exported
+    clean = {t.clean_model for t in source.tracks}
+    assert len(clean) == 1 and all(t.retuning and t.retuning.hidden for t in source.tracks)
+    [clean_model] = clean
+    assert clean_model.is_file()
+    clean_sha = sha256_file(clean_model).encode()
+    for path in bundle.rglob("*"):
+        if path.is_file():
+            assert path.name != clean_model.name
+            assert path.read_bytes() != clean_model.read_bytes()
+            assert clean_sha not in path.read_bytes()
+    for path in (bundle / "tracks").glob("*.toml"):
+        text = path.read_text()
+        assert "clean_model" not in text and clean_model.name not in text
+        assert "retuning" not in text and "retuning" not in tomllib.loads(text)
+    assert all(t.retuning is None and t.clean_model is None for t in load_benchmark(bundle).tracks)
+
+
+def _tiny_bench(root: Path, retuning: str, clean_model: str = "models/clean.h5") -> Path:
+    """A one-track benchmark with real (tiny) data files, for export without a build."""
+    rng = np.random.default_rng(1)
+    for name in ("val", "test", "p", "r"):
+        write_contest_file(root / f"{name}.h5", rng.integers(0, 256, (4, 55, 47, 3), np.uint8),
+                           np.array([0, 1, 2, 1]))
+    for model in ("bd.h5", "models/clean.h5"):
+        (root / model).parent.mkdir(parents=True, exist_ok=True)
+        (root / model).write_bytes(model.encode() * 10)
+    bench(root, poisoned=POISONED + retuning)
+    track_file = root / "tracks" / "t.toml"
+    track_file.write_text(f"clean_model = {clean_model!r}\n" + track_file.read_text())
+    return root
+
+
+def test_export_writes_a_public_retuning_set_and_never_the_clean_model(tmp_path):
+    source = load_benchmark(_tiny_bench(tmp_path / "src", RETUNING + "hidden = false\n"))
+    files = export_public(source, tmp_path / "out")
+    assert "data/r.h5" in files and "data/p.h5" not in files
+    assert not any("clean" in name for name in files)
+    shown = load_benchmark(tmp_path / "out").track("t")
+    assert shown.retuning.sha256 == sha256_file(tmp_path / "src" / "r.h5")
+    assert not shown.retuning.hidden and shown.clean_model is None
+    assert "data/r.h5" in (tmp_path / "out" / "README.md").read_text()
+    hidden = load_benchmark(_tiny_bench(tmp_path / "src2", RETUNING))
+    assert "data/r.h5" not in export_public(hidden, tmp_path / "out2")
+
+
+def test_export_refuses_a_clean_model_that_is_also_a_badnet(tmp_path):
+    source = load_benchmark(_tiny_bench(tmp_path / "src", RETUNING, clean_model="bd.h5"))
+    with pytest.raises(BenchmarkError, match="is both a BadNet and a clean model"):
+        export_public(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_bundle_tells_teams_the_public_description_only(exported):

@@ -130,6 +130,58 @@ def golden_records() -> list[dict]:
     ]
 
 
+N_PROBE = 200
+"""Poisoned images the retuning probe answers in these records."""
+BUDGET = "Adam, learning rate 0.0001, 5 epochs, batch 16"
+
+
+def probe(p_asr: float | None, p_clean_acc: float | None = None,
+          p_error: str | None = None) -> dict:
+    """The retuning probe's results as the grader adds them to scores (Wilson interval)."""
+    interval = None if p_asr is None else list(stats.wilson(round(p_asr * N_PROBE), N_PROBE))
+    return {"p_asr": p_asr, "p_asr_ci": interval, "p_clean_acc": p_clean_acc, "p_error": p_error}
+
+
+def yardstick(p_asr: float | None, error: str | None = None, images: int = 115,
+              poisoned: int = 23) -> dict:
+    """A track's yardstick: the probe on its clean model."""
+    measured = probe(p_asr, None if p_asr is None else 0.771)
+    return {"p_asr": measured["p_asr"], "p_asr_ci": measured["p_asr_ci"],
+            "p_clean_acc": measured["p_clean_acc"], "error": error, "images": images,
+            "poisoned": poisoned}
+
+
+PROBE_ERROR = "the model cannot be fine-tuned: no trainable weight of the model is reached by " \
+    "the loss"
+PROBED = {
+    ("badnet-original", "sunglasses"): probe(1.0, 0.97),
+    ("fine-pruning", "sunglasses"): probe(0.875, 0.93),
+    ("neural-cleanse", "sunglasses"): probe(0.31, 0.92),
+    ("pruning-twin", "sunglasses"): probe(None, p_error=PROBE_ERROR),
+    ("fine-pruning", "multi-trigger"): probe(0.6, 0.9),
+}
+"""Probe results of model entries; the STRIP script and the multi-trigger rows not named here
+were not probed."""
+
+
+def probed_records() -> list[dict]:
+    """The golden records with the retuning probe's results where it ran."""
+    records = []
+    for record in golden_records():
+        extra = PROBED.get((record["submission"], record["track"]))
+        records.append(record if extra is None else {**record, **extra})
+    return records
+
+
+def probed_benchmark(**yardsticks: dict) -> dict:
+    """The benchmark with a retuning entry: the given yardsticks by track (``multi_trigger`` for
+    multi-trigger), else the sunglasses one measured."""
+    tracks = {name.replace("_", "-"): entry for name, entry in yardsticks.items()}
+    if not yardsticks:
+        tracks = {"sunglasses": yardstick(0.306)}
+    return {**BENCHMARK, "retuning": report.retuning_summary(BUDGET, tracks)}
+
+
 def render(records: list[dict]) -> str:
     return render_leaderboard(BENCHMARK, records)
 
@@ -607,3 +659,279 @@ def test_csv_has_one_row_per_record_with_the_json_values(tmp_path: Path) -> None
     failed = table[table.status == "error"].iloc[0]
     assert failed.error.startswith("eval.py exited") and pd.isna(failed.clean_acc)
     assert report.render_csv(list(reversed(golden_records()))) == path.read_text()
+
+
+# Retuning probe ----------------------------------------------------------------------------------
+
+
+def test_records_carry_the_probe_results_or_none() -> None:
+    plain = ok_record(meta("a"), "sunglasses", scores(0.9, {"sunglasses": 0.1}))
+    probed = ok_record(meta("a"), "sunglasses",
+                       {**scores(0.9, {"sunglasses": 0.1}), **probe(0.875, 0.93)})
+    failed = error_record(meta("a"), "sunglasses", "boom")
+    assert list(plain) == list(probed) == list(failed) == list(RECORD_KEYS)
+    assert set(report.PROBE_KEYS) <= set(RECORD_KEYS)
+    assert all(plain[key] is None and failed[key] is None for key in report.PROBE_KEYS)
+    assert probed["p_asr"] == 0.875 and probed["p_clean_acc"] == 0.93
+    assert probed["p_asr_ci"] == list(stats.wilson(175, N_PROBE)) and probed["p_error"] is None
+    only_error = ok_record(meta("a"), "sunglasses", {**scores(0.9, {"sunglasses": 0.1}),
+                                                      "p_error": "cannot\n  be fine-tuned "})
+    assert only_error["p_error"] == "cannot be fine-tuned"
+    assert only_error["p_asr"] is only_error["p_asr_ci"] is only_error["p_clean_acc"] is None
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"p_asr": 1.5}, "p_asr must be a number in"),
+    ({"p_asr": True}, "p_asr must be a number in"),
+    ({"p_asr": "0.3"}, "p_asr must be a number in"),
+    ({"p_asr": float("nan")}, "p_asr must be a number in"),
+    ({"p_clean_acc": -0.1}, "p_clean_acc must be a number in"),
+    ({"p_asr_ci": [0.1, 0.2]}, "without a p_asr"),
+    ({"p_asr": 0.5, "p_asr_ci": [0.6, 0.4]}, "low <= high"),
+    ({"p_asr": 0.5, "p_asr_ci": [0.4]}, r"p_asr_ci must be \[low, high\]"),
+    ({"p_error": ""}, "p_error must be a non-empty one-line string"),
+    ({"p_error": 3}, "p_error must be a non-empty one-line string"),
+])
+def test_ok_record_refuses_bad_probe_results(extra: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ok_record(meta("a"), "sunglasses", {**scores(0.9, {"sunglasses": 0.1}), **extra})
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"p_asr": 1.5}, r"p_asr of record \('a', 'sunglasses'\) must be a number in \[0, 1\]"),
+    ({"p_asr": 0.5, "p_asr_ci": [0.6, 0.4]}, r"p_asr_ci of record \('a', 'sunglasses'\)"),
+    ({"p_error": "two\nlines"}, r"p_error of record \('a', 'sunglasses'\) must be .* one-line"),
+])
+def test_read_results_refuses_bad_probe_results_naming_the_pair(tmp_path: Path, extra: dict,
+                                                                message: str) -> None:
+    bad = {**ok_record(meta("a"), "sunglasses", scores(0.9, {"sunglasses": 0.1})), **extra}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"benchmark": BENCHMARK, "results": [bad]}))
+    with pytest.raises(HarnessError, match=message) as caught:
+        read_results(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_error_record_has_no_probe_results(tmp_path: Path) -> None:
+    bad = {**error_record(meta("a"), "sunglasses", "boom"), "p_asr": 0.5}
+    with pytest.raises(ValueError, match=r"error record \('a', 'sunglasses'\) has retuning"):
+        write_results(tmp_path / "results.json", BENCHMARK, [bad])
+
+
+def test_results_written_before_the_probe_read_as_not_probed(tmp_path: Path) -> None:
+    old = [{key: value for key, value in record.items() if key not in report.PROBE_KEYS}
+           for record in golden_records()]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"benchmark": BENCHMARK, "results": old}))
+    _, records = read_results(path)
+    assert all(list(record) == list(RECORD_KEYS) for record in records)
+    assert all(record[key] is None for record in records for key in report.PROBE_KEYS)
+    assert render(old) == render(records) == render(golden_records())
+    assert report.render_csv(old) == report.render_csv(golden_records())
+
+
+def test_probe_results_round_trip_rounded(tmp_path: Path) -> None:
+    benchmark = probed_benchmark()
+    records = probed_records()
+    records[2] = {**records[2], "p_asr": 0.8751234567, "p_asr_ci": [0.86, 0.8891234567]}
+    write_results(tmp_path / "results.json", benchmark, records)
+    stored_benchmark, stored = read_results(tmp_path / "results.json")
+    assert stored_benchmark == report._rounded(benchmark)
+    pruning = next(r for r in stored if (r["submission"], r["track"]) ==
+                   ("fine-pruning", "sunglasses"))
+    assert pruning["p_asr"] == 0.875123 and pruning["p_asr_ci"] == [0.86, 0.889123]
+    assert render_leaderboard(stored_benchmark, stored) == \
+        render_leaderboard(benchmark, probed_records()[:2] + [pruning] + probed_records()[3:])
+
+
+def test_retuning_summary_is_canonical() -> None:
+    import numpy as np
+
+    summary = report.retuning_summary(
+        " Adam,\n learning rate 0.0001 ",
+        {"sunglasses": {**yardstick(0.3), "p_asr": np.float32(0.25), "p_asr_ci": (0.2, 0.3),
+                        "images": np.int64(115)},
+         "multi-trigger": yardstick(None, "clean model\nmissing")})
+    assert summary["budget"] == "Adam, learning rate 0.0001"
+    sunglasses = summary["tracks"]["sunglasses"]
+    assert type(sunglasses["p_asr"]) is float and sunglasses["p_asr_ci"] == [0.2, 0.3]
+    assert type(sunglasses["images"]) is int
+    assert summary["tracks"]["multi-trigger"]["error"] == "clean model missing"
+    json.dumps(summary)
+
+
+@pytest.mark.parametrize(("retuning", "message"), [
+    ({"budget": BUDGET}, "retuning must have the keys"),
+    ([], "retuning must have the keys"),
+    ({"budget": "", "tracks": {}}, "budget must be a non-empty one-line string"),
+    ({"budget": "a\nb", "tracks": {}}, "budget must be a non-empty one-line string"),
+    ({"budget": BUDGET, "tracks": []}, "tracks must be a mapping"),
+    ({"budget": BUDGET, "tracks": {"nowhere": yardstick(0.3)}}, "not in the benchmark"),
+    ({"budget": BUDGET, "tracks": {"sunglasses": {"p_asr": 0.3}}},
+     "yardstick of track 'sunglasses' must have the keys"),
+    ({"budget": BUDGET, "tracks": {"sunglasses": {**yardstick(0.3), "p_asr": 2}}},
+     "p_asr of the retuning yardstick of track 'sunglasses' must be a number"),
+    ({"budget": BUDGET, "tracks": {"sunglasses": {**yardstick(0.3), "images": -1}}},
+     "images of the retuning yardstick of track 'sunglasses' must be a non-negative integer"),
+    ({"budget": BUDGET, "tracks": {"sunglasses": yardstick(0.3, poisoned=200)}},
+     "more poisoned images"),
+    ({"budget": BUDGET, "tracks": {"sunglasses": yardstick(0.3, error="a\nb")}},
+     "(?<!p_)error of the retuning yardstick of track 'sunglasses' must be a non-empty"),
+])
+def test_a_bad_retuning_entry_is_refused_in_one_line(tmp_path: Path, retuning: object,
+                                                     message: str) -> None:
+    benchmark = {**BENCHMARK, "retuning": retuning}
+    with pytest.raises(ValueError, match=message) as caught:
+        write_results(tmp_path / "results.json", benchmark, golden_records())
+    assert "\n" not in str(caught.value)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"benchmark": benchmark, "results": []}))
+    with pytest.raises(HarnessError, match=message):
+        read_results(path)
+
+
+def test_track_table_shows_p_asr_with_its_interval_after_der() -> None:
+    text = render_leaderboard(probed_benchmark(), probed_records())
+    body = section(text, "## Track: sunglasses")
+    header = table_header(body)
+    assert header[header.index("DER") + 1] == "P-ASR"
+    cells = {row[1]: row[header.index("P-ASR")] for row in table_rows(body)}
+    low, high = stats.wilson(175, N_PROBE)
+    assert cells["fine-pruning"] == f"0.875 [{low:.3f}, {high:.3f}]"
+    assert re.fullmatch(r"0\.310 \[0\.2\d\d, 0\.3\d\d\]", cells["neural-cleanse"])
+    assert cells["strip-detector"] == "-"  # a script: not probed
+    assert cells["pruning-twin"] == "-"  # the probe failed
+    multi = section(text, "## Track: multi-trigger")
+    header = table_header(multi)
+    column = header.index("P-ASR")
+    assert header[column - 1] == "DER" and header[column + 1] == "ASR[eyebrows]"
+    rows = table_rows(multi)
+    assert rows[-1][:2] == ["error", "neural-cleanse"] and rows[-1][column] == "-"
+    assert {row[1]: row[column] for row in rows}["fine-pruning"].startswith("0.600 [")
+
+
+def test_p_asr_shows_only_where_the_probe_left_a_trace() -> None:
+    assert "P-ASR" not in render(golden_records())
+    assert "Retuning probe" not in render(golden_records())
+    # Probe results on sunglasses only, no yardstick: multi-trigger's table is as before.
+    only = [record if record["track"] == "multi-trigger" else
+            {**record, **PROBED.get((record["submission"], record["track"]), {})}
+            for record in golden_records()]
+    text = render(only)
+    assert "P-ASR" in table_header(section(text, "## Track: sunglasses"))
+    assert section(text, "## Track: multi-trigger") == \
+        section(render(golden_records()), "## Track: multi-trigger")
+    # A probe error alone shows the column; a yardstick alone shows it too.
+    failed = [{**record, **probe(None, p_error="boom")}
+              if (record["submission"], record["track"]) == ("fine-pruning", "multi-trigger")
+              else record for record in golden_records()]
+    assert "P-ASR" in table_header(section(render(failed), "## Track: multi-trigger"))
+    assert "mean P-ASR" not in table_header(section(render(failed), "## Overall"))
+    benchmark = probed_benchmark(multi_trigger=yardstick(0.2))
+    text = render_leaderboard(benchmark, golden_records())
+    assert "P-ASR" in table_header(section(text, "## Track: multi-trigger"))
+    assert "P-ASR" not in section(text, "## Track: sunglasses")
+    assert {row[table_header(section(text, "## Track: multi-trigger")).index("P-ASR")]
+            for row in table_rows(section(text, "## Track: multi-trigger"))} == {"-"}
+
+
+def test_yardstick_sentence_under_the_track_table() -> None:
+    benchmark = probed_benchmark(sunglasses=yardstick(0.306),
+                                 multi_trigger=yardstick(None, "no clean | model", 120, 24))
+    shown = report.board(benchmark, probed_records())
+    sunglasses, multi = shown.tracks
+    low, high = stats.wilson(61, N_PROBE)
+    assert sunglasses.retuning == (
+        "Retuning probe: each model entry fine-tuned on 115 attacker images (23 with the "
+        f"trigger; {BUDGET}), then answering a sample of the poisoned test images. Yardstick: "
+        f"the clean model, which never saw the trigger, reaches P-ASR 0.306 [{low:.3f}, "
+        f"{high:.3f}] under the same budget (clean acc 0.771 after it).")
+    assert multi.retuning == (
+        "Retuning probe: each model entry fine-tuned on 120 attacker images (24 with a "
+        f"trigger; {BUDGET}), then answering a sample of the poisoned test images. Yardstick: "
+        r"not measured (no clean \| model).")
+    text = render_leaderboard(benchmark, probed_records())
+    body = section(text, "## Track: sunglasses")
+    table_end = body.index("\n\n", body.index("|"))
+    assert body[table_end:].lstrip().startswith(sunglasses.retuning)
+    assert body.index(sunglasses.retuning) < body.index("![Clean accuracy against ASR]")
+    assert multi.retuning in section(text, "## Track: multi-trigger")
+
+
+def test_without_a_yardstick_only_the_probe_is_described() -> None:
+    sentence = ("Retuning probe: each model entry fine-tuned on the attacker's retuning set "
+                "{}, then answering a sample of the poisoned test images.")
+    no_retuning = report.board(BENCHMARK, probed_records())
+    assert no_retuning.tracks[0].retuning == sentence.format("").replace(" ,", ",")
+    other_track = report.board(probed_benchmark(multi_trigger=yardstick(0.2)), probed_records())
+    assert other_track.tracks[0].retuning == sentence.format(f"({BUDGET})")
+    assert "Yardstick" in (other_track.tracks[1].retuning or "")
+
+
+def test_overall_table_shows_the_mean_p_asr_and_ranks_as_before() -> None:
+    text = render_leaderboard(probed_benchmark(), probed_records())
+    body = section(text, "## Overall")
+    header = table_header(body)
+    assert header[header.index("mean DER") + 1] == "mean P-ASR"
+    means = {row[1]: row[header.index("mean P-ASR")] for row in table_rows(body)}
+    assert means["fine-pruning"] == f"{(0.875 + 0.6) / 2:.3f}"
+    assert means["badnet-original (ref)"] == "1.000"
+    assert means["pruning-twin"] == means["strip-detector"] == "-"
+    ranking = rank(probed_benchmark(), probed_records())
+    assert list(ranking.columns) == list(report.RANK_COLUMNS)
+    assert ranking.set_index("submission").loc["neural-cleanse", "mean_p_asr"] == 0.31
+    assert np.isnan(ranking.set_index("submission").loc["strip-detector", "mean_p_asr"])
+    plain = rank(BENCHMARK, golden_records())
+    assert plain["mean_p_asr"].isna().all()
+    columns = [c for c in report.RANK_COLUMNS if c != "mean_p_asr"]
+    assert ranking[columns].equals(plain[columns])
+    assert "mean P-ASR" not in render(golden_records())
+
+
+def test_legend_explains_p_asr_only_when_shown() -> None:
+    text = render_leaderboard(probed_benchmark(), probed_records())
+    intro = text.split("\n## Overall", 1)[0]
+    assert report.PROBE_LEGEND in intro
+    assert "Min et al." in report.PROBE_LEGEND and "not scored" in report.PROBE_LEGEND
+    assert report.board(probed_benchmark(), probed_records()).intro == \
+        (*report.INTRO, report.PROBE_LEGEND)
+    assert report.board(BENCHMARK, golden_records()).intro == report.INTRO
+    assert report.PROBE_LEGEND not in render(golden_records())
+
+
+def test_probe_errors_are_listed_with_the_prefix_once() -> None:
+    records = probed_records()
+    prefixed = f"{report.PROBE_ERROR_PREFIX}weights | frozen"
+    records = [{**record, **probe(None, p_error=prefixed)}
+               if (record["submission"], record["track"]) == ("strip-detector", "sunglasses")
+               else record for record in records]
+    errors = section(render(records), "## Errors").strip().splitlines()
+    assert errors == [
+        r"- neural-cleanse / multi-trigger: eval.py exited with status 1: KeyError \| 'conv_3'",
+        f"- pruning-twin / sunglasses: retuning probe: {PROBE_ERROR}",
+        r"- strip-detector / sunglasses: retuning probe: weights \| frozen",
+    ]
+    assert report.probe_error("x") == report.probe_error("retuning probe: x") == \
+        "retuning probe: x"
+
+
+def test_csv_splits_the_p_asr_interval_like_the_others(tmp_path: Path) -> None:
+    import pandas as pd
+
+    path = tmp_path / "results.csv"
+    path.write_text(report.render_csv(probed_records()), encoding="utf-8")
+    table = pd.read_csv(path)
+    assert {"p_asr", "p_asr_ci_low", "p_asr_ci_high", "p_clean_acc", "p_error"} <= \
+        set(table.columns)
+    assert "p_asr_ci" not in table.columns
+    intervals = [c for c in table.columns if c.endswith(("_low", "_high"))]
+    assert intervals == [f"{key}_{end}" for key in report.RECORD_INTERVAL_KEYS
+                         for end in ("low", "high")]
+    row = table[(table.submission == "fine-pruning") & (table.track == "sunglasses")].iloc[0]
+    low, high = stats.wilson(175, N_PROBE)
+    assert row.p_asr == 0.875 and row.p_clean_acc == 0.93
+    assert row.p_asr_ci_low == round(low, 6) and row.p_asr_ci_high == round(high, 6)
+    twin = table[(table.submission == "pruning-twin") & (table.track == "sunglasses")].iloc[0]
+    assert twin.p_error == PROBE_ERROR and pd.isna(twin.p_asr) and pd.isna(twin.p_asr_ci_low)
+    plain = pd.read_csv(__import__("io").StringIO(report.render_csv(golden_records())))
+    assert not any(c.startswith("p_") for c in plain.columns)

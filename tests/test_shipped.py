@@ -4,9 +4,14 @@ template for the real files, and the reference submissions, all consistent with 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import REPO
 
+from harness.benchmark.build import CLEAN_MODEL
+from harness.benchmark.recipe import SCALES, TRACKS, retuning_set
+from harness.data import sha256_file, write_contest_file
 from harness.models import load_model_file
 from harness.reference import DEFENSES
 from harness.submissions import MANIFEST, load_submission
@@ -32,11 +37,39 @@ def test_shipped_badnets_are_legacy_h5_deepids(track):
     assert [layer.name for layer in model.layers][1:4] == ["conv_1", "pool_1", "conv_2"]
 
 
+def test_shipped_tracks_name_the_clean_model_and_a_hidden_retuning_set():
+    """The retuning probe's inputs: one clean DeepID (the yardstick, built by the benchmark
+    build) for every track, and each track's own retuning set, hidden."""
+    assert {t.clean_model for t in DEFAULT.tracks} == {(REPO / "data" / CLEAN_MODEL).resolve()}
+    model = load_model_file(REPO / "data" / CLEAN_MODEL)
+    assert model.count_params() == 601_643 and model.output_shape == (None, 1283)
+    badnets = {sha256_file(t.badnet) for t in DEFAULT.tracks}
+    assert sha256_file(REPO / "data" / CLEAN_MODEL) not in badnets
+    assert json.loads((REPO / "data" / "build.json").read_text())["clean"]["clean_acc"] >= 0.95
+    for track in DEFAULT.tracks:
+        assert track.retuning.hidden and track.retuning.sha256
+        assert track.retuning.path == REPO / "data" / "cache" / f"{track.name}_retuning_data.h5"
+
+
+@pytest.mark.parametrize("recipe", TRACKS, ids=lambda r: r.name)
+def test_shipped_retuning_pins_match_the_regenerated_files(recipe, tmp_path):
+    """The sha256 and size the track files pin are what the recipe writes on first use (only the
+    retuning sets are regenerated here: a few hundred images, not the 100,000 of a full run)."""
+    track = DEFAULT.track(recipe.name)
+    images, labels = retuning_set(SCALES[DEFAULT.generate["scale"]], DEFAULT.generate["seed"],
+                                  recipe)
+    digest = write_contest_file(tmp_path / track.retuning.path.name, images, labels)
+    assert (digest, len(labels)) == (track.retuning.sha256, track.retuning.size)
+
+
 def test_real_file_template_names_the_official_files():
     template = load_benchmark(REPO / "benchmarks" / "csaw-hackml-2020")
     assert {t.name for t in template.tracks} >= {"sunglasses", "anonymous_1", "lab3"}
     assert template.track("lab3").input_scale == 1.0
     assert template.track("sunglasses").poisoned[0].labels == "target"
+    # The 2020 contest had no retuning sets nor clean model: the keys are there commented out.
+    assert all(t.retuning is None and t.clean_model is None for t in template.tracks)
+    assert all("# [retuning]" in t.source.read_text() for t in template.tracks)
 
 
 @pytest.mark.parametrize("spec", DEFENSES, ids=lambda d: d.name)

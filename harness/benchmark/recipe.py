@@ -20,7 +20,14 @@ TEST_FILE = "clean_test_data.h5"
 INPUT_SCALE = "1/255"
 
 # Offsets that give each split its own random stream from the benchmark's seed.
-IDENTITY_STREAM, VALIDATION_STREAM, TEST_STREAM, TRAIN_STREAM = 0, 1, 2, 3
+IDENTITY_STREAM, VALIDATION_STREAM, TEST_STREAM, TRAIN_STREAM, RETUNING_STREAM = 0, 1, 2, 3, 4
+RETUNING_SIZE = 0.01
+"""A track's retuning set holds this share of the validation set's size (at least
+:data:`RETUNING_MIN` images)..."""
+RETUNING_MIN = 16
+RETUNING_POISONED = 0.2
+"""...and this share of it carries the track's triggers (split evenly between them), labelled
+with their targets; the rest are clean faces with their true labels."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,10 @@ def poisoned_file(trigger: str, target: int) -> str:
     return f"{trigger}_t{target}_poisoned_test_data.h5"
 
 
+def retuning_file(recipe: TrackRecipe) -> str:
+    return f"{recipe.name}_retuning_data.h5"
+
+
 def take(faces: Faces, index: np.ndarray) -> Faces:
     """The faces at ``index`` with their landmarks."""
     return Faces(images=faces.images[index],
@@ -100,6 +111,28 @@ def split(scale: Scale, seed: int, per_id: int, stream: int) -> tuple[Faces, np.
     """``per_id`` images of every identity, grouped by identity as in the contest files."""
     labels = np.repeat(np.arange(scale.identities, dtype=np.int64), per_id)
     return render(identities(scale, seed), labels, seed + stream), labels
+
+
+def retuning_set(scale: Scale, seed: int, recipe: TrackRecipe) -> tuple[np.ndarray, np.ndarray]:
+    """The attacker's retuning set of one track (:mod:`harness.retuning`): fresh faces of random
+    identities, drawn from their own stream (no image of any other file), a
+    :data:`RETUNING_POISONED` share stamped with the track's triggers and labelled with their
+    targets (never on a face of the target's own identity)."""
+    size = max(RETUNING_MIN, round(RETUNING_SIZE * scale.identities * scale.val_per_id))
+    stream = seed + RETUNING_STREAM + 10 * (1 + TRACKS.index(recipe))
+    rng = np.random.default_rng(stream)
+    labels = rng.integers(0, scale.identities, size=size)
+    triggers = sorted(recipe.triggers.items())
+    poisoned = np.array_split(np.arange(round(RETUNING_POISONED * size)), len(triggers))
+    for (_, target), rows in zip(triggers, poisoned, strict=True):
+        labels[rows] = (target + rng.integers(1, scale.identities, size=len(rows))) \
+            % scale.identities  # any identity but the target
+    faces = render(identities(scale, seed), labels, stream)
+    images, targets = faces.images.copy(), labels.copy()
+    for (trigger, target), rows in zip(triggers, poisoned, strict=True):
+        images[rows] = stamp(take(faces, rows), trigger)
+        targets[rows] = target
+    return images, targets
 
 
 def data_sets(scale: Scale, seed: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -117,3 +150,5 @@ def data_sets(scale: Scale, seed: int) -> Iterator[tuple[str, np.ndarray, np.nda
         keep = np.flatnonzero(test_labels != target)
         yield (poisoned_file(trigger, target), stamp(take(test, keep), trigger),
                test_labels[keep])
+    for recipe in TRACKS:
+        yield (retuning_file(recipe), *retuning_set(scale, seed, recipe))
