@@ -605,9 +605,11 @@ class SandboxCPU(Poller):
 
 def grade_command(submissions: Path, benchmark: Path, out: Path, processes: int = 0,
                   sample: int | None = None) -> list[str]:
-    """The real grading command, into a fresh folder, reusing nothing."""
+    """The real grading command, into a fresh folder, reusing nothing; without the retuning
+    probe, whose fine-tuning and single-threaded answers are no part of the grading floor (its
+    cost is in ``timings.json``'s ``probe`` and docs/performance.md)."""
     command = [sys.executable, "-m", "harness", "grade", str(submissions), "--benchmark",
-               str(benchmark), "--out", str(out), "--no-cache"]
+               str(benchmark), "--out", str(out), "--no-cache", "--no-retune"]
     if processes:
         command += ["-n", str(processes)]
     if sample:

@@ -623,9 +623,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
               for t in tracks for f in t.data_files()}
     benchmark = {"name": state.benchmark.name, "tracks": [t.name for t in tracks],
                  "data_hashes": dict(sorted(hashes.items())), "provenance": environment()}
+    probing = time.monotonic()
     retuning = state.yardsticks(tracks)
     if retuning is not None:
         benchmark["retuning"] = retuning
+    yardstick_seconds = round(time.monotonic() - probing, 3)
     state.out.mkdir(parents=True, exist_ok=True)
     rendering = time.monotonic()
     write_results(state.out / "results.json", benchmark, state.records)
@@ -633,7 +635,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     write_samples(state.out, tracks, state.store)
     timings = {"items": sorted(state.timings, key=lambda item: (item["submission"],
                                                                  item["track"])),
-               "render_seconds": round(time.monotonic() - rendering, 3)}
+               "render_seconds": round(time.monotonic() - rendering, 3),
+               "yardstick_seconds": yardstick_seconds}
     write_atomic(state.out / TIMINGS_FILE, json.dumps(timings, indent=2) + "\n")
     graded_now = {name for name, sources in state.sources.items() if GRADED in sources}
     if state.summary_md is not None:

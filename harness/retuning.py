@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import HarnessError
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -61,8 +63,9 @@ stays OK). All None where the probe did not run (scripts, probe off, a track wit
 set). Reported, never scored."""
 
 
-class RetuneError(Exception):
-    """The model cannot be fine-tuned (no weight the loss reaches, non-finite loss)."""
+class RetuneError(HarnessError):
+    """The model cannot be fine-tuned (no weight the loss reaches, non-finite loss): said as it
+    is on the board."""
 
 
 def _probabilities(outputs: Any) -> bool:
@@ -117,7 +120,9 @@ def retune(model: Any, images: np.ndarray, labels: np.ndarray, scale: float,
         return [gradient is not None for gradient in tape.gradient(loss, variables)]
 
     if not any(reached(tf.constant(x[:1]), tf.constant(y[:1]))):  # what fine-tuning can move
-        raise RetuneError("no trainable weight of the model is reached by the loss")
+        raise RetuneError("no trainable weight of the model is reached by the loss (its answer "
+                          "does not depend differentiably on its weights, e.g. an argmax inside "
+                          "its graph)")
     rng = np.random.default_rng(budget.seed)
     losses = []
     for _ in range(budget.epochs):

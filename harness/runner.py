@@ -215,7 +215,7 @@ class Worker:
         reply = _next(channel, process, min(track_deadline, started + limits.startup_timeout),
                       self.log, "loading")
         if isinstance(reply, LoadFailed):
-            doing = "load and fine-tune" if isinstance(request, RetuneRequest) else "load"
+            doing = "fine-tune" if isinstance(request, RetuneRequest) else "load"
             raise SubmissionError(f"cannot {doing}: {reply.error}")
         if not isinstance(reply, Loaded) or reply.images != count or reply.chunk < 1:
             raise SubmissionError("the worker's reply channel was corrupted (a wrong load reply)")

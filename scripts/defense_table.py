@@ -48,6 +48,40 @@ def defense_markdown(records: list[dict], submissions: Path) -> str:
         index=False, floatfmt=("", "", ".3f", ".3f", ".3f", ".3f", ".1f"))
 
 
+YARDSTICK = "clean model (yardstick)"
+
+
+def retuning_rows(benchmark: dict, records: list[dict]) -> pd.DataFrame:
+    """Per track: the yardstick (the clean model probed), then each reference defense's ASR
+    and P-ASR, and how far above the yardstick its P-ASR lands."""
+    order = {spec.name: i for i, spec in enumerate(DEFENSES)}
+    yardsticks = benchmark.get("retuning", {}).get("tracks", {})
+    rows = []
+    for track, yardstick in yardsticks.items():
+        rows.append({"track": track, "entry": YARDSTICK, "clean acc": None, "ASR": None,
+                     "P-clean acc": yardstick["p_clean_acc"], "P-ASR": yardstick["p_asr"],
+                     "P-ASR - yardstick": None, "_order": -1})
+    for record in records:
+        track = record["track"]
+        if record["submission"] not in order or track not in yardsticks:
+            continue
+        p_asr, base = record["p_asr"], yardsticks[track]["p_asr"]
+        rows.append({"track": track, "entry": record["submission"],
+                     "clean acc": record["clean_acc"], "ASR": record["asr"],
+                     "P-clean acc": record["p_clean_acc"], "P-ASR": p_asr,
+                     "P-ASR - yardstick": None if p_asr is None or base is None else p_asr - base,
+                     "_order": order[record["submission"]]})
+    return pd.DataFrame(rows).sort_values(["track", "_order"]).drop(columns="_order")
+
+
+def retuning_markdown(benchmark: dict, records: list[dict]) -> str:
+    """The docs' retuning-probe table (tests/test_docs_tables.py checks the docs hold it); "-"
+    where a value does not exist (the yardstick's own ASR, an entry the probe could not tune)."""
+    rows = retuning_rows(benchmark, records)
+    return rows.astype(object).where(rows.notna(), None).to_markdown(
+        index=False, floatfmt=("", "", ".3f", ".3f", ".3f", ".3f", "+.3f"), missingval="-")
+
+
 def pruning_variants(benchmark_path: Path, submissions: Path) -> pd.DataFrame:
     benchmark = load_benchmark(benchmark_path)
     notes = json.loads((submissions / "pruning" / "build.json").read_text())
@@ -74,8 +108,10 @@ def main() -> None:
     parser.add_argument("--submissions", type=Path, default=Path("submissions"))
     parser.add_argument("--benchmark", type=Path, default=default_benchmark())
     args = parser.parse_args()
-    _, records = read_results(args.results)
+    benchmark, records = read_results(args.results)
     print(defense_markdown(records, args.submissions))
+    print()
+    print(retuning_markdown(benchmark, records))
     print()
     print(pruning_variants(args.benchmark, args.submissions).to_markdown(index=False,
                                                                          floatfmt=".3f"))

@@ -160,7 +160,7 @@ def test_sandboxed_processes_are_those_below_bwrap() -> None:
 def test_grade_command_reuses_nothing() -> None:
     command = bench.grade_command(Path("subs"), Path("data"), Path("/tmp/o"), 2, 20)
     assert command[1:] == ["-m", "harness", "grade", "subs", "--benchmark", "data", "--out",
-                           "/tmp/o", "--no-cache", "-n", "2", "--sample", "20"]
+                           "/tmp/o", "--no-cache", "--no-retune", "-n", "2", "--sample", "20"]
     assert "-n" not in bench.grade_command(Path("subs"), Path("data"), Path("/tmp/o"))
 
 
@@ -218,7 +218,7 @@ def test_end_to_end_on_a_tiny_folder(tiny_benchmark: Path, tmp_path: Path) -> No
     done = run_harness("bench", "--end-to-end", tmp_path / "subs", "--benchmark", bench_dir,
                        "--sample", "20", "--rounds", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "--no-cache --sample 20 (exit 0)" in done.stdout
+    assert "--no-cache --no-retune --sample 20 (exit 0)" in done.stdout
     for row in ("| wall / floor ", "| worker start-up ", "| answering ", "| rendering ",
                 "| left "):
         assert row in done.stdout

@@ -44,3 +44,12 @@ def test_docs_defense_table_matches_results() -> None:
     table = _defense_table().defense_markdown(records, REPO / "submissions")
     assert len(table.splitlines()) == 2 + 7 * 5  # header, rule, seven defenses on five tracks
     assert table in (REPO / "docs" / "defenses.md").read_text()
+
+
+def test_docs_retuning_table_matches_results() -> None:
+    """docs/defenses.md's retuning-probe table is what the committed results hold: every
+    reference on every track with its P-ASR, under the track's yardstick."""
+    benchmark, records = read_results(REPO / "results.json")
+    table = _defense_table().retuning_markdown(benchmark, records)
+    assert len(table.splitlines()) == 2 + 8 * 5  # header, rule, yardstick + seven per track
+    assert table in (REPO / "docs" / "defenses.md").read_text()

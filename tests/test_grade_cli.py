@@ -141,6 +141,72 @@ def test_cost_is_measured_per_entry_and_timings_kept_apart(graded):
     assert "peak_rss" not in (out / "results.json").read_text()
 
 
+def test_the_retuning_probe_runs_on_model_entries_beside_a_clean_model_yardstick(graded):
+    """Each model or weights entry gets its P-ASR after fine-tuning on the attacker's retuning
+    set (the same network as a model file or as weights, the same P-ASR); a script is a black
+    box and gets none; each track's clean model, probed the same way, is the yardstick."""
+    from harness.retuning import budget_text
+
+    _, out = graded
+    payload = json.loads((out / "results.json").read_text())
+    by = {(r["submission"], r["track"]): r for r in payload["results"]}
+    for track in TRACKS:
+        model, weights = by["no-defense", track], by["weights-only", track]
+        assert model["p_error"] is None and model["p_asr"] > 0.5  # the BadNet keeps its backdoor
+        assert model["p_asr_ci"][0] <= model["p_asr"] <= model["p_asr_ci"][1]
+        assert (weights["p_asr"], weights["p_clean_acc"]) == \
+            (model["p_asr"], model["p_clean_acc"])
+        for name in ("script", "corrupt", "crashing-script"):
+            assert by[name, track]["p_asr"] is None and by[name, track]["p_error"] is None
+    retuning = payload["benchmark"]["retuning"]
+    assert retuning["budget"] == budget_text()
+    assert set(retuning["tracks"]) == set(TRACKS)
+    for yardstick in retuning["tracks"].values():
+        assert yardstick["error"] is None and 0 <= yardstick["p_asr"] <= 1
+        assert yardstick["images"] == 16 and yardstick["poisoned"] >= 3
+    board = (out / "leaderboard.md").read_text()
+    header = next(line for line in board.split("## Track: sunglasses")[1].splitlines()
+                  if line.startswith("|"))
+    assert "P-ASR" in header
+    assert board.count("Yardstick: the clean model") == len(TRACKS)
+    timings = json.loads((out / "timings.json").read_text())["items"]
+    probes = {(t["submission"], t["track"]): t["probe"] for t in timings}
+    assert probes["no-defense", "sunglasses"] > 0 and probes["script", "sunglasses"] is None
+
+
+def test_a_model_that_cannot_be_fine_tuned_keeps_its_scores_and_says_why(bench, tmp_path):
+    """A probe failure is the probe's, not the track's: the row keeps its scores, P-ASR is "-"
+    and the Errors section says why in one line."""
+    import keras
+
+    badnet = load_benchmark(bench).track("sunglasses").badnet
+    frozen = keras.models.load_model(badnet, compile=False)
+    frozen.trainable = False
+    frozen.save(tmp_path / "frozen.keras")
+    write_submission(tmp_path / "submissions", "frozen", {"sunglasses": {"model": "frozen.keras"}},
+                     {"frozen.keras": tmp_path / "frozen.keras"})
+    result = run_harness("grade", "submissions", "--benchmark", bench, "--out", tmp_path / "out",
+                         "-k", "sunglasses", cwd=tmp_path)
+    payload = json.loads((tmp_path / "out" / "results.json").read_text())
+    [record] = [r for r in payload["results"] if r["track"] == "sunglasses"]
+    assert record["status"] == "ok" and record["asr"] > 0.5, result.stdout
+    assert record["p_asr"] is None
+    assert record["p_error"] == "cannot fine-tune: the model has no trainable weights"
+    board = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "retuning probe: cannot fine-tune" in board.split("## Errors")[1]
+
+
+def test_no_retune_skips_the_probe_and_its_yardstick(contest, bench):
+    out = contest / "no-retune"
+    result = run_harness("grade", "submissions", "--benchmark", bench, "--out", out,
+                         "-k", "no-defense and sunglasses", "--no-retune", cwd=contest)
+    assert result.returncode == 0, result.stdout + result.stderr
+    payload = json.loads((out / "results.json").read_text())
+    assert "retuning" not in payload["benchmark"]
+    assert [r["p_asr"] for r in payload["results"]] == [None]
+    assert "P-ASR" not in (out / "leaderboard.md").read_text()
+
+
 def test_a_run_writes_the_csv_and_the_page_that_render_rebuilds(graded, tmp_path):
     _, out = graded
     assert (out / "results.csv").read_text().count("\n") == 6 * len(TRACKS) + 1
