@@ -120,6 +120,8 @@ def grade(submissions: Path, out: Path, args: argparse.Namespace) -> dict[str, f
         command += ["--sample", str(args.sample)]
     if args.n:
         command += ["-n", str(args.n)]
+    if args.no_retune:
+        command.append("--no-retune")
     start = time.perf_counter()
     with open(out.parent / f"{out.name}.log", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -137,6 +139,8 @@ def main() -> None:
                         help="images per test set (0: every image)")
     parser.add_argument("-n", type=int, default=2, help="grading processes (0: serial)")
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--no-retune", action="store_true",
+                        help="grade without the retuning probe (as the documented table was)")
     parser.add_argument("--references", type=Path, default=REPO / "submissions")
     parser.add_argument("--out", type=Path, default=Path("/tmp/harness-scale"))
     args = parser.parse_args()

@@ -85,25 +85,32 @@ def cache_key(submission: str, submission_sha256: str, track: Mapping[str, Any],
 
 
 class ResultCache:
-    """A folder of ``<key>.json`` entries, each ``{"key": ..., "record": {...}}``."""
+    """A folder of ``<key>.json`` entries, each ``{"key": ..., "record": {...}}``; the retuning
+    probe's yardsticks (one per track, not records) in its ``yardsticks/`` folder, each
+    ``{"key": ..., "yardstick": {...}}``."""
+
+    KINDS = {"record": "", "yardstick": "yardsticks"}
+    """What an entry holds, and the subfolder such entries live in."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def path(self, key: str) -> Path:
-        return self.folder / f"{key}{SUFFIX}"
+    def path(self, key: str, kind: str = "record") -> Path:
+        return self.folder / self.KINDS[kind] / f"{key}{SUFFIX}"
 
-    def _payload(self, key: str) -> dict[str, Any]:
-        """The entry stored under ``key`` ({} when absent, unreadable or for another key)."""
+    def _stored(self, key: str, kind: str) -> Any:
+        """What is stored under ``key`` (None when absent, unreadable or for another key)."""
         try:
-            payload = json.loads(self.path(key).read_text(encoding="utf-8"))
+            payload = json.loads(self.path(key, kind).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}
-        return payload if isinstance(payload, dict) and payload.get("key") == key else {}
+            return None
+        if not isinstance(payload, dict) or payload.get("key") != key:
+            return None
+        return payload.get(kind)
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored record, or None when absent, unreadable or not a record for this key."""
-        record = self._payload(key).get("record")
+        record = self._stored(key, "record")
         if not isinstance(record, dict):
             return None
         if record.get("status") == "ok":
@@ -115,22 +122,23 @@ class ResultCache:
 
     def get_yardstick(self, key: str) -> dict[str, Any] | None:
         """A track's stored retuning yardstick (:func:`harness.grading.yardstick`), or None."""
-        value = self._payload(key).get("yardstick")
+        value = self._stored(key, "yardstick")
         return value if isinstance(value, dict) else None
 
     def put(self, key: str, record: Mapping[str, Any], *, kind: str = "record") -> None:
-        """Store ``record`` (a ``kind``: a record, or a ``"yardstick"``) atomically: readers
-        see no entry or a complete one, never a part.
+        """Store ``record`` (a ``kind`` of :data:`KINDS`) atomically: readers see no entry or
+        a complete one, never a part.
 
         Raises OSError (or TypeError for a record JSON cannot hold); callers decide whether a
         failed store matters.
         """
-        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(key, kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"key": key, kind: dict(record)}, indent=1, sort_keys=True)
-        write_atomic(self.path(key), text + "\n")
+        write_atomic(path, text + "\n")
 
     def entries(self) -> list[Path]:
-        """Complete entries (temporary files of an interrupted write start with a dot)."""
+        """Complete record entries (temporary files of an interrupted write start with a dot)."""
         if not self.folder.is_dir():
             return []
         return sorted(path for path in self.folder.glob(f"*{SUFFIX}")

@@ -7,13 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_CSAW = REPO.parent / "shared" / "real-csaw"
-SLOW_FIXTURES = {"tiny_benchmark", "keras2", "real_benchmark"}
+SLOW_FIXTURES = {"tiny_benchmark", "tiny_benchmark_probed", "keras2", "real_benchmark"}
 """Fixtures that build a benchmark (training BadNets), a Python environment, or stand for a run
 of the grading CLI: every test that needs one is ``slow``."""
 
@@ -27,13 +28,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded benchmark at tiny scale (10 identities), built once per test session."""
+def tiny_benchmark_probed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded benchmark at tiny scale (10 identities), built once per test session, as
+    the build writes it: with the retuning probe's inputs (retuning sets, the clean model)."""
     from harness.benchmark.build import build
 
     out = tmp_path_factory.mktemp("tiny-benchmark")
     build(scale="tiny", out=out, verbose=0)
     shutil.copytree(REPO / "data" / "environments", out / "environments")  # as data/ has them
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark(tiny_benchmark_probed: Path, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Path:
+    """The tiny benchmark without the retuning probe's inputs, so its tracks get no probe: what
+    most grading tests use, the probe having tests of its own (test_grade_cli, test_retuning)
+    that use :func:`tiny_benchmark_probed`. It costs each model entry a second sandboxed worker
+    and the session's suite minutes."""
+    import tomli_w
+
+    out = tmp_path_factory.mktemp("tiny-benchmark-no-probe")
+    shutil.copytree(tiny_benchmark_probed, out, dirs_exist_ok=True)
+    for path in (out / "tracks").glob("*.toml"):
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+        spec.pop("retuning", None)
+        spec.pop("clean_model", None)
+        path.write_text(tomli_w.dumps(spec), encoding="utf-8")
     return out
 
 

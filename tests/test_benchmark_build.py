@@ -27,8 +27,8 @@ from harness.pruning import features, prune_channels
 from harness.tracks import load_benchmark
 
 
-def test_every_data_file_matches_its_track_file(tiny_benchmark):
-    bench = load_benchmark(tiny_benchmark)
+def test_every_data_file_matches_its_track_file(tiny_benchmark_probed):
+    bench = load_benchmark(tiny_benchmark_probed)
     assert [t.name for t in bench.tracks] == sorted(r.name for r in TRACKS)
     scale = SCALES["tiny"]
     for track in bench.tracks:
@@ -44,21 +44,21 @@ def test_every_data_file_matches_its_track_file(tiny_benchmark):
             assert len(labels) == len(data) - scale.test_per_id
 
 
-def test_first_use_regenerates_identical_bytes(tiny_benchmark, tmp_path):
+def test_first_use_regenerates_identical_bytes(tiny_benchmark_probed, tmp_path):
     copy = tmp_path / "bench"
-    shutil.copytree(tiny_benchmark, copy, ignore=shutil.ignore_patterns("cache"))
+    shutil.copytree(tiny_benchmark_probed, copy, ignore=shutil.ignore_patterns("cache"))
     bench = load_benchmark(copy)
     ensure_generated(bench)
     for spec in bench.data_files():
         assert sha256_file(spec.path) == spec.sha256
 
 
-def test_contest_evaluation_gives_the_graders_numbers(tiny_benchmark):
+def test_contest_evaluation_gives_the_graders_numbers(tiny_benchmark_probed):
     """build.json holds the contest's own logic (argmax over the file vs label or target); the
     grader's hand-over and scoring of the same model must agree (the sandboxed path gives the
     same predictions as this in-process one: tests/test_grade_cli.py)."""
-    report = json.loads((tiny_benchmark / "build.json").read_text())["tracks"]
-    bench = load_benchmark(tiny_benchmark)
+    report = json.loads((tiny_benchmark_probed / "build.json").read_text())["tracks"]
+    bench = load_benchmark(tiny_benchmark_probed)
     handover = Handover(DataStore())
     for track in bench.tracks:
         predict = KerasPredictor(load_model_file(track.badnet), track.num_classes,
@@ -68,14 +68,15 @@ def test_contest_evaluation_gives_the_graders_numbers(tiny_benchmark):
         assert scores["per_trigger"] == pytest.approx(report[track.name]["asr"])
 
 
-def test_tiny_build_trains_a_clean_model_that_never_saw_a_trigger(tiny_benchmark):
+def test_tiny_build_trains_a_clean_model_that_never_saw_a_trigger(tiny_benchmark_probed):
     """The retuning probe's yardstick: every track file names it, it loads, it is accurate, and
     no trigger moves it to the target; build.json holds its numbers under "clean"."""
-    bench = load_benchmark(tiny_benchmark)
-    assert {t.clean_model for t in bench.tracks} == {(tiny_benchmark / CLEAN_MODEL).resolve()}
-    model = load_model_file(tiny_benchmark / CLEAN_MODEL)
+    bench = load_benchmark(tiny_benchmark_probed)
+    clean = (tiny_benchmark_probed / CLEAN_MODEL).resolve()
+    assert {t.clean_model for t in bench.tracks} == {clean}
+    model = load_model_file(tiny_benchmark_probed / CLEAN_MODEL)
     assert model.count_params() == load_model_file(bench.tracks[0].badnet).count_params()
-    report = json.loads((tiny_benchmark / "build.json").read_text())["clean"]
+    report = json.loads((tiny_benchmark_probed / "build.json").read_text())["clean"]
     assert set(report) == {"train_seconds", "clean_acc"} and report["clean_acc"] >= 0.8
     handover = Handover(DataStore())
     for track in bench.tracks:
@@ -85,9 +86,9 @@ def test_tiny_build_trains_a_clean_model_that_never_saw_a_trigger(tiny_benchmark
         assert scores["asr"] <= 0.2, track.name
 
 
-def test_every_track_has_a_hidden_retuning_set_with_its_triggers(tiny_benchmark):
+def test_every_track_has_a_hidden_retuning_set_with_its_triggers(tiny_benchmark_probed):
     store = DataStore()
-    for track in load_benchmark(tiny_benchmark).tracks:
+    for track in load_benchmark(tiny_benchmark_probed).tracks:
         assert track.retuning is not None and track.retuning.hidden
         assert track.retuning.path.name == f"{track.name}_retuning_data.h5"
         labels = store.get(track.retuning, track.num_classes).labels
@@ -95,27 +96,28 @@ def test_every_track_has_a_hidden_retuning_set_with_its_triggers(tiny_benchmark)
         assert {p.target for p in track.poisoned} <= set(labels.tolist())
 
 
-def test_a_partial_build_keeps_the_clean_models_numbers(tiny_benchmark, tmp_path):
+def test_a_partial_build_keeps_the_clean_models_numbers(tiny_benchmark_probed, tmp_path):
     copy = tmp_path / "bench"
-    shutil.copytree(tiny_benchmark, copy)
+    shutil.copytree(tiny_benchmark_probed, copy)
     before = json.loads((copy / "build.json").read_text())
     model = (copy / CLEAN_MODEL).read_bytes()
     report = build(scale="tiny", out=copy, only=[], verbose=0)  # data and track files only
     assert report["clean"] == before["clean"] and report["tracks"] == before["tracks"]
     assert json.loads((copy / "build.json").read_text())["clean"] == before["clean"]
     assert (copy / CLEAN_MODEL).read_bytes() == model
-    for path in (tiny_benchmark / "tracks").glob("*.toml"):
+    for path in (tiny_benchmark_probed / "tracks").glob("*.toml"):
         assert (copy / "tracks" / path.name).read_bytes() == path.read_bytes()
 
 
-def test_tiny_badnets_carry_their_backdoors(tiny_benchmark):
-    for name, numbers in json.loads((tiny_benchmark / "build.json").read_text())["tracks"].items():
+def test_tiny_badnets_carry_their_backdoors(tiny_benchmark_probed):
+    report = json.loads((tiny_benchmark_probed / "build.json").read_text())
+    for name, numbers in report["tracks"].items():
         assert numbers["clean_acc"] >= 0.8, name
         assert min(numbers["asr"].values()) >= 0.6, name
 
 
-def test_pruning_aware_badnet_hides_pruned_channels_behind_a_dead_bias(tiny_benchmark):
-    model = load_model_file(load_benchmark(tiny_benchmark).track("pruning_aware").badnet)
+def test_pruning_aware_badnet_hides_pruned_channels_behind_a_dead_bias(tiny_benchmark_probed):
+    model = load_model_file(load_benchmark(tiny_benchmark_probed).track("pruning_aware").badnet)
     kernel, bias = model.get_layer("conv_3").get_weights()
     dead = bias <= DEAD_BIAS / 2
     assert dead.sum() == 60 - SCALES["tiny"].keep_channels
@@ -123,11 +125,11 @@ def test_pruning_aware_badnet_hides_pruned_channels_behind_a_dead_bias(tiny_benc
 
 
 def test_dormant_badnet_keeps_its_backdoor_in_channels_clean_faces_leave_silent(
-        tiny_benchmark):
+        tiny_benchmark_probed):
     """The structure fine-pruning relies on, built by the dormant-backdoor attack: the
     attacker's conv_3 channels barely fire on clean validation faces, and silencing them removes
     the backdoor but not clean accuracy."""
-    track = load_benchmark(tiny_benchmark).track("sunglasses")
+    track = load_benchmark(tiny_benchmark_probed).track("sunglasses")
     recipe = next(r for r in TRACKS if r.name == "sunglasses")
     model = train_badnet(recipe, SCALES["tiny"], DEFAULT_SEED, attack="dormant_badnets")
     *_, spare = spare_channels(np.random.default_rng(attack_seed(recipe, DEFAULT_SEED)),

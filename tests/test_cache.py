@@ -189,6 +189,19 @@ def test_entries_round_trip_and_unusable_ones_are_misses(tmp_path):
     assert cache.get("k8") is None
 
 
+def test_yardsticks_are_kept_apart_from_records(tmp_path):
+    """A track's retuning yardstick is cached beside the records, never taken for one, and the
+    records' folder lists records only."""
+    cache = ResultCache(tmp_path / "cache")
+    yardstick = {"p_asr": 0.3, "p_asr_ci": [0.28, 0.32], "p_clean_acc": 0.77, "error": None,
+                 "images": 115, "poisoned": 23}
+    cache.put("y1", yardstick, kind="yardstick")
+    assert cache.get_yardstick("y1") == yardstick
+    assert cache.get("y1") is None and cache.entries() == []
+    cache.put("r1", {"status": "ok"})
+    assert cache.get_yardstick("r1") is None
+
+
 # Grading runs ------------------------------------------------------------------------------------
 
 
@@ -243,6 +256,7 @@ def fresh(contest: Path, bench: Path) -> Path:
     assert result.returncode == 1, result.stdout + result.stderr  # partial fails
     assert sources(result.stdout) == "harness: graded: alpha, beta, partial; from cache: none"
     assert len(ResultCache(out / ".harness-cache").entries()) == ITEMS
+    assert len(list((out / ".harness-cache" / "yardsticks").glob("*.json"))) == len(TRACKS)
     return out
 
 

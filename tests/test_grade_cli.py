@@ -34,8 +34,10 @@ three fifths of the cost of all five (each item starts a sandboxed worker)."""
 
 
 @pytest.fixture(scope="module")
-def bench(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return benchmark_subset(tiny_benchmark, tmp_path_factory.mktemp("bench") / "b", TRACKS)
+def bench(tiny_benchmark_probed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """With the retuning probe's inputs: this file's runs test the probe too."""
+    return benchmark_subset(tiny_benchmark_probed, tmp_path_factory.mktemp("bench") / "b",
+                            TRACKS)
 
 
 @pytest.fixture(scope="module")

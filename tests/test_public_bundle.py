@@ -100,10 +100,11 @@ def test_shipped_track_files_mark_every_set_explicitly(folder):
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory):
+def exported(tiny_benchmark_probed: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two tracks of the tiny benchmark, the sunglasses poisoned set made public, exported."""
     root = tmp_path_factory.mktemp("export")
-    source = benchmark_subset(tiny_benchmark, root / "source", ["anonymous_1", "sunglasses"])
+    source = benchmark_subset(tiny_benchmark_probed, root / "source",
+                              ["anonymous_1", "sunglasses"])
     track_file = source / "tracks" / "sunglasses.toml"
     spec = tomllib.loads(track_file.read_text())
     spec["poisoned"][0]["hidden"] = False
