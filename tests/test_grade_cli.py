@@ -166,6 +166,7 @@ def test_the_retuning_probe_runs_on_model_entries_beside_a_clean_model_yardstick
     for yardstick in retuning["tracks"].values():
         assert yardstick["error"] is None and 0 <= yardstick["p_asr"] <= 1
         assert yardstick["images"] == 16 and yardstick["poisoned"] >= 3
+    assert len(list((out / ".harness-cache" / "yardsticks").glob("*.json"))) == len(TRACKS)
     board = (out / "leaderboard.md").read_text()
     header = next(line for line in board.split("## Track: sunglasses")[1].splitlines()
                   if line.startswith("|"))
@@ -256,6 +257,17 @@ def test_same_inputs_give_identical_bytes(graded, contest, bench):
                 cwd=contest)
     for name in ("leaderboard.md", "results.json"):
         assert (again / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_n_2_gives_the_serial_bytes_with_the_retuning_probe(graded, contest, bench):
+    """Under -n 2 the entries are probed in the xdist workers and the yardsticks in the
+    controller, which renders: the same bytes as the serial run."""
+    _, out = graded
+    parallel = contest / "parallel"
+    run_harness("grade", "submissions", "--benchmark", bench, "--out", parallel, "-n", "2",
+                cwd=contest)
+    for name in ("leaderboard.md", "results.json"):
+        assert (parallel / name).read_bytes() == (out / name).read_bytes(), name
 
 
 def test_k_selects_and_allow_unsafe_models_loads_lambda(contest, bench):
