@@ -77,9 +77,15 @@ def test_values_stored_unrounded_render_back_to_the_same_bytes(tmp_path: Path) -
                # values whose DER differs in the 6th decimal when computed before rounding
                for name, clean, asr in [("bad", 0.847433737, 0.134364244),
                                         ("good", 0.255069026, 0.763774619)]]
+    assert_renders_back(tmp_path, BENCHMARK, records)
+
+
+def assert_renders_back(tmp_path: Path, benchmark: dict, records: list[dict]) -> None:
+    """What grading writes (``write_results`` and ``write_board`` into ``a/``) is what
+    ``render`` of its results file writes into ``b/``, byte for byte."""
     (tmp_path / "a").mkdir()
-    write_results(tmp_path / "a" / "results.json", BENCHMARK, records)
-    write_board(tmp_path / "a", BENCHMARK, records)
+    write_results(tmp_path / "a" / "results.json", benchmark, records)
+    write_board(tmp_path / "a", benchmark, records)
     assert main(["render", str(tmp_path / "a" / "results.json"), "--out",
                  str(tmp_path / "b")]) == 0
     for name in OUTPUTS:
@@ -90,8 +96,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_committed_results_render_to_the_committed_board(tmp_path: Path) -> None:
-    """Results graded before the retuning probe existed (or with it off) render to the board
-    committed beside them, byte for byte: no P-ASR column, legend or CSV column appears."""
+    """The committed results render to the board committed beside them, byte for byte."""
     assert main(["render", str(REPO / "results.json"), "--out", str(tmp_path)]) == 0
     for name in ("leaderboard.md", "results.csv", "index.html"):
         assert (tmp_path / name).read_bytes() == (REPO / name).read_bytes(), name
@@ -100,13 +105,6 @@ def test_committed_results_render_to_the_committed_board(tmp_path: Path) -> None
 def test_probe_results_render_back_to_the_same_bytes(tmp_path: Path) -> None:
     from test_report import probed_benchmark, probed_records
 
-    benchmark, records = probed_benchmark(), probed_records()
-    (tmp_path / "a").mkdir()
-    write_results(tmp_path / "a" / "results.json", benchmark, records)
-    write_board(tmp_path / "a", benchmark, records)
-    assert main(["render", str(tmp_path / "a" / "results.json"), "--out",
-                 str(tmp_path / "b")]) == 0
-    for name in OUTPUTS:
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert_renders_back(tmp_path, probed_benchmark(), probed_records())
     assert "P-ASR" in (tmp_path / "b" / "index.html").read_text()
     assert "p_asr_ci_low" in (tmp_path / "b" / "results.csv").read_text()
