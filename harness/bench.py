@@ -35,6 +35,7 @@ import numpy as np
 
 from harness.data import DataStore
 from harness.grading import GradeOptions, Handover, answer, score_answers
+from harness.runner import Workers
 from harness.submissions import TrackEntry
 from harness.tracks import Benchmark, Track
 
@@ -64,6 +65,9 @@ class Result:
     raw: Rounds = field(default_factory=Rounds)
     steady: Rounds = field(default_factory=Rounds)
     item: Rounds = field(default_factory=Rounds)
+    warm: Rounds = field(default_factory=Rounds)
+    """Items answered by a worker that already answered one: a model entry's tracks after its
+    first, as a run grades them (:class:`harness.runner.Workers`)."""
     grader_rss: int = 0
     """Peak RSS of the grading process in bytes, measured before this process imports
     TensorFlow for the reference loop (a grading process never does)."""
@@ -150,9 +154,10 @@ def bench_entry(track: Track, model: Path | None, folder: Path) -> tuple[TrackEn
 
 
 def _grader_round(entry: TrackEntry, root: Path, track: Track, handover: Handover,
-                  options: GradeOptions) -> tuple[float, float, np.ndarray]:
+                  options: GradeOptions, workers: Workers | None = None
+                  ) -> tuple[float, float, np.ndarray]:
     """One grading item as :func:`harness.grading.grade_track` runs it, timed: (wall seconds,
-    steady images/s, the worker's labels)."""
+    steady images/s, the worker's labels); in ``workers``' worker when given."""
     stamps: list[tuple[float, int]] = []
 
     def progress(count: int) -> None:
@@ -160,7 +165,7 @@ def _grader_round(entry: TrackEntry, root: Path, track: Track, handover: Handove
 
     start = time.perf_counter()
     mixed = handover.images(track)
-    answers = answer(entry, root, track, mixed.path, options, progress)
+    answers = answer(entry, root, track, mixed.path, options, progress, workers)
     score_answers(track, mixed, handover.store, answers)
     wall = time.perf_counter() - start
     if len(stamps) < 2:  # one chunk only: no steady state to separate from the start-up
@@ -238,19 +243,28 @@ def measure(benchmark: Benchmark, track_name: str, model: Path | None = None,
             raw: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None
             for number in range(1, rounds + 1):
                 result.load.append(os.getloadavg()[0])
-                with DescendantPeak() as worker:
-                    wall, rate, answers = _grader_round(entry, root, track, handover, options)
+                workers = Workers()
+                try:
+                    with DescendantPeak() as worker:
+                        wall, rate, answers = _grader_round(entry, root, track, handover,
+                                                            options, workers)
+                        warm, _, again = _grader_round(entry, root, track, handover, options,
+                                                       workers)
+                finally:
+                    workers.close()
                 result.worker_rss = max(result.worker_rss, worker.peak)
                 result.item.add(len(images) / wall, wall)
+                result.warm.add(len(images) / warm, warm)
                 result.steady.add(rate, len(images) / rate)
+                result.labels_agree &= bool(np.array_equal(answers, again))
                 if raw is None:
                     result.grader_rss = _maxrss()
                     raw = _raw_loop(entry.path, entry, track, scale)
                 seconds, labels = raw(images)
                 result.raw.add(len(images) / seconds, seconds)
                 result.labels_agree &= bool(np.array_equal(answers, labels))
-                say(f"round {number}/{rounds}: grader item {wall:.1f} s, steady "
-                    f"{rate:,.0f} images/s; raw loop {len(images) / seconds:,.0f} images/s "
+                say(f"round {number}/{rounds}: grader item {wall:.1f} s (warm {warm:.1f} s), "
+                    f"steady {rate:,.0f} images/s; raw loop {len(images) / seconds:,.0f} images/s "
                     f"(load {result.load[-1]:.1f})")
         finally:
             handover.close()
@@ -266,7 +280,8 @@ def table(result: Result) -> str:
     raw_best, raw_median = _cell(result.raw)
     rows = [("raw tf.function loop, batch 1024 (in process, model only)", result.raw),
             ("grader inference path: sandboxed worker, steady state", result.steady),
-            ("grader item: worker start-up + inference + scoring", result.item)]
+            ("grader item: worker start-up + inference + scoring", result.item),
+            ("grader item, warm worker (a submission's later tracks)", result.warm)]
     lines = ["| what | images/s best | images/s median | seconds (median) | "
              "best / raw best | median / raw median |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -282,6 +297,7 @@ def table(result: Result) -> str:
               f"| images answered | {result.images:,} |",
               f"| wall time (median) | {statistics.median(result.item.seconds):.2f} s |",
               f"| of which start-up, first chunk and scoring | {overhead:.2f} s |",
+              f"| warm item wall time (median) | {statistics.median(result.warm.seconds):.2f} s |",
               f"| grader process peak RSS | {result.grader_rss / mib:,.0f} MiB |",
               f"| worker peak RSS (VmHWM) | {result.worker_rss / mib:,.0f} MiB |",
               f"| worker labels = raw loop labels | {'yes' if result.labels_agree else 'NO'} |"]
