@@ -73,12 +73,11 @@ def snapshot(root: Path) -> dict[str, str]:
             for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-@pytest.fixture(scope="module")
-def hostile(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("hostile")
-    bench_dir = benchmark_subset(tiny_benchmark, root / "benchmark", ["sunglasses"])
-    badnet = load_benchmark(bench_dir).track("sunglasses").badnet
-    subs = root / "submissions"
+def lay_out_corpus(subs: Path, badnet: Path, escapes: list[Path], port: int) -> None:
+    """The hostile corpus beside good entries in ``subs``, as this file grades it and as
+    ``scripts/hostile_corpus.py`` times it: the entries of tests/hostile/, a Lambda model, a good
+    per-image script, a good batch script and the BadNet on the sunglasses track. The escape and
+    socket entries try to write ``escapes`` and to reach ``port`` on the loopback."""
     shutil.copytree(HOSTILE, subs)
     lambda_model(badnet, subs / "lambda-model" / "model.keras")
     track = {"sunglasses": {"eval": "eval.py", "args": ["model.h5", "{image}"]}}
@@ -87,11 +86,20 @@ def hostile(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory):
     write_submission(subs, "good-batch", {"sunglasses": {"eval": "eval.py", "batch": "predict"}},
                      {"eval.py": BATCH_SCRIPT.encode(), "model.h5": badnet})
     write_submission(subs, "badnet", {"sunglasses": {"model": "model.h5"}}, {"model.h5": badnet})
-    listener = Listener()
-    probe = {"paths": [str(root / "escape.txt"), str(subs / "escape" / "escaped.txt"),
-                       str(REPO / "escape.txt")], "port": listener.port}
+    probe = {"paths": [str(path) for path in escapes], "port": port}
     for name in ("escape", "socket"):
         (subs / name / "probe.json").write_text(json.dumps(probe))
+
+
+@pytest.fixture(scope="module")
+def hostile(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("hostile")
+    bench_dir = benchmark_subset(tiny_benchmark, root / "benchmark", ["sunglasses"])
+    subs = root / "submissions"
+    listener = Listener()
+    lay_out_corpus(subs, load_benchmark(bench_dir).track("sunglasses").badnet,
+                   [root / "escape.txt", subs / "escape" / "escaped.txt", REPO / "escape.txt"],
+                   listener.port)
     before = snapshot(root)
     outside_before = {path: path.exists() for path in OUTSIDE}
     # The run's temporary folders (private copies, image files) go under its own TMPDIR, which
