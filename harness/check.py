@@ -9,7 +9,6 @@ the sandboxed worker, through ``harness.grading``), so passing here means the gr
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 
 from harness.data import ContestSet, DataStore
 from harness.environments import EnvironmentSpec, EnvironmentStore
-from harness.errors import BenchmarkError, SubmissionError, one_line
+from harness.errors import BenchmarkError, SubmissionError, in_folder, one_line
 from harness.grading import GradeOptions, answer_array, environment_spec, placed_files
 from harness.submissions import MANIFEST, Submission, load_submission
 from harness.tracks import Benchmark, Track, load_benchmark
@@ -177,4 +176,4 @@ def _sample(data: ContestSet) -> tuple[np.ndarray, np.ndarray]:
 
 def _message(exc: BaseException, root: Path) -> str:
     """One line, with paths relative to the submission folder as the leaderboard shows them."""
-    return one_line(exc).replace(f"{root.resolve()}{os.sep}", "")
+    return in_folder(one_line(exc), root.resolve())

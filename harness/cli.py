@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from harness.errors import positive_int
 from harness.sandbox import Limits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def _grade(args: argparse.Namespace, passthrough: list[str]) -> int:
             pytest_args += ["--harness-progress-fd", str(os.dup(sys.stderr.fileno()))]
     if args.allow_unsafe_models:
         pytest_args.append("--harness-allow-unsafe-models")
-    if args.sample:
+    if args.sample is not None:
         pytest_args += ["--harness-sample", str(args.sample)]
     pytest_args += ["--harness-image-timeout", str(args.image_timeout),
                     "--harness-track-timeout", str(args.track_timeout)]
@@ -287,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--out", default=".", help="where leaderboard.md and results.json go")
     grade.add_argument("--allow-unsafe-models", action="store_true",
                        help="load models with Lambda layers (they run arbitrary code)")
-    grade.add_argument("--sample", metavar="K", type=int,
+    grade.add_argument("--sample", metavar="K", type=positive_int,
                        help="grade a stratified sample of K images per test set (faster, wider "
                             "intervals)")
     grade.add_argument("--image-timeout", metavar="S", type=float, default=Limits.image_timeout,
@@ -404,7 +405,7 @@ def parser() -> argparse.ArgumentParser:
                             "best counts")
     bench.add_argument("-n", "--numprocesses", metavar="K", type=int, default=0,
                        help="with --end-to-end: grade in K processes (grade -n K)")
-    bench.add_argument("--sample", metavar="K", type=int,
+    bench.add_argument("--sample", metavar="K", type=positive_int,
                        help="with --end-to-end: grade K images per test set (grade --sample K)")
     bench.set_defaults(run=_bench)
 

@@ -6,6 +6,11 @@ file, a bad track file) becomes a :class:`BenchmarkError` (a usage error: exit s
 are one line and name the file at fault, because they are printed verbatim in the leaderboard.
 """
 
+from __future__ import annotations
+
+import argparse
+import os
+
 
 class HarnessError(Exception):
     """Base class: an expected failure with a one-line, user-facing message."""
@@ -37,3 +42,21 @@ def one_line(exc: BaseException) -> str:
         return str(exc)
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+def in_folder(message: str, folder: str | os.PathLike[str]) -> str:
+    """``message`` with the paths under ``folder`` relative to it: a row names a submission's
+    files as its author knows them, and does not depend on where the grader put the folder."""
+    return message.replace(f"{folder}{os.sep}", "")
+
+
+def positive_int(text: str) -> int:
+    """A count given on the command line (``--sample K``): ``harness grade`` and the plugin's own
+    option both refuse anything below 1 in one line, so ``--sample 0`` is never read as "all"."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import numpy as np
 
 from harness.data import DataStore, sha256_file, write_once
 from harness.environments import EnvironmentSpec, EnvironmentStore, resolve
-from harness.errors import SubmissionError, TransientSubmissionError, one_line
+from harness.errors import SubmissionError, TransientSubmissionError, in_folder, one_line
 from harness.provenance import GRADING_SEED
 from harness.retuning import BUDGET, PROBE_KEYS, PROBE_SAMPLE
 from harness.runner import Answers, Retune, Workers, invalid_message, run_entry, shareable
@@ -264,7 +263,7 @@ def probe_track(entry: TrackEntry, root: Path, track: Track, handover: Handover,
                          retune=handover.retuning(track))
         scores = score_answers(track, mixed, handover.store, answers)
     except SubmissionError as exc:
-        message = one_line(exc).replace(f"{root.resolve()}{os.sep}", "")
+        message = in_folder(one_line(exc), root.resolve())
         return ({**dict.fromkeys(PROBE_KEYS), "p_error": message,
                  "probe": round(time.monotonic() - started, 3)},
                 isinstance(exc, TransientSubmissionError))

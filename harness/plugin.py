@@ -31,7 +31,9 @@ from harness.errors import (
     HarnessError,
     SubmissionError,
     TransientSubmissionError,
+    in_folder,
     one_line,
+    positive_int,
 )
 from harness.grading import (
     MEASURED_KEYS,
@@ -259,7 +261,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="load models with Lambda layers (arbitrary code)")
     group.addoption("--harness-progress-fd", metavar="FD", type=int,
                     help="terminal file descriptor for progress bars (set by harness grade)")
-    group.addoption("--harness-sample", metavar="K", type=_positive_int,
+    group.addoption("--harness-sample", metavar="K", type=positive_int,
                     help="grade a stratified sample of K images per test set")
     group.addoption("--harness-image-timeout", metavar="S", type=float,
                     default=Limits.image_timeout, help="wall-clock seconds per image")
@@ -291,13 +293,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Ray cluster to use (default: RAY_ADDRESS, else a local instance)")
     group.addoption("--harness-ray-cpus", metavar="N", type=float, default=1.0,
                     help="CPUs Ray reserves per item (default 1)")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"expected a positive integer, got {text}")
-    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -512,10 +507,7 @@ class TrackItem(pytest.Item):
         except BenchmarkError:
             raise
         except Exception as exc:  # untrusted models fail in arbitrary ways inside TensorFlow
-            message = one_line(exc)
-            # Paths relative to the submission folder: the leaderboard must not depend on where
-            # the grader's checkout lives.
-            message = message.replace(f"{self.submission.root.resolve()}{os.sep}", "")
+            message = in_folder(one_line(exc), self.submission.root.resolve())
             record = error_record(self.submission.meta, self.track.name, message)
             cacheable = not isinstance(exc, TransientSubmissionError)
         else:

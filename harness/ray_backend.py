@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 
 from harness.environments import EnvironmentSpec
-from harness.errors import HarnessError, SubmissionError, TransientSubmissionError
+from harness.errors import (
+    HarnessError,
+    SubmissionError,
+    TransientSubmissionError,
+    in_folder,
+    one_line,
+)
 from harness.grading import (
     GradeOptions,
     TrackImages,
@@ -122,11 +128,9 @@ def answer_on_node(job: Job, files: dict[str, bytes | str], images: np.ndarray,
         except TransientSubmissionError as exc:
             return "error", "transient", str(exc), None, None
         except SubmissionError as exc:
-            return "error", "submission", str(exc).replace(f"{root}{os.sep}", ""), None, None
+            return "error", "submission", in_folder(str(exc), root), None, None
         except Exception as exc:  # noqa: BLE001 - reported as the submission's, as locally
-            text = " ".join(str(exc).split())
-            message = f"{type(exc).__name__}: {text}"[:300]
-            return "error", "other", message.replace(f"{root}{os.sep}", ""), None, None
+            return "error", "other", in_folder(one_line(exc), root), None, None
     return "ok", answers.labels, answers.invalid, answers.first_error, answers.cost
 
 

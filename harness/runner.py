@@ -27,7 +27,7 @@ from typing import IO
 import numpy as np
 
 from harness import sandbox
-from harness.errors import SubmissionError, TransientSubmissionError
+from harness.errors import SubmissionError, TransientSubmissionError, in_folder
 from harness.protocol import (
     Chunk,
     Cost,
@@ -192,13 +192,13 @@ class Worker:
             answers = self._converse(request, count, num_classes, since, progress)
         except SubmissionError as exc:
             self.close()
-            raise type(exc)(_relative(str(exc), self.inside)) from None
+            raise type(exc)(in_folder(str(exc), self.inside)) from None
         except BaseException:
             self.close()
             raise
         self.answered += 1
         if answers.first_error:
-            answers = replace(answers, first_error=_relative(answers.first_error, self.inside))
+            answers = replace(answers, first_error=in_folder(answers.first_error, self.inside))
         return answers
 
     def _converse(self, request: LoadRequest, count: int, num_classes: int, since: float,
@@ -339,11 +339,6 @@ def shareable(entry: TrackEntry, allow_unsafe: bool) -> bool:
     tracks: a model or weights file (Lambda layers, which are code, only load with
     ``allow_unsafe``)."""
     return entry.kind in ("model", "weights") and not allow_unsafe
-
-
-def _relative(message: str, inside: Path) -> str:
-    """Paths as the submission's author knows them: relative to the submission folder."""
-    return message.replace(f"{inside}{os.sep}", "")
 
 
 def _next(channel: _Channel, process: subprocess.Popen[bytes], deadline: float, log: Path,

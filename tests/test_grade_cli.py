@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pty
@@ -332,3 +333,25 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 1 << 16)
     except OSError:  # the terminal closes when the child exits
         return b""
+
+
+@pytest.mark.parametrize(("argv", "given"), [
+    (["grade", "submissions", "--sample", "0"], "'0'"),
+    (["grade", "--sample", "-3"], "'-3'"),
+    (["grade", "--sample", "all"], "'all'"),
+    (["bench", "--end-to-end", "--sample", "0"], "'0'"),
+])
+def test_a_sample_below_one_is_refused_in_one_line(argv, given, capsys):
+    """``--sample 0`` once graded the full sets without a word; now it is a usage error, from
+    the command line and from the plugin's own option alike."""
+    from harness.cli import main
+    from harness.errors import positive_int
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith(f"argument --sample: expected a positive integer, got {given}")
+    with pytest.raises(argparse.ArgumentTypeError):
+        positive_int(given.strip("'"))
+    assert positive_int("500") == 500
