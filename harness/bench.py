@@ -34,7 +34,7 @@ from typing import Any, Self
 import numpy as np
 
 from harness.data import DataStore
-from harness.grading import GradeOptions, Handover, answer, score_answers
+from harness.grading import GradeOptions, Handover, answer, input_scale, score_answers
 from harness.runner import Workers
 from harness.submissions import TrackEntry
 from harness.tracks import Benchmark, Track
@@ -196,11 +196,8 @@ def _raw_loop(model_path: Path, entry: TrackEntry, track: Track, scale: float,
 
     from harness import models
 
-    if entry.kind == "weights":
-        model = models.load_weights_file(model_path, entry.architecture or "",
-                                         track.num_classes)
-    else:
-        model = models.load_model_file(model_path, allow_unsafe=False)
+    model = models.load_entry_model(entry.kind, model_path, architecture=entry.architecture,
+                                    num_classes=track.num_classes)
 
     @tf.function(input_signature=[tf.TensorSpec((None, *models.IMAGE_SHAPE), tf.float32)])
     def forward(x: tf.Tensor) -> tf.Tensor:
@@ -239,7 +236,7 @@ def measure(benchmark: Benchmark, track_name: str, model: Path | None = None,
             images = np.load(mixed.path, mmap_mode="r")
             result = Result(track=track.name, model=str(model or track.badnet),
                             images=len(images))
-            scale = entry.input_scale if entry.input_scale is not None else track.input_scale
+            scale = input_scale(entry, track)
             raw: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None
             for number in range(1, rounds + 1):
                 result.load.append(os.getloadavg()[0])
@@ -667,8 +664,7 @@ def end_to_end(benchmark_dir: Path, submissions: Path, track: str | None = None,
                                   processes=max(processes, 1), records=records,
                                   timings=timings, track=name, raw_images=len(images),
                                   run_cpu=run_cpu)
-                scale = (entry.input_scale if entry.input_scale is not None
-                         else measured.input_scale)
+                scale = input_scale(entry, measured)
                 cpu: list[float] = []
                 raw = _raw_loop(entry.path, entry, measured, scale, cpu)
                 for number in range(1, rounds + 1):

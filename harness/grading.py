@@ -173,7 +173,9 @@ class Handover:
         self._tracks.clear()
 
 
-def _scale(entry: TrackEntry, track: Track) -> float:
+def input_scale(entry: TrackEntry, track: Track) -> float:
+    """What the entry's network multiplies pixels by: its manifest's ``input_scale``, else the
+    track's (the 2020 contest models expect pixels / 255, the lab model raw pixels)."""
     return entry.input_scale if entry.input_scale is not None else track.input_scale
 
 
@@ -211,7 +213,7 @@ def answer(entry: TrackEntry, root: Path, track: Track, images: Path, options: G
     spec = environment_spec(entry, root, track)
     built = None if spec is None else options.environments.ensure(spec, build=options.build)
     environment = None if built is None else built.folder
-    common = {"num_classes": track.num_classes, "input_scale": _scale(entry, track),
+    common = {"num_classes": track.num_classes, "input_scale": input_scale(entry, track),
               "limits": options.limits, "allow_unsafe": options.allow_unsafe,
               "progress": progress, "environment": environment, "placed": placed,
               "retune": retune}

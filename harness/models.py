@@ -201,6 +201,15 @@ def load_weights_file(path: Path, architecture: str, num_classes: int) -> keras.
     return model
 
 
+def load_entry_model(kind: str, path: Path, *, architecture: str | None, num_classes: int,
+                     allow_unsafe: bool = False) -> keras.Model:
+    """The network of a ``model`` entry (a full-model file) or a ``weights`` entry (weights for
+    ``architecture``), as the worker, the bench and the reference builds load them."""
+    if kind == "weights":
+        return load_weights_file(path, architecture or "", num_classes)
+    return load_model_file(path, allow_unsafe=allow_unsafe)
+
+
 def save_legacy_h5(model: keras.Model, path: Path) -> None:
     """Save a full model as a legacy ``.h5`` file, the format most contest submissions used.
 

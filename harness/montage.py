@@ -27,11 +27,9 @@ def grid(rows: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
 def save_montage(rows: Sequence[np.ndarray], names: Sequence[str], path: Path,
                  pixels_per_pixel: float = 2.0) -> None:
     """Write the rows as one PNG with a name left of each row."""
-    import matplotlib
+    from harness.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     picture = grid(rows)
     scale = pixels_per_pixel / 100  # at 100 dpi
     margin = 0.25 + 0.075 * max(len(name) for name in names)  # inches for the row names

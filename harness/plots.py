@@ -83,7 +83,7 @@ def _signed_square(values: np.ndarray) -> np.ndarray:
     return np.sign(values) * np.square(values)
 
 
-def _pyplot():
+def pyplot():
     """pyplot on the Agg backend: no display is needed and Agg renders the same bytes each time."""
     import matplotlib
 
@@ -104,7 +104,7 @@ def pareto_png(track: str, points: Sequence[Point]) -> bytes:
     """
     if not points:
         raise ValueError(f"track {track!r}: a Pareto plot needs at least one point")
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     front = pareto_front(points)

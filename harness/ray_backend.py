@@ -38,6 +38,7 @@ from harness.grading import (
     GradeOptions,
     TrackImages,
     environment_spec,
+    input_scale,
     placed_files,
     write_once,
 )
@@ -174,7 +175,7 @@ class RayBackend:
         if root not in self._files:
             self._files[root] = self.ray.put(_folder_files(root))
         relative = entry.path.resolve().relative_to(root.resolve())
-        scale = entry.input_scale if entry.input_scale is not None else track.input_scale
+        scale = input_scale(entry, track)
         workdir = None if entry.workdir is None else entry.workdir.relative_to(root.resolve())
         job = Job(entry=replace(entry, path=relative, workdir=workdir, requirements=None),
                   image_name=mixed.path.name, num_classes=track.num_classes, input_scale=scale,

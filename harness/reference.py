@@ -81,11 +81,11 @@ def defense(name: str) -> DefenseSpec:
 
 
 def load_badnet(track: Track):
-    from harness.models import load_model_file, load_weights_file
+    from harness.models import load_entry_model
 
-    if track.badnet_architecture:
-        return load_weights_file(track.badnet, track.badnet_architecture, track.num_classes)
-    return load_model_file(track.badnet)
+    return load_entry_model("weights" if track.badnet_architecture else "model", track.badnet,
+                            architecture=track.badnet_architecture,
+                            num_classes=track.num_classes)
 
 
 def save(repaired: Repaired, path: Path) -> None:

@@ -508,10 +508,8 @@ class ModelAnswerer(Answerer):
         from harness import models  # imports Keras: only for model and weights entries
 
         path, n = Path(request.path), request.num_classes
-        if request.kind == "model":
-            model = models.load_model_file(path, allow_unsafe=request.allow_unsafe)
-        else:
-            model = models.load_weights_file(path, request.architecture or "", n)
+        model = models.load_entry_model(request.kind, path, architecture=request.architecture,
+                                        num_classes=n, allow_unsafe=request.allow_unsafe)
         self.predictor = models.KerasPredictor(model, num_classes=n,
                                                input_scale=request.input_scale)
         self.meter = Meter()
