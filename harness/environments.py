@@ -47,7 +47,8 @@ GRADER = "grader"
 """The name of the grader's own environment, for a track that overrides a top-level choice."""
 CACHE_VARIABLE = "HARNESS_ENV_CACHE"
 BUILD_TIMEOUT = 1800.0
-"""Seconds one build may take (a cold Keras 2 environment downloads about 600 MB)."""
+"""Seconds one build may take: a cold Keras 2 environment installs gigabytes
+(docs/organizers.md)."""
 
 
 def default_cache() -> Path:

@@ -235,8 +235,8 @@ def _shape_text(shape: tuple[int | None, ...]) -> str:
 class KerasPredictor:
     """Classify image sets with a Keras model, fast and deterministically.
 
-    The model runs under one ``tf.function`` trace with a fixed input signature: about 1.5x the
-    throughput of ``model.predict`` on CPU and no progress bar on stdout. Images are scaled one
+    The model runs under one ``tf.function`` trace with a fixed input signature: faster than
+    ``model.predict`` on the CPU (docs/performance.md) and no progress bar on stdout. Images are scaled one
     batch at a time so a 12,830-image set never exists as a full float copy.
 
     A model with ``num_classes + 1`` outputs is a "flagging" model (the contest's "G" models): an

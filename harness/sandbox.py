@@ -64,7 +64,8 @@ class Limits:
     startup_timeout: float = 180.0
     """Wall-clock seconds to import TensorFlow and load the submission."""
     memory_bytes: int = 8 << 30
-    """Address space per process; TensorFlow on the CPU reserves about 2.6 GB."""
+    """Address space per process: room for what TensorFlow reserves on the CPU
+    (docs/submitting.md)."""
     processes: int = 256
     """Processes and threads; TensorFlow starts about 10 threads."""
     file_bytes: int = 1 << 30

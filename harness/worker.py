@@ -12,11 +12,11 @@ and the code that touches them works with Keras 2 and Keras 3.
 
 Per-image scripts (the CSAW-HackML ``eval.py`` contract) are run in-process, once per image, in
 their working directory, with ``sys.argv`` set as on the command line, their stdout captured and
-``sys.exit`` caught: the same semantics as one process per image without paying 4 s of TensorFlow
-start-up each time. Model loading is memoized by file path and modification time, and
-``Model.predict`` on a small array takes a compiled fast path (Keras's ``predict`` costs ~50 ms of
-overhead per call, 50x the network's own cost on one image). A script's batch function is called
-on whole chunks instead, but only when the manifest names it.
+``sys.exit`` caught: the same semantics as one process per image without paying TensorFlow's
+start-up on every image. Model loading is memoized by file path and modification time, and
+``Model.predict`` on a small array takes a compiled fast path (Keras's ``predict`` sets up far more
+per call than the network costs on one image; docs/submitting.md has the figures). A script's
+batch function is called on whole chunks instead, but only when the manifest names it.
 
 Every chunk of answers carries the entry's cost so far (:class:`~harness.protocol.Cost`), kept by
 a :class:`Meter`: the networks the entry ran, the images that went through them and the

@@ -17,11 +17,9 @@ the labels with the smallest norms (the only possible outliers) with more images
 warm-started from the scan. Refinement shrinks norms, so the outlier test must not compare refined
 candidates with a scan-only median: ``REFERENCE_LABELS`` labels drawn at random from the rest are
 refined too, and the scan norms of all unrefined labels are multiplied by the median
-refined/scan ratio of those reference labels before the test. Measured on the full sunglasses
-BadNet (1283 labels) with another training job sharing the two cores: 313 s (scan 262 s, 605 steps
-of 128 labels x 4 images at 0.43 s; refine 51 s). Norms are still shrinking when the scan stops,
-so early stopping rarely fires there; it frees the slots of labels that converge fast, which
-backdoor targets do.
+refined/scan ratio of those reference labels before the test (the scan is most of the search's
+time: docs/defenses.md). Norms are still shrinking when the scan stops, so early stopping rarely
+fires there; it frees the slots of labels that converge fast, which backdoor targets do.
 
 The outlier test is the paper's: anomaly index ``|median - norm| / (1.4826 * MAD)`` over all
 labels, flagging labels below the median with an index above 2. Repair is the paper's unlearning:
