@@ -236,8 +236,8 @@ class KerasPredictor:
     """Classify image sets with a Keras model, fast and deterministically.
 
     The model runs under one ``tf.function`` trace with a fixed input signature: faster than
-    ``model.predict`` on the CPU (docs/performance.md) and no progress bar on stdout. Images are scaled one
-    batch at a time so a 12,830-image set never exists as a full float copy.
+    ``model.predict`` on the CPU (docs/performance.md) and no progress bar on stdout. Images are
+    scaled one batch at a time so a 12,830-image set never exists as a full float copy.
 
     A model with ``num_classes + 1`` outputs is a "flagging" model (the contest's "G" models): an
     argmax of ``num_classes`` means it rejects the input as poisoned.
