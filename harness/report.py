@@ -830,20 +830,21 @@ def _retuning_note(budget: str | None, yardstick: Mapping[str, Any] | None,
     if yardstick is None:
         what = f" ({_text(budget)})" if budget else ""
         return (f"Retuning probe: each model entry fine-tuned on the attacker's retuning "
-                f"set{what}, then answering a sample of the poisoned test images.")
+                f"set{what}, then answering a sample of the test images again.")
     trigger = "a trigger" if several else "the trigger"
     images = "image" if yardstick["images"] == 1 else "images"
     parts = [f"{yardstick['poisoned']} with {trigger}", *([_text(budget)] if budget else [])]
     first = (f"Retuning probe: each model entry fine-tuned on {yardstick['images']} attacker "
-             f"{images} ({'; '.join(parts)}), then answering a sample of the poisoned test "
-             "images.")
+             f"{images} ({'; '.join(parts)}), then answering a sample of the test images "
+             "again.")
     if yardstick["error"] is not None:
         return f"{first} Yardstick: not measured ({_text(yardstick['error'])})."
     if yardstick["p_asr"] is None:
         return f"{first} Yardstick: not measured."
     after = ("" if yardstick["p_clean_acc"] is None
              else f" (clean acc {_number(yardstick['p_clean_acc'])} after it)")
-    return (f"{first} Yardstick: the clean model, which never saw the trigger, reaches P-ASR "
+    seen = "any trigger" if several else "the trigger"
+    return (f"{first} Yardstick: the clean model, which never saw {seen}, reaches P-ASR "
             f"{_cell(yardstick, 'p_asr')} under the same budget{after}.")
 
 

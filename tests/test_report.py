@@ -843,12 +843,12 @@ def test_yardstick_sentence_under_the_track_table() -> None:
     low, high = stats.wilson(61, N_PROBE)
     assert sunglasses.retuning == (
         "Retuning probe: each model entry fine-tuned on 115 attacker images (23 with the "
-        f"trigger; {BUDGET}), then answering a sample of the poisoned test images. Yardstick: "
+        f"trigger; {BUDGET}), then answering a sample of the test images again. Yardstick: "
         f"the clean model, which never saw the trigger, reaches P-ASR 0.306 [{low:.3f}, "
         f"{high:.3f}] under the same budget (clean acc 0.771 after it).")
     assert multi.retuning == (
         "Retuning probe: each model entry fine-tuned on 120 attacker images (24 with a "
-        f"trigger; {BUDGET}), then answering a sample of the poisoned test images. Yardstick: "
+        f"trigger; {BUDGET}), then answering a sample of the test images again. Yardstick: "
         r"not measured (no clean \| model).")
     text = render_leaderboard(benchmark, probed_records())
     body = section(text, "## Track: sunglasses")
@@ -860,12 +860,14 @@ def test_yardstick_sentence_under_the_track_table() -> None:
 
 def test_without_a_yardstick_only_the_probe_is_described() -> None:
     sentence = ("Retuning probe: each model entry fine-tuned on the attacker's retuning set "
-                "{}, then answering a sample of the poisoned test images.")
+                "{}, then answering a sample of the test images again.")
     no_retuning = report.board(BENCHMARK, probed_records())
     assert no_retuning.tracks[0].retuning == sentence.format("").replace(" ,", ",")
     other_track = report.board(probed_benchmark(multi_trigger=yardstick(0.2)), probed_records())
     assert other_track.tracks[0].retuning == sentence.format(f"({BUDGET})")
     assert "Yardstick" in (other_track.tracks[1].retuning or "")
+    assert "the clean model, which never saw any trigger," in (other_track.tracks[1].retuning
+                                                               or "")  # several triggers
 
 
 def test_overall_table_shows_the_mean_p_asr_and_ranks_as_before() -> None:
