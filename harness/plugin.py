@@ -155,8 +155,8 @@ class GradingState:
             if value is None:
                 continue
             found[track.name] = value
-            if key is not None and value["error"] is None:
-                self.cache.put(key, value, kind="yardstick")  # type: ignore[union-attr]
+            if self.cache is not None and key is not None and value["error"] is None:
+                self.cache.put(key, value, kind="yardstick")
         self.probe_workers.close()
         return retuning_summary(budget_text(), found) if found else None
 

@@ -87,10 +87,12 @@ def retune(model: Any, images: np.ndarray, labels: np.ndarray, scale: float,
     """
     import tensorflow as tf
 
+    from harness.models import model_input  # Keras: only where a model is fine-tuned
+
     variables = list(model.trainable_variables)
     if not variables:
         raise RetuneError("the model has no trainable weights")
-    x = images.astype(np.float32) * np.float32(scale)
+    x = model_input(images, scale)
     y = np.asarray(labels, dtype=np.int32)
     probabilities = _probabilities(model(tf.constant(x[:min(len(x), 64)]), training=False))
     lr = np.float32(budget.learning_rate)
