@@ -188,6 +188,31 @@ def test_keras2_compiled_model_file_is_graded_in_either_environment(contest, nam
     assert graded.invalid == 0 and graded.labels.tolist() == by_hand(contest, "plain-keras2")
 
 
+def test_the_retuning_probe_gives_the_same_answers_in_a_keras2_worker(contest,
+                                                                       tiny_benchmark_probed):
+    """The probe runs in the entry's own environment: the same Keras-2 file, fine-tuned by a
+    Keras 2 worker or by the grader's Keras 3 one, answers alike (the training loop is written
+    for both, single-threaded)."""
+    from dataclasses import replace
+
+    from harness.grading import Handover, probe_track
+
+    retuning = load_benchmark(tiny_benchmark_probed).track(TRACK).retuning
+    track = replace(contest["track"], retuning=retuning)
+    handover = Handover(DataStore())
+    try:
+        found = []
+        for name in ("model-keras2", "model-grader"):
+            submission = load_submission(contest["subs"] / name / "submission.toml")
+            scores, _ = probe_track(submission.entry(TRACK), submission.root, track, handover,
+                                    GradeOptions(build=False))
+            assert scores["p_error"] is None, scores
+            found.append((scores["p_asr"], scores["p_clean_acc"]))
+    finally:
+        handover.close()
+    assert found[0] == found[1] and found[0][0] is not None
+
+
 def deepid_macs(num_classes: int) -> int:
     """Multiply-adds of one image through DeepID, by hand from its layer table
     (harness.models.build_deepid): four valid convolutions, then the three dense layers."""
