@@ -3,9 +3,9 @@
 The ceiling is a plain ``tf.function`` loop over ``model(x, training=False)`` on float32 batches
 that are already in memory: no process start, no sandbox, no data handling, only the network.
 The grader's own path is what a grading run does for one submission on one track: the track's
-mixed image file, a sandboxed worker (:func:`harness.runner.run_entry` through
-:func:`harness.grading.grade_track`) and scoring. Both run on the same model and the same images,
-alternating round by round, so that load from other processes on a shared machine hits both
+mixed image file, a sandboxed worker (:func:`harness.sandbox.runner.run_entry` through
+:func:`harness.grading.item.grade_track`) and scoring. Both run on the same model and the same
+images, alternating round by round, so that load from other processes on a shared machine hits both
 alike; the table shows the best and the median round of each.
 
 The worker's throughput is measured from its first streamed chunk of answers to its last, so it
@@ -33,11 +33,12 @@ from typing import Any, Self
 
 import numpy as np
 
-from harness.data import DataStore
-from harness.grading import GradeOptions, Handover, answer, input_scale, score_answers
-from harness.runner import Workers
-from harness.submissions import TrackEntry
-from harness.tracks import Benchmark, Track
+from harness.grading.handover import Handover
+from harness.grading.item import GradeOptions, answer, input_scale, score_answers
+from harness.sandbox.runner import Workers
+from harness.spec.data import DataStore
+from harness.spec.submissions import TrackEntry
+from harness.spec.tracks import Benchmark, Track
 
 RAW_BATCH = 1024
 """Batch size of the reference loop: the fastest of 128, 512 and 1,024 (docs/performance.md)."""
@@ -67,7 +68,7 @@ class Result:
     item: Rounds = field(default_factory=Rounds)
     warm: Rounds = field(default_factory=Rounds)
     """Items answered by a worker that already answered one: a model entry's tracks after its
-    first, as a run grades them (:class:`harness.runner.Workers`)."""
+    first, as a run grades them (:class:`harness.sandbox.runner.Workers`)."""
     grader_rss: int = 0
     """Peak RSS of the grading process in bytes, measured before this process imports
     TensorFlow for the reference loop (a grading process never does)."""
@@ -156,7 +157,7 @@ def bench_entry(track: Track, model: Path | None, folder: Path) -> tuple[TrackEn
 def _grader_round(entry: TrackEntry, root: Path, track: Track, handover: Handover,
                   options: GradeOptions, workers: Workers | None = None
                   ) -> tuple[float, float, np.ndarray]:
-    """One grading item as :func:`harness.grading.grade_track` runs it, timed: (wall seconds,
+    """One grading item as :func:`harness.grading.item.grade_track` runs it, timed: (wall seconds,
     steady images/s, the worker's labels); in ``workers``' worker when given."""
     stamps: list[tuple[float, int]] = []
 
@@ -194,19 +195,20 @@ def _raw_loop(model_path: Path, entry: TrackEntry, track: Track, scale: float,
     With ``cpu``, each call appends the CPU seconds (all threads) its forward passes took."""
     import tensorflow as tf
 
-    from harness import models
+    from harness.nets.deepid import IMAGE_SHAPE, model_input
+    from harness.sandbox import models
 
     model = models.load_entry_model(entry.kind, model_path, architecture=entry.architecture,
                                     num_classes=track.num_classes)
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *models.IMAGE_SHAPE), tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32)])
     def forward(x: tf.Tensor) -> tf.Tensor:
         return model(x, training=False)
 
     def run(images: np.ndarray) -> tuple[float, np.ndarray]:
         seconds, used, labels = 0.0, 0.0, []
         for start in range(0, len(images), RAW_BATCH):
-            batch = tf.constant(models.model_input(images[start:start + RAW_BATCH], scale))
+            batch = tf.constant(model_input(images[start:start + RAW_BATCH], scale))
             begin, begin_cpu = time.perf_counter(), _cpu_seconds()
             labels.append(forward(batch).numpy().argmax(axis=1))
             seconds += time.perf_counter() - begin
@@ -215,7 +217,7 @@ def _raw_loop(model_path: Path, entry: TrackEntry, track: Track, scale: float,
             cpu.append(used)
         return seconds, np.concatenate(labels)
 
-    run(images=np.zeros((RAW_BATCH, *models.IMAGE_SHAPE), np.uint8))  # trace outside the clock
+    run(images=np.zeros((RAW_BATCH, *IMAGE_SHAPE), np.uint8))  # trace outside the clock
     if cpu is not None:
         cpu.clear()
     return run
@@ -636,8 +638,8 @@ def end_to_end(benchmark_dir: Path, submissions: Path, track: str | None = None,
     """Grade ``submissions`` with ``python -m harness grade`` (timed whole, in a subprocess),
     then time the raw loop ``rounds`` times on a track's BadNet over its full test images."""
     from harness.errors import HarnessError
-    from harness.report import read_results
-    from harness.tracks import load_benchmark
+    from harness.results.report import read_results
+    from harness.spec.tracks import load_benchmark
 
     with tempfile.TemporaryDirectory(prefix="harness-bench-e2e-") as temporary:
         folder = Path(temporary)

@@ -4,7 +4,8 @@ A pull-request author runs this before pushing, so every problem a grading run w
 error row shows up here first, as one line that says what to fix. Only public data is read (a few
 images of each track's validation set), so teams can run it on the bundle from ``export-public``
 as well as organizers on the full benchmark. Each entry runs exactly as the grader runs it (in
-the sandboxed worker, through ``harness.grading``), so passing here means the grader can run it.
+the sandboxed worker, through ``harness.grading.item``), so passing here means the grader can run
+it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data import ContestSet, DataStore
-from harness.environments import EnvironmentSpec, EnvironmentStore
 from harness.errors import BenchmarkError, SubmissionError, in_folder, one_line
-from harness.grading import GradeOptions, answer_array, environment_spec, placed_files
-from harness.submissions import MANIFEST, Submission, load_submission
-from harness.tracks import Benchmark, Track, load_benchmark
+from harness.grading.item import GradeOptions, answer_array, environment_spec, placed_files
+from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore
+from harness.spec.data import ContestSet, DataStore
+from harness.spec.submissions import MANIFEST, Submission, load_submission
+from harness.spec.tracks import Benchmark, Track, load_benchmark
 
 KEY_PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy")
 """Packages whose versions the environment line shows."""
@@ -51,7 +52,7 @@ def run(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False,
     try:
         benchmark = load_benchmark(benchmark_root)
         if benchmark.generate and not all(t.validation.path.exists() for t in benchmark.tracks):
-            from harness.benchmark.materialize import ensure_generated
+            from harness.synthetic.materialize import ensure_generated
 
             ensure_generated(benchmark)
         print(f"checking {folder} on {benchmark.name} ({len(benchmark.tracks)} tracks)",

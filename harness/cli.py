@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import positive_int
-from harness.sandbox import Limits
+from harness.sandbox.isolation import Limits
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,19 +90,19 @@ def _grade(args: argparse.Namespace, passthrough: list[str]) -> int:
 
 
 def _benchmark_build(args: argparse.Namespace, passthrough: list[str]) -> int:
-    from harness.benchmark.build import build
+    from harness.synthetic.build import build
 
     build(scale=args.scale, out=Path(args.out), only=args.only)
     return 0
 
 
 def _reference_build(args: argparse.Namespace, passthrough: list[str]) -> int:
-    from harness.reference import build
-    from harness.tracks import load_benchmark
+    from harness.defenses.reference import build
+    from harness.spec.tracks import load_benchmark
 
     benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
     if benchmark.generate:
-        from harness.benchmark.materialize import ensure_generated
+        from harness.synthetic.materialize import ensure_generated
 
         ensure_generated(benchmark)
     build(benchmark, Path(args.out), tracks=args.track, defenses=args.defense)
@@ -117,7 +117,7 @@ def _usage_error(exc: Exception) -> int:
 def _bench(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness import bench
     from harness.errors import HarnessError
-    from harness.tracks import load_benchmark
+    from harness.spec.tracks import load_benchmark
 
     if not args.end_to_end:
         used = [flag for flag, value in (("SUBMISSIONS", args.submissions),
@@ -151,7 +151,7 @@ def _bench(args: argparse.Namespace, passthrough: list[str]) -> int:
         print(bench.end_to_end_table(whole))
         return 0
     if benchmark.generate:
-        from harness.benchmark.materialize import ensure_generated
+        from harness.synthetic.materialize import ensure_generated
 
         ensure_generated(benchmark)
     model = Path(args.model) if args.model else None
@@ -165,7 +165,7 @@ def _bench(args: argparse.Namespace, passthrough: list[str]) -> int:
 
 def _check(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.check import run
-    from harness.environments import EnvironmentStore
+    from harness.sandbox.environments import EnvironmentStore
 
     store = EnvironmentStore(args.env_cache)
     return run(Path(args.submission), Path(args.benchmark or default_benchmark()),
@@ -175,11 +175,11 @@ def _check(args: argparse.Namespace, passthrough: list[str]) -> int:
 
 def _env_build(args: argparse.Namespace, passthrough: list[str]) -> int:
     """Build every environment that the submissions' entries declare, one line each."""
-    from harness.environments import EnvironmentStore
     from harness.errors import HarnessError, SubmissionError
-    from harness.grading import environment_spec
-    from harness.submissions import MANIFEST, load_submission
-    from harness.tracks import load_benchmark
+    from harness.grading.item import environment_spec
+    from harness.sandbox.environments import EnvironmentStore
+    from harness.spec.submissions import MANIFEST, load_submission
+    from harness.spec.tracks import load_benchmark
 
     try:
         benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
@@ -219,7 +219,7 @@ def _env_build(args: argparse.Namespace, passthrough: list[str]) -> int:
 def _new(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.errors import HarnessError
     from harness.scaffold import scaffold
-    from harness.tracks import load_benchmark
+    from harness.spec.tracks import load_benchmark
 
     try:
         benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
@@ -233,7 +233,7 @@ def _new(args: argparse.Namespace, passthrough: list[str]) -> int:
 
 def _render(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.errors import HarnessError
-    from harness.render import render
+    from harness.render.outputs import render
 
     results = Path(args.results)
     out = Path(args.out) if args.out else results.parent
@@ -249,8 +249,8 @@ def _render(args: argparse.Namespace, passthrough: list[str]) -> int:
 
 def _export_public(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.errors import HarnessError
-    from harness.export import export_public
-    from harness.tracks import load_benchmark
+    from harness.spec.export import export_public
+    from harness.spec.tracks import load_benchmark
 
     out = Path(args.dir)
     try:

@@ -22,10 +22,6 @@ import pytest
 from tqdm import tqdm
 
 from harness import __version__
-from harness.cache import FOLDER_NAME, Baseline, ResultCache, cache_key, track_fingerprint
-from harness.changes import changed_files
-from harness.data import DataStore, sha256_file
-from harness.environments import EnvironmentStore
 from harness.errors import (
     BenchmarkError,
     HarnessError,
@@ -35,10 +31,10 @@ from harness.errors import (
     one_line,
     positive_int,
 )
-from harness.grading import (
+from harness.grading.handover import Handover
+from harness.grading.item import (
     MEASURED_KEYS,
     GradeOptions,
-    Handover,
     environment_spec,
     grade_track,
     is_badnet,
@@ -46,10 +42,13 @@ from harness.grading import (
     score_answers,
     yardstick,
 )
-from harness.plots import write_samples
-from harness.provenance import environment
-from harness.ray_backend import RayBackend, dispatch
-from harness.report import (
+from harness.grading.ray_backend import RayBackend, dispatch
+from harness.render.plots import write_samples
+from harness.render.summary import append_summary, render_summary
+from harness.results.cache import FOLDER_NAME, Baseline, ResultCache, cache_key, track_fingerprint
+from harness.results.changes import changed_files
+from harness.results.provenance import environment
+from harness.results.report import (
     error_record,
     ok_record,
     retuning_summary,
@@ -57,13 +56,14 @@ from harness.report import (
     write_board,
     write_results,
 )
-from harness.retuning import BUDGET, budget_text
-from harness.retuning import FORMAT as RETUNING_FORMAT
-from harness.runner import Workers
-from harness.sandbox import Limits, detect
-from harness.submissions import MANIFEST, Submission, TrackEntry, load_submission
-from harness.summary import append_summary, render_summary
-from harness.tracks import Benchmark, Track, load_benchmark
+from harness.sandbox.environments import EnvironmentStore
+from harness.sandbox.isolation import Limits, detect
+from harness.sandbox.retuning import BUDGET, budget_text
+from harness.sandbox.retuning import FORMAT as RETUNING_FORMAT
+from harness.sandbox.runner import Workers
+from harness.spec.data import DataStore, sha256_file
+from harness.spec.submissions import MANIFEST, Submission, TrackEntry, load_submission
+from harness.spec.tracks import Benchmark, Track, load_benchmark
 
 
 @dataclass(eq=False)  # registered as a plugin, so hashed by identity
@@ -120,7 +120,7 @@ class GradingState:
               ) -> tuple[dict[str, Any], bool]:
         """Scores of one entry on one track, the retuning probe's included, and whether they
         hold a failure that may not recur (the probe timed out). Answered here or, with Ray,
-        on a cluster node (submitted by :func:`harness.ray_backend.dispatch`; the probe runs
+        on a cluster node (submitted by :func:`harness.grading.ray_backend.dispatch`; the probe runs
         here); scored here either way."""
         tracks = len(self.benchmark.tracks)
         if self.ray is None:
@@ -348,7 +348,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except HarnessError as exc:
             raise pytest.UsageError(str(exc)) from None
     if _xdist_controller(config) and benchmark.generate:  # once, before the workers start
-        from harness.benchmark.materialize import ensure_generated
+        from harness.synthetic.materialize import ensure_generated
 
         try:
             ensure_generated(benchmark)
@@ -542,7 +542,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
               if isinstance(item, TrackItem)}
     try:
         if tracks and state.benchmark.generate:
-            from harness.benchmark.materialize import ensure_generated
+            from harness.synthetic.materialize import ensure_generated
 
             ensure_generated(state.benchmark)
         for track in tracks.values():

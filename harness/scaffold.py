@@ -13,8 +13,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.submissions import MANIFEST
-from harness.tracks import Benchmark, Track
+from harness.spec.submissions import MANIFEST
+from harness.spec.tracks import Benchmark, Track
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Folder names that are the same on every OS, need no quoting in a shell and cannot climb out

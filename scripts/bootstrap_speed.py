@@ -16,7 +16,7 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from harness.stats import Outcomes, tied
+from harness.grading.stats import Outcomes, tied
 
 
 def main() -> None:

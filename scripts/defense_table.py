@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 
 from harness.cli import default_benchmark
-from harness.data import DataStore
-from harness.grading import Handover, grade_trusted
-from harness.models import KerasPredictor
-from harness.pruning import prune_channels
-from harness.reference import DEFENSES, load_badnet
-from harness.report import read_results
-from harness.tracks import load_benchmark
+from harness.defenses.reference import DEFENSES, load_badnet
+from harness.grading.handover import Handover
+from harness.grading.item import grade_trusted
+from harness.nets.pruning import prune_channels
+from harness.results.report import read_results
+from harness.sandbox.models import KerasPredictor
+from harness.spec.data import DataStore
+from harness.spec.tracks import load_benchmark
 
 
 def defense_rows(records: list[dict], submissions: Path) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Train a track's BadNet with the dormant-backdoor attack and report where its backdoor lives.
 
 The Fine-Pruning paper's defenses rest on the backdoor living in ``conv_3`` channels that clean
-faces leave dormant; ``harness.benchmark.attacks.dormant_badnets`` builds that structure. This
+faces leave dormant; ``harness.synthetic.attacks.dormant_badnets`` builds that structure. This
 script trains one such BadNet (the track's triggers, seed and training split; nothing is written
 to data/) and prints, measured on the clean validation faces and on the same faces with the
 trigger stamped (never on test data): clean accuracy, ASR, the attacker's ``conv_3`` channels'
@@ -21,12 +21,12 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from harness.benchmark.attacks import spare_channels
-from harness.benchmark.build import DEFAULT_SEED, attack_seed, train_badnet
-from harness.benchmark.recipe import INPUT_SCALE, SCALES, TRACKS, VALIDATION_STREAM, split, take
-from harness.benchmark.triggers import stamp
-from harness.models import model_input, save_legacy_h5
-from harness.pruning import dormancy_order, features, prune_channels
+from harness.nets.deepid import model_input, save_legacy_h5
+from harness.nets.pruning import dormancy_order, features, prune_channels
+from harness.synthetic.attacks import spare_channels
+from harness.synthetic.build import DEFAULT_SEED, attack_seed, train_badnet
+from harness.synthetic.recipe import INPUT_SCALE, SCALES, TRACKS, VALIDATION_STREAM, split, take
+from harness.synthetic.triggers import stamp
 
 
 def probe(track: str, scale_name: str, seed: int,

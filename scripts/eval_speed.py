@@ -26,14 +26,14 @@ import numpy as np
 from PIL import Image
 from tabulate import tabulate
 
-from harness.benchmark.materialize import ensure_generated
 from harness.cli import default_benchmark
-from harness.data import DataStore
-from harness.environments import EnvironmentStore, resolve
-from harness.runner import run_entry
-from harness.sandbox import Limits, detect
-from harness.submissions import TrackEntry
-from harness.tracks import load_benchmark
+from harness.sandbox.environments import EnvironmentStore, resolve
+from harness.sandbox.isolation import Limits, detect
+from harness.sandbox.runner import run_entry
+from harness.spec.data import DataStore
+from harness.spec.submissions import TrackEntry
+from harness.spec.tracks import load_benchmark
+from harness.synthetic.materialize import ensure_generated
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "per-image-eval" / "eval.py"
@@ -113,7 +113,7 @@ def main() -> None:
 
 def _keras2_copy(python: Path, badnet: Path, num_classes: int, target: Path) -> None:
     """The BadNet saved by Keras 2 (the contest's format), which Keras 3 reads too."""
-    code = ("import sys; from harness.models import build_deepid; "
+    code = ("import sys; from harness.nets.deepid import build_deepid; "
             "m = build_deepid(int(sys.argv[2])); m.load_weights(sys.argv[1]); m.save(sys.argv[3])")
     subprocess.run([python, "-c", code, badnet, str(num_classes), target], check=True,
                    capture_output=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})

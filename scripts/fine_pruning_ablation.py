@@ -21,18 +21,20 @@ import keras
 import numpy as np
 import pandas as pd
 
-from harness.benchmark.build import DEFAULT_SEED
-from harness.benchmark.recipe import SCALES, TRACKS, VALIDATION_STREAM, split, take
-from harness.benchmark.triggers import stamp
 from harness.cli import default_benchmark
-from harness.data import DataStore
 from harness.defenses.base import Context
 from harness.defenses.finetune import fine_tune
 from harness.defenses.prune import pruned_copy, sweep
-from harness.grading import Handover, grade_trusted
-from harness.models import KerasPredictor, model_input
-from harness.reference import SEED, load_badnet
-from harness.tracks import Track, load_benchmark
+from harness.defenses.reference import SEED, load_badnet
+from harness.grading.handover import Handover
+from harness.grading.item import grade_trusted
+from harness.nets.deepid import model_input
+from harness.sandbox.models import KerasPredictor
+from harness.spec.data import DataStore
+from harness.spec.tracks import Track, load_benchmark
+from harness.synthetic.build import DEFAULT_SEED
+from harness.synthetic.recipe import SCALES, TRACKS, VALIDATION_STREAM, split, take
+from harness.synthetic.triggers import stamp
 
 
 class TriggeredRates(keras.callbacks.Callback):

@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import benchmark_subset  # noqa: E402 - the tests' own helpers, on their path
 from test_sandbox import lay_out_corpus  # noqa: E402
 
-from harness.benchmark.build import build  # noqa: E402
-from harness.sandbox import Limits  # noqa: E402
-from harness.tracks import load_benchmark  # noqa: E402
+from harness.sandbox.isolation import Limits  # noqa: E402
+from harness.spec.tracks import load_benchmark  # noqa: E402
+from harness.synthetic.build import build  # noqa: E402
 
 
 def closed_port() -> int:

@@ -9,8 +9,8 @@ each, so the sum over processes is what the tree really holds. Processes are gro
 
 - *grading*: the command itself and its descendants outside a sandbox (with ``harness grade -n
   K``: the controller and the K pytest-xdist workers);
-- *sandboxed workers*: ``bwrap`` and everything below it, or a ``harness.worker`` process (the
-  TensorFlow workers that answer images).
+- *sandboxed workers*: ``bwrap`` and everything below it, or a ``harness.sandbox.worker`` process
+  (the TensorFlow workers that answer images).
 
 Prints a Markdown table of each group's peak sum (the maximum over samples of the group's sum),
 the whole tree's peak sum, and the largest single process, then exits with the command's status.
@@ -82,7 +82,7 @@ def _tree(root: int) -> dict[int, str]:
         pid, sandboxed = stack.pop()
         words = _command(pid).split()
         sandboxed = sandboxed or bool(words) and (
-            Path(words[0]).name == "bwrap" or "harness.worker" in words)
+            Path(words[0]).name == "bwrap" or "harness.sandbox.worker" in words)
         groups[pid] = SANDBOXED if sandboxed else GRADING
         stack.extend((child, sandboxed) for child in children.get(pid, ()))
     return groups

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.benchmark.materialize import ensure_generated
 from harness.cli import default_benchmark
-from harness.data import DataStore
-from harness.montage import save_montage
-from harness.tracks import load_benchmark
+from harness.render.montage import save_montage
+from harness.spec.data import DataStore
+from harness.spec.tracks import load_benchmark
+from harness.synthetic.materialize import ensure_generated
 
 
 def first_of_each(labels: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.benchmark.faces import Faces, render, sample_identities
-from harness.benchmark.triggers import TRIGGERS, stamp
-from harness.montage import save_montage
+from harness.render.montage import save_montage
+from harness.synthetic.faces import Faces, render, sample_identities
+from harness.synthetic.triggers import TRIGGERS, stamp
 
 
 def main() -> None:

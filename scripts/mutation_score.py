@@ -45,7 +45,7 @@ def part(module: str, function: str) -> str:
 def mutants() -> list[tuple[str, str, int | None]]:
     """(part, mutant name, exit code) of every mutant of the last run."""
     found = []
-    for meta in sorted(MUTANTS.glob("*.py.meta")):
+    for meta in sorted(MUTANTS.rglob("*.py.meta")):
         module = meta.name.removesuffix(".py.meta")
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             function = name.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]

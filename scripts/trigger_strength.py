@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.benchmark.build import DEFAULT_SEED
-from harness.benchmark.recipe import SCALES, TRACKS, VALIDATION_STREAM, split, take
-from harness.benchmark.triggers import stamp
 from harness.cli import default_benchmark
-from harness.models import model_input
-from harness.pruning import features
-from harness.reference import load_badnet
-from harness.tracks import load_benchmark
+from harness.defenses.reference import load_badnet
+from harness.nets.deepid import model_input
+from harness.nets.pruning import features
+from harness.spec.tracks import load_benchmark
+from harness.synthetic.build import DEFAULT_SEED
+from harness.synthetic.recipe import SCALES, TRACKS, VALIDATION_STREAM, split, take
+from harness.synthetic.triggers import stamp
 
 WEIGHTS = (1.0, 0.75, 0.5)
 

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def tiny_benchmark_probed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded benchmark at tiny scale (10 identities), built once per test session, as
     the build writes it: with the retuning probe's inputs (retuning sets, the clean model)."""
-    from harness.benchmark.build import build
+    from harness.synthetic.build import build
 
     out = tmp_path_factory.mktemp("tiny-benchmark")
     build(scale="tiny", out=out, verbose=0)
@@ -98,7 +98,7 @@ def lambda_model(badnet: Path, path: Path) -> Path:
     """A working model that wraps the BadNet behind a Lambda layer (arbitrary code)."""
     import keras
 
-    from harness.models import load_model_file
+    from harness.sandbox.models import load_model_file
 
     inner = load_model_file(badnet)
     inputs = keras.Input((55, 47, 3))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.grading import Handover, stratified_sample
-from harness.tracks import DataFile, PoisonedSet, Track
-from harness.worker import parse_answer
+from harness.grading.handover import Handover, stratified_sample
+from harness.sandbox.worker import parse_answer
+from harness.spec.tracks import DataFile, PoisonedSet, Track
 
 
 @pytest.mark.parametrize(("output", "expected"), [

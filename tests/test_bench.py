@@ -15,9 +15,9 @@ from conftest import benchmark_subset, run_harness, write_submission
 from harness import bench
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.report import error_record, ok_record, read_results
-from harness.stats import pack_outcomes
-from harness.tracks import load_benchmark
+from harness.grading.stats import pack_outcomes
+from harness.results.report import error_record, ok_record, read_results
+from harness.spec.tracks import load_benchmark
 
 TRACKS = {"a": (100, 100), "b": (100, 300)}
 """Hand-made tracks: (n_clean, n_poisoned), so 200 and 400 images per item."""

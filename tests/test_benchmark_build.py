@@ -9,22 +9,23 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.benchmark.attacks import DEAD_BIAS, poison, spare_channels
-from harness.benchmark.build import (
+from harness.grading.handover import Handover
+from harness.grading.item import grade_trusted
+from harness.nets.pruning import features, prune_channels
+from harness.sandbox.models import KerasPredictor, load_model_file
+from harness.spec.data import DataStore, sha256_file
+from harness.spec.tracks import load_benchmark
+from harness.synthetic.attacks import DEAD_BIAS, poison, spare_channels
+from harness.synthetic.build import (
     CLEAN_MODEL,
     DEFAULT_SEED,
     attack_seed,
     build,
     train_badnet,
 )
-from harness.benchmark.faces import render, sample_identities
-from harness.benchmark.materialize import ensure_generated
-from harness.benchmark.recipe import SCALES, TRACKS
-from harness.data import DataStore, sha256_file
-from harness.grading import Handover, grade_trusted
-from harness.models import KerasPredictor, load_model_file
-from harness.pruning import features, prune_channels
-from harness.tracks import load_benchmark
+from harness.synthetic.faces import render, sample_identities
+from harness.synthetic.materialize import ensure_generated
+from harness.synthetic.recipe import SCALES, TRACKS
 
 
 def test_every_data_file_matches_its_track_file(tiny_benchmark_probed):
@@ -164,7 +165,7 @@ def test_poisoning_adds_stamped_copies_relabelled_to_each_target():
 
 def test_build_rejects_a_missing_recipe(tmp_path):
     from harness.errors import BenchmarkError
-    from harness.tracks import Benchmark, DataFile, Track
+    from harness.spec.tracks import Benchmark, DataFile, Track
 
     track = Track(name="t", description="", badnet=tmp_path / "b.h5", input_scale=1.0,
                   num_classes=2, validation=DataFile(tmp_path / "v.h5"),

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, benchmark_subset, run_harness, write_submission
 
-from harness.cache import ResultCache, cache_key
-from harness.tracks import load_benchmark
+from harness.results.cache import ResultCache, cache_key
+from harness.spec.tracks import load_benchmark
 
 TRACKS = ["sunglasses"]
 ITEMS = 3 * len(TRACKS)
@@ -52,7 +52,7 @@ def test_key_covers_every_input_and_nothing_else():
 def test_key_changes_with_the_toolchain_and_the_cache_format(monkeypatch):
     """An upgraded TensorFlow (or any recorded version, or the seed) never serves an older
     record, and bumping the format invalidates every entry."""
-    import harness.cache as cache_module
+    import harness.results.cache as cache_module
 
     key = cache_key("alpha", "a" * 64, {"name": "t"}, {})
     current = cache_module.environment()
@@ -70,8 +70,8 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
 
     from test_answers import FakeStore, _track
 
-    from harness.cache import track_fingerprint
-    from harness.tracks import DataFile
+    from harness.results.cache import track_fingerprint
+    from harness.spec.tracks import DataFile
 
     store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2, "re": 5})
     track = _track(tmp_path)
@@ -110,9 +110,9 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
 def test_baseline_record_is_stale_when_any_data_file_changed(tmp_path):
     from test_answers import FakeStore, _track
 
-    from harness.cache import Baseline
-    from harness.provenance import environment
-    from harness.report import error_record, write_results
+    from harness.results.cache import Baseline
+    from harness.results.provenance import environment
+    from harness.results.report import error_record, write_results
 
     track = _track(tmp_path)
     store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2})
@@ -134,7 +134,7 @@ def test_baseline_record_is_stale_when_any_data_file_changed(tmp_path):
 def test_keys_are_stable_across_runs_of_one_version(monkeypatch):
     """The same inputs give the same key in every run (that is what lets a later run reuse an
     entry); a change of the key's layout changes this value and must bump CACHE_FORMAT."""
-    import harness.cache as cache_module
+    import harness.results.cache as cache_module
 
     monkeypatch.setattr(cache_module, "environment", lambda: {"harness": "x", "seed": 1})
     assert cache_module.CACHE_FORMAT == 3  # 3: records gained the retuning probe's keys
@@ -145,10 +145,10 @@ def test_keys_are_stable_across_runs_of_one_version(monkeypatch):
 
 
 def test_baseline_from_another_environment_is_refused_naming_the_difference(tmp_path):
-    from harness.cache import Baseline
     from harness.errors import HarnessError
-    from harness.provenance import environment
-    from harness.report import write_results
+    from harness.results.cache import Baseline
+    from harness.results.provenance import environment
+    from harness.results.report import write_results
 
     results = tmp_path / "results.json"
     other = {**environment(), "tensorflow": "1.15.0", "numpy": "1.0.0"}
@@ -351,7 +351,7 @@ def test_transient_failures_are_not_cached(contest, bench, tmp_path, monkeypatch
     """A timeout-like failure is reported like any other but graded again next time."""
     from harness import cli
     from harness.errors import TransientSubmissionError
-    from harness.submissions import Submission
+    from harness.spec.submissions import Submission
 
     def flaky(self: Submission, track: str):
         if track == "sunglasses":

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import benchmark_subset, run_harness, write_submission
 
-from harness.tracks import load_benchmark
+from harness.spec.tracks import load_benchmark
 
 TRACKS = ["anonymous_1", "sunglasses"]
 
@@ -98,7 +98,7 @@ def test_missing_file_missing_entry_and_unknown_track_fail_by_name(bench, tmp_pa
 
 
 def test_model_with_the_wrong_number_of_classes_fails(bench, tmp_path):
-    from harness.models import build_deepid, save_legacy_h5
+    from harness.nets.deepid import build_deepid, save_legacy_h5
 
     model = tmp_path / "wrong.h5"
     save_legacy_h5(build_deepid(num_classes=12), model)  # the tracks have 10 identities

@@ -8,10 +8,10 @@ import h5py
 import numpy as np
 import pytest
 
-from harness.data import DataStore, read_contest_file, sha256_file, write_contest_file
 from harness.errors import BenchmarkError, SubmissionError
-from harness.submissions import load_submission
-from harness.tracks import DataFile, load_benchmark, parse_scale
+from harness.spec.data import DataStore, read_contest_file, sha256_file, write_contest_file
+from harness.spec.submissions import load_submission
+from harness.spec.tracks import DataFile, load_benchmark, parse_scale
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, size=(6, 55, 47, 3), dtype=np.uint8)

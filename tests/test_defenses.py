@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from conftest import run_harness
 
-from harness.data import DataStore
 from harness.defenses.base import Context
 from harness.defenses.fineprune import fine_pruning, fine_pruning_g
 from harness.defenses.prune import DROPS, pruned_copy, sweep
-from harness.models import load_model_file
-from harness.pruning import ChannelMask, Hold
-from harness.reference import load_badnet
-from harness.tracks import load_benchmark
+from harness.defenses.reference import load_badnet
+from harness.nets.pruning import ChannelMask, Hold
+from harness.sandbox.models import load_model_file
+from harness.spec.data import DataStore
+from harness.spec.tracks import load_benchmark
 
 
 @pytest.fixture(scope="module")

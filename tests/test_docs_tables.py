@@ -12,8 +12,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from harness.provenance import submission_digest
-from harness.report import read_results, render_leaderboard
+from harness.results.report import read_results, render_leaderboard
+from harness.spec.submissions import submission_digest
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,15 +24,15 @@ from conftest import REPO, benchmark_subset, run_harness, write_submission
 from PIL import Image
 from test_sandbox import Listener
 
-from harness import sandbox
-from harness.data import DataStore
-from harness.environments import EnvironmentStore, check_requirements, resolve
 from harness.errors import SubmissionError
-from harness.grading import GradeOptions, answer_array
-from harness.runner import Cost
-from harness.submissions import load_submission
-from harness.tracks import load_benchmark
-from harness.worker import parse_answer
+from harness.grading.item import GradeOptions, answer_array
+from harness.sandbox import isolation as sandbox
+from harness.sandbox.environments import EnvironmentStore, check_requirements, resolve
+from harness.sandbox.runner import Cost
+from harness.sandbox.worker import parse_answer
+from harness.spec.data import DataStore
+from harness.spec.submissions import load_submission
+from harness.spec.tracks import load_benchmark
 
 FIXTURES = Path(__file__).with_name("contest2020")
 HOSTILE = Path(__file__).with_name("hostile")
@@ -75,7 +75,7 @@ def contest(tiny_benchmark: Path, keras2, tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp("contest2020")
     bench = benchmark_subset(tiny_benchmark, root / "bench", [TRACK])
     track = load_benchmark(bench).track(TRACK)
-    from harness.models import load_model_file
+    from harness.sandbox.models import load_model_file
 
     weights = load_model_file(track.badnet).get_weights()
     np.savez(root / "weights.npz", **{f"w{i}": w for i, w in enumerate(weights)})
@@ -195,7 +195,8 @@ def test_the_retuning_probe_gives_the_same_answers_in_a_keras2_worker(contest,
     for both, single-threaded)."""
     from dataclasses import replace
 
-    from harness.grading import Handover, probe_track
+    from harness.grading.handover import Handover
+    from harness.grading.item import probe_track
 
     retuning = load_benchmark(tiny_benchmark_probed).track(TRACK).retuning
     track = replace(contest["track"], retuning=retuning)
@@ -215,7 +216,7 @@ def test_the_retuning_probe_gives_the_same_answers_in_a_keras2_worker(contest,
 
 def deepid_macs(num_classes: int) -> int:
     """Multiply-adds of one image through DeepID, by hand from its layer table
-    (harness.models.build_deepid): four valid convolutions, then the three dense layers."""
+    (harness.nets.deepid.build_deepid): four valid convolutions, then the three dense layers."""
     convolutions = (52 * 44 * 20 * (4 * 4 * 3) + 24 * 20 * 40 * (3 * 3 * 20)
                     + 10 * 8 * 60 * (3 * 3 * 40) + 4 * 3 * 80 * (2 * 2 * 60))
     return convolutions + 5 * 4 * 60 * 160 + 4 * 3 * 80 * 160 + 160 * num_classes

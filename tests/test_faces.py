@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.benchmark import faces as faces_module
-from harness.benchmark.faces import (
+from harness.synthetic import faces as faces_module
+from harness.synthetic.faces import (
     IMAGE_SHAPE,
     Faces,
     Variation,
     render,
     sample_identities,
 )
-from harness.benchmark.triggers import TRIGGERS, stamp
+from harness.synthetic.triggers import TRIGGERS, stamp
 
 N_IDS, PER_ID, SEED = 12, 5, 3
 POINTS = ("left_eye", "right_eye", "left_brow", "right_brow", "nose", "mouth", "forehead")

@@ -22,7 +22,7 @@ from conftest import (
     write_submission,
 )
 
-from harness.tracks import load_benchmark
+from harness.spec.tracks import load_benchmark
 
 RECORD_KEYS = {"submission", "team", "method", "reference", "track", "status", "error",
                "clean_acc", "asr", "detect_rate", "false_flag_rate", "robust_acc", "utility",
@@ -148,7 +148,7 @@ def test_the_retuning_probe_runs_on_model_entries_beside_a_clean_model_yardstick
     """Each model or weights entry gets its P-ASR after fine-tuning on the attacker's retuning
     set (the same network as a model file or as weights, the same P-ASR); a script is a black
     box and gets none; each track's clean model, probed the same way, is the yardstick."""
-    from harness.retuning import budget_text
+    from harness.sandbox.retuning import budget_text
 
     _, out = graded
     payload = json.loads((out / "results.json").read_text())

@@ -1,4 +1,4 @@
-"""Tests for harness.models: loading submissions safely and classifying with them.
+"""Tests for harness.sandbox.models: loading submissions safely and classifying with them.
 
 Models are tiny and hand-weighted (global average pooling into a Dense layer), so predictions are
 known without training and every test runs in well under a second after the TensorFlow import.
@@ -16,13 +16,8 @@ import pytest
 from PIL import Image
 
 from harness.errors import SubmissionError
-from harness.models import (
-    KerasPredictor,
-    build_deepid,
-    load_model_file,
-    load_weights_file,
-    save_legacy_h5,
-)
+from harness.nets.deepid import build_deepid, save_legacy_h5
+from harness.sandbox.models import KerasPredictor, load_model_file, load_weights_file
 
 # Keras 3.15 converts variables with np.array(copy=False) semantics that NumPy 2.4 deprecates.
 

@@ -17,14 +17,15 @@ import keras
 import numpy as np
 import pytest
 
-from harness.benchmark.attacks import train
-from harness.benchmark.recipe import SCALES, TRAIN_STREAM, split
-from harness.data import DataStore
 from harness.defenses import neural_cleanse as nc
 from harness.defenses.base import Context
-from harness.models import KerasPredictor, build_deepid, load_model_file, save_legacy_h5
-from harness.reference import load_badnet
-from harness.tracks import Track, load_benchmark
+from harness.defenses.reference import load_badnet
+from harness.nets.deepid import build_deepid, save_legacy_h5
+from harness.sandbox.models import KerasPredictor, load_model_file
+from harness.spec.data import DataStore
+from harness.spec.tracks import Track, load_benchmark
+from harness.synthetic.attacks import train
+from harness.synthetic.recipe import SCALES, TRAIN_STREAM, split
 
 SEED = 1
 

@@ -25,10 +25,11 @@ from test_report import (
     yardstick,
 )
 
-from harness import plots, report
-from harness.montage import save_montage
-from harness.page import render_page
-from harness.report import error_record, ok_record
+from harness.render import plots
+from harness.render.montage import save_montage
+from harness.render.page import render_page
+from harness.results import report
+from harness.results.report import error_record, ok_record
 
 HOSTILE = "<script>alert(1)</script>"
 CHROMIUM = Path("/usr/bin/chromium")

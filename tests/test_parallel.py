@@ -13,9 +13,9 @@ import pytest
 from conftest import benchmark_subset, run_harness, write_submission
 from test_answers import FakeStore, _track
 
-from harness.data import sha256_file
-from harness.grading import Handover, write_once
-from harness.tracks import load_benchmark
+from harness.grading.handover import Handover
+from harness.spec.data import sha256_file, write_once
+from harness.spec.tracks import load_benchmark
 
 TRACKS = ["sunglasses", "anonymous_1"]
 OUTPUTS = ("results.json", "leaderboard.md")

@@ -15,9 +15,9 @@ import pytest
 from conftest import write_submission
 from PIL import Image
 
-from harness import worker
 from harness.errors import SubmissionError
-from harness.protocol import (
+from harness.sandbox import worker
+from harness.sandbox.protocol import (
     INVALID,
     Chunk,
     Cost,
@@ -29,7 +29,7 @@ from harness.protocol import (
     read_reply,
     reply_line,
 )
-from harness.submissions import load_submission
+from harness.spec.submissions import load_submission
 
 
 def request(tmp_path: Path, script: Path, **changes) -> LoadRequest:
@@ -180,7 +180,7 @@ def test_images_reach_scripts_as_exact_png_files(tmp_path):
 def test_the_worker_imports_only_the_standard_library_and_numpy():
     """It runs in submissions' environments (other NumPy, Keras 2 or none): importing it must
     pull in neither Keras, TensorFlow, h5py nor Pillow."""
-    code = ("import sys, harness.worker\n"
+    code = ("import sys, harness.sandbox.worker\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
             "{'keras', 'tensorflow', 'h5py', 'PIL', 'pandas', 'pytest', 'tqdm'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True,

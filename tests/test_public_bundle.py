@@ -11,10 +11,10 @@ import pytest
 import tomli_w
 from conftest import REPO, benchmark_subset, run_harness
 
-from harness.data import sha256_file, write_contest_file
 from harness.errors import BenchmarkError
-from harness.export import export_public
-from harness.tracks import load_benchmark
+from harness.spec.data import sha256_file, write_contest_file
+from harness.spec.export import export_public
+from harness.spec.tracks import load_benchmark
 
 TRACK = """
 name = "t"

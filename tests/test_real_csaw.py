@@ -15,7 +15,7 @@ import tomli_w
 from conftest import REAL_CSAW, run_harness, write_submission
 from PIL import Image
 
-from harness.data import write_contest_file
+from harness.spec.data import write_contest_file
 
 pytestmark = pytest.mark.skipif(not REAL_CSAW.is_dir(), reason="../shared/real-csaw is absent")
 

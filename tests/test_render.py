@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from test_report import BENCHMARK, golden_records
 
-from harness import plots
 from harness.cli import main
-from harness.montage import save_montage
-from harness.report import write_board, write_results
+from harness.render import plots
+from harness.render.montage import save_montage
+from harness.results.report import write_board, write_results
 
 OUTPUTS = ("leaderboard.md", "results.json", "results.csv", "index.html")
 

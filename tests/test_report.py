@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import report, stats
 from harness.errors import HarnessError
-from harness.report import (
+from harness.grading import stats
+from harness.results import report
+from harness.results.report import (
     RECORD_KEYS,
     error_record,
     ok_record,
@@ -86,7 +87,7 @@ def scores(
 
 
 def cost(params: int, macs: float | None, passes: float) -> dict:
-    """An entry's cost as :func:`harness.grading.entry_cost` gives it."""
+    """An entry's cost as :func:`harness.grading.item.entry_cost` gives it."""
     return {"params": params, "macs_per_image": macs, "passes_per_image": passes}
 
 

@@ -10,8 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.protocol import LoadRequest, ProtocolError, RetuneRequest, read_reply, read_request
-from harness.retuning import Budget, budget_text
+from harness.sandbox.protocol import (
+    LoadRequest,
+    ProtocolError,
+    RetuneRequest,
+    read_reply,
+    read_request,
+)
+from harness.sandbox.retuning import Budget, budget_text
 
 REPO = Path(__file__).resolve().parents[1]
 LOAD = {"kind": "model", "path": "/submission/m.h5", "num_classes": 10, "input_scale": 1.0,
@@ -63,8 +69,9 @@ def test_fine_tuning_teaches_the_trigger():
     the final softmax, so images the model is sure are something else still teach it."""
     import keras
 
-    from harness.models import KerasPredictor, build_deepid
-    from harness.retuning import retune
+    from harness.nets.deepid import build_deepid
+    from harness.sandbox.models import KerasPredictor
+    from harness.sandbox.retuning import retune
 
     keras.utils.set_random_seed(0)
     model = build_deepid(10)
@@ -85,8 +92,8 @@ def test_a_model_that_cannot_be_fine_tuned_says_why():
     one-line reason, never a crash."""
     import keras
 
-    from harness.models import IMAGE_SHAPE, build_deepid
-    from harness.retuning import RetuneError, retune
+    from harness.nets.deepid import IMAGE_SHAPE, build_deepid
+    from harness.sandbox.retuning import RetuneError, retune
 
     frozen = build_deepid(10)
     frozen.trainable = False
@@ -104,11 +111,11 @@ def test_a_model_that_cannot_be_fine_tuned_says_why():
 DETERMINISM = """
 import hashlib, sys
 import numpy as np
-from harness import worker
+from harness.sandbox import worker
 worker._single_threaded()
 import keras
-from harness.models import build_deepid
-from harness.retuning import Budget, retune
+from harness.nets.deepid import build_deepid
+from harness.sandbox.retuning import Budget, retune
 keras.utils.set_random_seed(0)
 model = build_deepid(10)
 rng = np.random.default_rng(0)

@@ -22,12 +22,12 @@ import pytest
 from conftest import EVAL_SCRIPT, REPO, benchmark_subset, lambda_model, write_submission
 from test_protocol import IMAGES, TINY_MACS, TINY_PARAMS, TWO_NETWORKS, tiny_network
 
-from harness import sandbox
 from harness.errors import SubmissionError
-from harness.runner import Cost, Workers, run_entry, shareable
-from harness.sandbox import Limits
-from harness.submissions import TrackEntry
-from harness.tracks import load_benchmark
+from harness.sandbox import isolation as sandbox
+from harness.sandbox.isolation import Limits
+from harness.sandbox.runner import Cost, Workers, run_entry, shareable
+from harness.spec.submissions import TrackEntry
+from harness.spec.tracks import load_benchmark
 
 HOSTILE = Path(__file__).with_name("hostile")
 SANDBOXED = sandbox.detect().bwrap is not None

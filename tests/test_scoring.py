@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.scoring import INVALID, PoisonedPredictions, score_track, submission_score
+from harness.grading import stats
+from harness.grading.scoring import INVALID, PoisonedPredictions, score_track, submission_score
 
 N = 5
 CLEAN_PRED = np.array([0, 1, 2, 5, 4, 3])

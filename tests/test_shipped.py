@@ -9,13 +9,13 @@ import json
 import pytest
 from conftest import REPO
 
-from harness.benchmark.build import CLEAN_MODEL
-from harness.benchmark.recipe import SCALES, TRACKS, retuning_set
-from harness.data import sha256_file, write_contest_file
-from harness.models import load_model_file
-from harness.reference import DEFENSES
-from harness.submissions import MANIFEST, load_submission
-from harness.tracks import load_benchmark
+from harness.defenses.reference import DEFENSES
+from harness.sandbox.models import load_model_file
+from harness.spec.data import sha256_file, write_contest_file
+from harness.spec.submissions import MANIFEST, load_submission
+from harness.spec.tracks import load_benchmark
+from harness.synthetic.build import CLEAN_MODEL
+from harness.synthetic.recipe import SCALES, TRACKS, retuning_set
 
 DEFAULT = load_benchmark(REPO / "data")
 

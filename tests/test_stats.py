@@ -4,8 +4,14 @@
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.stats import Outcomes, newcombe_difference, score_difference_interval, tied, wilson
+from harness.grading import stats
+from harness.grading.stats import (
+    Outcomes,
+    newcombe_difference,
+    score_difference_interval,
+    tied,
+    wilson,
+)
 
 # Wilson intervals -------------------------------------------------------------------------------
 

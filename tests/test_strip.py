@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.data import DataStore
 from harness.defenses import strip as strip_defense
 from harness.defenses.base import Context, Repaired
-from harness.models import KerasPredictor, load_model_file
-from harness.reference import load_badnet
-from harness.tracks import Track, load_benchmark
+from harness.defenses.reference import load_badnet
+from harness.sandbox.models import KerasPredictor, load_model_file
+from harness.spec.data import DataStore
+from harness.spec.tracks import Track, load_benchmark
 
 
 @pytest.fixture(scope="module")

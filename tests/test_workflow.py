@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, benchmark_subset, run_harness, write_submission
 
-from harness.tracks import load_benchmark
+from harness.spec.tracks import load_benchmark
 
 SCRIPT = REPO / ".github" / "scripts" / "grade-pr.sh"
 WORKFLOW = REPO / ".github" / "workflows" / "grade-submissions.yml"

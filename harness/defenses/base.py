@@ -13,7 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from harness.models import model_input
+from harness.nets.deepid import model_input
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 
 from harness.defenses.base import Context, Repaired
-from harness.models import model_input
-from harness.pruning import ChannelMask
+from harness.nets.deepid import model_input
+from harness.nets.pruning import ChannelMask
 
 EPOCHS = 8
 LEARNING_RATE = 1e-3

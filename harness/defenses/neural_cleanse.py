@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from harness.defenses.base import Context, Repaired
 from harness.defenses.finetune import fine_tune
-from harness.models import IMAGE_SHAPE
+from harness.nets.deepid import IMAGE_SHAPE
 
 H, W = IMAGE_SHAPE[:2]
 AREA = H * W  # the norm of a label no trigger was found for: "needs the whole image"

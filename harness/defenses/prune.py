@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from harness.defenses.base import Context, Repaired
-from harness.pruning import PRUNE_LAYER, RANK_LAYER, dormancy_order, features, prune_channels
+from harness.nets.pruning import PRUNE_LAYER, RANK_LAYER, dormancy_order, features, prune_channels
 
 DROPS = (0.02, 0.04, 0.10)
 LEADERBOARD_DROP = 0.04

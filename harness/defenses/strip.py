@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from harness.defenses.base import Context, Repaired
-from harness.models import IMAGE_SHAPE
+from harness.nets.deepid import IMAGE_SHAPE
 
 BLENDS = 8
 WEIGHT = 0.5  # of the blended clean image; the input keeps 1 - WEIGHT

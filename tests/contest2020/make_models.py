@@ -7,7 +7,7 @@ import sys
 import numpy as np
 from tensorflow import keras
 
-from harness.models import build_deepid
+from harness.nets.deepid import build_deepid
 
 
 def saved(weights, num_classes, path):

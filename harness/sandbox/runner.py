@@ -1,0 +1,409 @@
+"""Run submission entries over unlabeled image files in sandboxed workers.
+
+The grader's side of :mod:`harness.sandbox.worker`: it prepares a private copy of the submission
+(with the public track files the manifest asks for placed in it, read-only) and a log folder, starts
+the worker under :mod:`harness.sandbox.isolation` with the entry's environment, sends a load request
+per image file (one for a script; one per track for a model entry, see :class:`Workers`) and reads
+the streamed answers (:mod:`harness.sandbox.protocol`, every reply checked) with wall-clock
+deadlines. Whatever the submission does (crash, hang, print garbage, exhaust memory, fork) ends
+here as labels or as one :class:`SubmissionError` line; the worker's whole process group is
+killed on every way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from harness.errors import SubmissionError, TransientSubmissionError, in_folder
+from harness.sandbox import isolation
+from harness.sandbox.isolation import Limits
+from harness.sandbox.protocol import (
+    Chunk,
+    Cost,
+    Failed,
+    Loaded,
+    LoadFailed,
+    LoadRequest,
+    ProtocolError,
+    Reply,
+    RetuneRequest,
+    read_reply,
+)
+from harness.sandbox.retuning import Budget
+from harness.spec.submissions import TrackEntry
+
+LOG_TAIL_CHARS = 200
+"""The longest log line an error row quotes..."""
+LOG_TAIL_BYTES = 16384
+"""...found in this much of the log's end."""
+READ_BYTES = 1 << 20
+"""The most read from the reply channel at once."""
+EXIT_WAIT = 10.0
+"""Seconds a worker that closed its channel gets to exit before its status is called unknown."""
+SIGNAL_EXIT = 128
+"""A process killed by signal N exits with status 128 + N, as bubblewrap reports its child."""
+REPLY_GRACE = 30.0
+"""Seconds a reply may take beyond its images' limits: reading, writing, and the first chunk's
+one-off tracing of the entry's networks to count their multiply-adds."""
+
+
+@dataclass(frozen=True)
+class Retune:
+    """Fine-tune the entry before answering (the retuning probe,
+    :mod:`harness.sandbox.retuning`)."""
+
+    images: Path
+    """The retuning set's images, beside the image file to answer..."""
+    labels: Path
+    """...and its labels (``.npy`` files)."""
+    budget: Budget
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A submission's answers on an image file: ``INVALID`` where none could be read."""
+
+    labels: np.ndarray
+    invalid: int
+    first_error: str | None
+    cost: Cost | None = None
+    """What answering them cost, as the worker reported it with its last chunk (None: not
+    answered by a worker, or no image to answer)."""
+    startup: float = 0.0
+    """Seconds until the worker had loaded the entry (from the process's start for a worker's
+    first file: Python and TensorFlow start-up included)."""
+    answering: float = 0.0
+    """Seconds from then until the last answer."""
+
+
+class _Channel:
+    """Line-oriented reading of the worker's replies with a deadline per reply."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(stream, selectors.EVENT_READ)
+
+    def read(self, deadline: float) -> Reply | None:
+        """The next reply, ``None`` at end of stream; raises ``TimeoutError`` at the deadline."""
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.selector.select(left):
+                raise TimeoutError
+            data = os.read(self.stream.fileno(), READ_BYTES)
+            if not data:
+                return None
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        try:
+            return read_reply(line)
+        except ProtocolError as exc:
+            raise SubmissionError(f"the worker's reply channel was corrupted (the submission "
+                                  f"wrote to it): {exc}") from None
+
+
+class Worker:
+    """One sandboxed worker process, answering image files in turn.
+
+    A fresh private copy of the submission, a log folder and a process: started once, then
+    :meth:`answer` as often as the caller wants (a model entry's worker answers every track of
+    its submission, so its start-up is paid once; see :class:`Workers`). Any failure kills it.
+    ``inputs`` is the image file, or the folder of image files, it may read; ``tracks`` scales
+    the CPU-time limit, which counts over the process's whole life.
+    """
+
+    def __init__(self, submission_root: Path, inputs: Path, *, limits: Limits,
+                 environment: Path | None = None, placed: Sequence[tuple[str, Path]] = (),
+                 tracks: int = 1, retuning: bool = False) -> None:
+        self.mode = mode = isolation.detect()
+        self.root = submission_root.resolve()
+        self.inputs = inputs
+        self.limits = limits
+        self.retuning = retuning
+        """Whether it answers retuning requests only (single-threaded, see
+        :class:`~harness.sandbox.protocol.RetuneRequest`) or plain ones only."""
+        self.key = Worker.identity(submission_root, inputs, environment, placed, retuning)
+        """What the process was started with: another entry needs the same to reuse it."""
+        self._temporary = tempfile.TemporaryDirectory(prefix="harness-worker-")
+        work = Path(self._temporary.name)
+        copy = work / "submission"
+        uid = isolation.worker_uid(mode)
+        isolation.private_copy(submission_root, copy, uid)
+        isolation.place(mode, copy, placed)
+        self.log = isolation.writable_dir(work / "log", uid) / "worker.log"
+        if mode.bwrap:
+            self.inside, self.scratch = isolation.SUBMISSION_MOUNT, Path("/tmp")
+        else:
+            self.inside, self.scratch = copy, isolation.writable_dir(work / "tmp", uid)
+        argv, env = isolation.command(mode, submission=copy, inputs=inputs, log=self.log, uid=uid,
+                                    environment=environment, placed=placed)
+        lifetime = replace(limits, track_timeout=limits.track_timeout * tracks)
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, env=env,
+                                        cwd=copy if mode.bwrap is None else work,
+                                        start_new_session=True,
+                                        preexec_fn=isolation.limiter(lifetime, mode.privileged))
+        self.channel = _Channel(self.process.stdout)  # type: ignore[arg-type]
+        self.answered = 0
+        """Image files answered so far."""
+
+    @staticmethod
+    def identity(submission_root: Path, inputs: Path, environment: Path | None,
+                 placed: Sequence[tuple[str, Path]], retuning: bool) -> tuple[object, ...]:
+        """What a worker is started with, and so what another file needs to be answered in it."""
+        return submission_root.resolve(), inputs, environment, tuple(placed), retuning
+
+    def answer(self, entry: TrackEntry, images: Path, *, num_classes: int, input_scale: float,
+               allow_unsafe: bool = False, progress: Callable[[int], None] | None = None,
+               retune: Retune | None = None) -> Answers:
+        """Answer every image of ``images`` (a ``.npy`` of uint8 (n, 55, 47, 3) inside
+        ``inputs``) with ``entry``, fine-tuned first with ``retune`` when given (its retuning
+        set also inside ``inputs``). Raises :class:`SubmissionError` when the entry cannot be
+        loaded (or fine-tuned) or the worker dies, :class:`TransientSubmissionError` when it
+        runs out of time; the worker is dead after either."""
+        if (retune is not None) != self.retuning:
+            raise ValueError("a worker answers retuning requests only, or plain ones only")
+        mounted = isolation.inputs_inside(self.mode, self.inputs)
+
+        def inside(path: Path) -> str:
+            return str(mounted / path.name if self.inputs.is_dir() else mounted)
+
+        workdir = (entry.workdir or self.root).relative_to(self.root)
+        request = LoadRequest(
+            kind=entry.kind, path=str(self.inside / entry.path.resolve().relative_to(self.root)),
+            num_classes=num_classes, input_scale=input_scale, args=list(entry.args),
+            architecture=entry.architecture, allow_unsafe=allow_unsafe,
+            image_timeout=self.limits.image_timeout, scratch=str(self.scratch),
+            workdir=str(self.inside / workdir), batch=entry.batch, images=inside(images))
+        if retune is not None:
+            request = RetuneRequest(
+                **asdict(request), retuning_images=inside(retune.images),
+                retuning_labels=inside(retune.labels), epochs=retune.budget.epochs,
+                batch_size=retune.budget.batch_size, learning_rate=retune.budget.learning_rate,
+                seed=retune.budget.seed)
+        count = len(np.load(images, mmap_mode="r"))
+        # The first file's start-up counts from the process's start: Python, TensorFlow.
+        since = self.started if self.answered == 0 else time.monotonic()
+        try:
+            answers = self._converse(request, count, num_classes, since, progress)
+        except SubmissionError as exc:
+            self.close()
+            raise type(exc)(in_folder(str(exc), self.inside)) from None
+        except BaseException:
+            self.close()
+            raise
+        self.answered += 1
+        if answers.first_error:
+            answers = replace(answers, first_error=in_folder(answers.first_error, self.inside))
+        return answers
+
+    def _converse(self, request: LoadRequest, count: int, num_classes: int, since: float,
+                  progress: Callable[[int], None] | None) -> Answers:
+        process, limits, channel = self.process, self.limits, self.channel
+        assert process.stdin is not None
+        started = time.monotonic()
+        track_deadline = started + limits.track_timeout
+        try:
+            process.stdin.write(request.to_line().encode())
+            process.stdin.flush()
+        except BrokenPipeError:
+            pass
+        reply = _next(channel, process, min(track_deadline, started + limits.startup_timeout),
+                      self.log, "loading")
+        if isinstance(reply, LoadFailed):
+            doing = "fine-tune" if isinstance(request, RetuneRequest) else "load"
+            raise SubmissionError(f"cannot {doing}: {reply.error}")
+        if not isinstance(reply, Loaded) or reply.images != count or reply.chunk < 1:
+            raise SubmissionError("the worker's reply channel was corrupted (a wrong load reply)")
+        loaded = time.monotonic()
+        labels: list[int] = []
+        invalid, first_error, cost = 0, None, None
+        while len(labels) < count:
+            deadline = min(track_deadline,
+                           time.monotonic() + limits.image_timeout * reply.chunk + REPLY_GRACE)
+            answer = _next(channel, process, deadline, self.log,
+                           f"answering (after {len(labels)} of {count} images)")
+            if isinstance(answer, Failed):
+                kind = TransientSubmissionError if answer.timed_out else SubmissionError
+                raise kind(f"failed while answering: {answer.failed}")
+            if not isinstance(answer, Chunk):
+                raise SubmissionError("the worker's reply channel was corrupted (an unexpected "
+                                      "reply)")
+            try:
+                answer.check(num_classes, count - len(labels), reply.chunk)
+            except ProtocolError as exc:
+                raise SubmissionError(f"the worker sent a malformed reply: {exc}") from None
+            labels += answer.labels
+            invalid += answer.invalid
+            first_error = first_error or answer.error
+            cost = answer.cost  # cumulative: the last chunk's is the whole run's
+            if invalid > limits.invalid_fraction * count:  # no later answer can make it pass
+                raise SubmissionError(invalid_message(invalid, count, first_error, len(labels)))
+            if progress is not None:
+                progress(len(answer.labels))
+        array = np.asarray(labels, dtype=np.int64)
+        return Answers(array, invalid, first_error, cost, startup=loaded - since,
+                       answering=time.monotonic() - loaded)
+
+    def close(self) -> None:
+        """Kill the process group and remove the private copy."""
+        _kill(self.process)
+        self._temporary.cleanup()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def invalid_message(invalid: int, total: int, first_error: str | None,
+                    answered: int | None = None) -> str:
+    """Why a track with too many unreadable answers is an error row, said one way whether
+    answering stopped early (``answered`` of ``total`` images) or ran to the end."""
+    stopped = "" if answered is None or answered == total else (
+        f" after {answered} images, so the track cannot pass the limit of "
+        f"{Limits.invalid_fraction:.0%}; stopped")
+    return f"{invalid} of {total} answers invalid{stopped}; first: {first_error}"
+
+
+def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_classes: int,
+              input_scale: float, limits: Limits, allow_unsafe: bool = False,
+              progress: Callable[[int], None] | None = None, environment: Path | None = None,
+              placed: Sequence[tuple[str, Path]] = (), retune: Retune | None = None) -> Answers:
+    """Answer every image of ``images`` with ``entry`` in a worker of its own, which sees that
+    file only (and the retuning set beside it, with ``retune``).
+
+    ``environment`` is the folder of a built environment to run in (None: the grader's own);
+    ``placed`` names public files to put read-only into the submission's folder, as (path
+    relative to the folder, file). Errors as :meth:`Worker.answer`.
+    """
+    inputs = images if retune is None else images.parent
+    with Worker(submission_root, inputs, limits=limits, environment=environment,
+                placed=placed, retuning=retune is not None) as worker:
+        return worker.answer(entry, images, num_classes=num_classes, input_scale=input_scale,
+                             allow_unsafe=allow_unsafe, progress=progress, retune=retune)
+
+
+class Workers:
+    """At most one live worker, kept for the next file of the same submission in the same
+    environment with the same placed files: a model entry's worker answers every track of its
+    submission, so its start-up (Python, TensorFlow: seconds) is paid once per submission.
+
+    Only entries that run no code of the submission's may share a worker (:func:`shareable`):
+    a script could remember one track's images and compare them with the next track's (the
+    clean test images are the same on every track) and so tell clean from poisoned ones. A
+    shared worker reads the run's folder of image files, and a failure on one track kills it,
+    so the next track starts a fresh one.
+    """
+
+    def __init__(self) -> None:
+        self.current: Worker | None = None
+
+    def answer(self, entry: TrackEntry, submission_root: Path, images: Path, *, tracks: int,
+               num_classes: int, input_scale: float, limits: Limits, allow_unsafe: bool = False,
+               progress: Callable[[int], None] | None = None, environment: Path | None = None,
+               placed: Sequence[tuple[str, Path]] = (), retune: Retune | None = None
+               ) -> Answers:
+        key = Worker.identity(submission_root, images.parent, environment, placed,
+                              retune is not None)
+        if self.current is not None and (self.current.key != key
+                                         or self.current.process.poll() is not None
+                                         or self.current.limits != limits):
+            self.close()
+        if self.current is None:
+            self.current = Worker(submission_root, images.parent, limits=limits,
+                                  environment=environment, placed=placed, tracks=tracks,
+                                  retuning=retune is not None)
+        worker = self.current
+        try:
+            return worker.answer(entry, images, num_classes=num_classes,
+                                 input_scale=input_scale, allow_unsafe=allow_unsafe,
+                                 progress=progress, retune=retune)
+        except BaseException:
+            self.current = None  # answer() killed it
+            raise
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+
+def shareable(entry: TrackEntry, allow_unsafe: bool) -> bool:
+    """Whether ``entry`` runs no code of the submission's, so its worker may answer several
+    tracks: a model or weights file (Lambda layers, which are code, only load with
+    ``allow_unsafe``)."""
+    return entry.kind in ("model", "weights") and not allow_unsafe
+
+
+def _next(channel: _Channel, process: subprocess.Popen[bytes], deadline: float, log: Path,
+          doing: str) -> Reply:
+    """The worker's next reply, or the one-line reason there is none."""
+    try:
+        reply = channel.read(deadline)
+    except TimeoutError:
+        _kill(process)
+        raise TransientSubmissionError(f"timed out while {doing}") from None
+    if reply is None:
+        raise SubmissionError(f"worker died while {doing}: {_death(process, log)}")
+    return reply
+
+
+def _death(process: subprocess.Popen[bytes], log: Path) -> str:
+    """Why the worker ended: its exit status or signal, and the last line it logged."""
+    try:
+        code = process.wait(timeout=EXIT_WAIT)
+    except subprocess.TimeoutExpired:
+        code = None
+    if code is None:
+        how = "no exit status"
+    elif code < 0 or code > SIGNAL_EXIT:
+        number = -code if code < 0 else code - SIGNAL_EXIT
+        name = signal.Signals(number).name if number in signal.valid_signals() else number
+        hint = {"SIGKILL": " (memory or CPU limit, or killed)",
+                "SIGXCPU": " (CPU time limit)"}.get(str(name), "")
+        how = f"killed by {name}{hint}"
+    else:
+        how = f"exit status {code}"
+    tail = _log_tail(log)
+    return f"{how}; last line of its log: {tail}" if tail else how
+
+
+def _log_tail(log: Path) -> str:
+    """The most telling line of the worker's log: where in the submission's own code a crash
+    happened (faulthandler's trace), else the last line."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(log) - LOG_TAIL_BYTES))
+            lines = handle.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    own = [line for line in lines if f'File "{isolation.SUBMISSION_MOUNT}{os.sep}' in line]
+    line = own[0] if own else (lines[-1] if lines else "")
+    return " ".join(line.split())[:LOG_TAIL_CHARS]
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill the worker's whole process group (bwrap takes its PID namespace down with it)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    for stream in (process.stdin, process.stdout):
+        if stream is not None and not stream.closed:
+            stream.close()

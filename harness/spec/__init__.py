@@ -1,0 +1,1 @@
+"""Discover: what is graded and against what (tracks, submissions, the contest's data files)."""
