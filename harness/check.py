@@ -22,7 +22,7 @@ from harness.grading.item import GradeOptions, answer_array, environment_spec, p
 from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore
 from harness.spec.data import ContestSet, DataStore
 from harness.spec.submissions import MANIFEST, Submission, load_submission
-from harness.spec.tracks import Benchmark, Track, load_benchmark
+from harness.spec.tracks import Benchmark, PublicTrack, load_bundle
 
 KEY_PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy")
 """Packages whose versions the environment line shows."""
@@ -50,7 +50,7 @@ def run(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False,
     """Print every check of ``folder`` against the benchmark; 0 all passed, 1 some failed, 2 when
     the benchmark itself is unusable (not the author's fault)."""
     try:
-        benchmark = load_benchmark(benchmark_root)
+        benchmark = load_bundle(benchmark_root)
         if benchmark.generate and not all(t.validation.path.exists() for t in benchmark.tracks):
             from harness.synthetic.materialize import ensure_generated
 
@@ -74,7 +74,7 @@ def run(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False,
     return 0
 
 
-def check_submission(folder: Path, benchmark: Benchmark,
+def check_submission(folder: Path, benchmark: Benchmark[PublicTrack],
                      options: GradeOptions | None = None) -> Iterator[Check]:
     """Yield the checks in order, each as soon as it is known (loading a model takes seconds).
 
@@ -112,7 +112,7 @@ def _check_meta(submission: Submission) -> Check:
     return Check(True, "manifest", f"team {submission.team!r}, method {submission.method!r}")
 
 
-def _check_track(submission: Submission, track: Track, store: DataStore,
+def _check_track(submission: Submission, track: PublicTrack, store: DataStore,
                  options: GradeOptions) -> Iterator[Check]:
     """The entry's files, its environment and placed files, then loading and running it on a
     few validation images, in that environment."""
@@ -155,7 +155,7 @@ def _check_track(submission: Submission, track: Track, store: DataStore,
                             f"({correct}/{len(images)} correct{note})")
 
 
-def _check_environment(track: Track, spec: EnvironmentSpec, options: GradeOptions) -> Check:
+def _check_environment(track: PublicTrack, spec: EnvironmentSpec, options: GradeOptions) -> Check:
     """Whether the declared environment resolves and is built (building it if allowed)."""
     what = f"{track.name}: environment"
     try:

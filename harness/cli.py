@@ -98,9 +98,9 @@ def _benchmark_build(args: argparse.Namespace, passthrough: list[str]) -> int:
 
 def _reference_build(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.defenses.reference import build
-    from harness.spec.tracks import load_benchmark
+    from harness.spec.tracks import load_bundle
 
-    benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
+    benchmark = load_bundle(Path(args.benchmark or default_benchmark()))
     if benchmark.generate:
         from harness.synthetic.materialize import ensure_generated
 
@@ -179,10 +179,10 @@ def _env_build(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.grading.item import environment_spec
     from harness.sandbox.environments import EnvironmentStore
     from harness.spec.submissions import MANIFEST, load_submission
-    from harness.spec.tracks import load_benchmark
+    from harness.spec.tracks import load_bundle
 
     try:
-        benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
+        benchmark = load_bundle(Path(args.benchmark or default_benchmark()))
     except HarnessError as exc:
         return _usage_error(exc)
     store = EnvironmentStore(args.env_cache)
@@ -219,10 +219,10 @@ def _env_build(args: argparse.Namespace, passthrough: list[str]) -> int:
 def _new(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.errors import HarnessError
     from harness.scaffold import scaffold
-    from harness.spec.tracks import load_benchmark
+    from harness.spec.tracks import load_bundle
 
     try:
-        benchmark = load_benchmark(Path(args.benchmark or default_benchmark()))
+        benchmark = load_bundle(Path(args.benchmark or default_benchmark()))
         folder = scaffold(args.name, Path(args.dir), benchmark)
     except HarnessError as exc:
         return _usage_error(exc)
@@ -250,11 +250,11 @@ def _render(args: argparse.Namespace, passthrough: list[str]) -> int:
 def _export_public(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.errors import HarnessError
     from harness.spec.export import export_public
-    from harness.spec.tracks import load_benchmark
+    from harness.spec.tracks import load_bundle
 
     out = Path(args.dir)
     try:
-        files = export_public(load_benchmark(Path(args.benchmark or default_benchmark())), out)
+        files = export_public(load_bundle(Path(args.benchmark or default_benchmark())), out)
     except HarnessError as exc:
         return _usage_error(exc)
     print(f"wrote the public bundle to {out} ({len(files)} files; see {out / 'README.md'}):")

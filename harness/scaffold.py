@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.spec.submissions import MANIFEST
-from harness.spec.tracks import Benchmark, Track
+from harness.spec.tracks import Benchmark, PublicTrack
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Folder names that are the same on every OS, need no quoting in a shell and cannot climb out
@@ -85,7 +85,7 @@ def _scale_text(scale: float) -> str:
     return str(fraction) if float(fraction) == scale else repr(scale)
 
 
-def _track_table(track: Track) -> str:
+def _track_table(track: PublicTrack) -> str:
     lines = [f"[tracks.{_key(track.name)}]"]
     if track.public_description:
         lines.append(f"# {' '.join(track.public_description.split())}")
@@ -95,7 +95,7 @@ def _track_table(track: Track) -> str:
     return "\n".join(lines)
 
 
-def scaffold(name: str, parent: Path, benchmark: Benchmark) -> Path:
+def scaffold(name: str, parent: Path, benchmark: Benchmark[PublicTrack]) -> Path:
     """Write ``parent/name/`` with a template manifest and README; returns the folder.
 
     Refuses to touch an existing folder: it may hold a team's work.

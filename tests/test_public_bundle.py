@@ -14,7 +14,7 @@ from conftest import REPO, benchmark_subset, run_harness
 from harness.errors import BenchmarkError
 from harness.spec.data import sha256_file, write_contest_file
 from harness.spec.export import export_public
-from harness.spec.tracks import load_benchmark
+from harness.spec.tracks import Track, load_benchmark, load_bundle
 
 TRACK = """
 name = "t"
@@ -42,10 +42,10 @@ def bench(root: Path, validation: str = "", test: str = TEST, poisoned: str = PO
 
 
 def test_defaults_validation_public_test_poisoned_and_retuning_hidden(tmp_path):
-    track = load_benchmark(bench(tmp_path, poisoned=POISONED + RETUNING)).track("t")
+    track = load_bundle(bench(tmp_path, poisoned=POISONED + RETUNING)).track("t")
     assert not track.validation.hidden and track.test.hidden and track.poisoned[0].file.hidden
     assert track.retuning.hidden
-    shown = load_benchmark(bench(tmp_path / "b", poisoned=POISONED + "hidden = false\n"))
+    shown = load_bundle(bench(tmp_path / "b", poisoned=POISONED + "hidden = false\n"))
     assert not shown.track("t").poisoned[0].file.hidden and not shown.public
 
 
@@ -64,21 +64,31 @@ def test_defaults_validation_public_test_poisoned_and_retuning_hidden(tmp_path):
 ])
 def test_bad_visibility_fails_naming_the_file(tmp_path, kwargs, message):
     with pytest.raises(BenchmarkError) as info:
-        load_benchmark(bench(tmp_path, **kwargs))
+        load_bundle(bench(tmp_path, **kwargs))
     assert message in str(info.value) and ".toml: " in str(info.value)
     assert "\n" not in str(info.value)
 
 
 def test_public_bundle_tracks_may_omit_test_and_poisoned_sets(tmp_path):
-    public = load_benchmark(bench(tmp_path, test="", poisoned="", meta="public = true"))
+    public = load_bundle(bench(tmp_path, test="", poisoned="", meta="public = true"))
     track = public.track("t")
     assert public.public and track.test is None and track.poisoned == ()
     assert track.data_files() == [track.validation]
     with pytest.raises(BenchmarkError, match="at least one"):
-        load_benchmark(bench(tmp_path / "full", test="", poisoned=""))
-    shown = load_benchmark(bench(tmp_path / "shown", test="", poisoned=RETUNING + "hidden = false",
-                                 meta="public = true")).track("t")
+        load_bundle(bench(tmp_path / "full", test="", poisoned=""))
+    shown = load_bundle(bench(tmp_path / "shown", test="", poisoned=RETUNING + "hidden = false",
+                              meta="public = true")).track("t")
     assert not shown.retuning.hidden and shown.data_files() == [shown.validation, shown.retuning]
+
+
+def test_only_a_benchmark_to_grade_on_loads_as_tracks_with_their_test_sets(tmp_path):
+    """Grading code takes ``Track``s, whose ``test`` is never None: a bundle cannot reach it."""
+    graded = load_benchmark(bench(tmp_path / "full"))
+    assert all(isinstance(track, Track) and track.test is not None for track in graded.tracks)
+    bundle = bench(tmp_path / "bundle", test="", poisoned="", meta="public = true")
+    assert not isinstance(load_bundle(bundle).track("t"), Track)
+    with pytest.raises(BenchmarkError, match="a public bundle has no hidden test sets to grade on"):
+        load_benchmark(bundle)
 
 
 def test_a_file_hidden_in_one_track_and_public_in_another_is_refused(tmp_path):
@@ -86,7 +96,7 @@ def test_a_file_hidden_in_one_track_and_public_in_another_is_refused(tmp_path):
     (root / "tracks" / "u.toml").write_text(TRACK.replace('"t"', '"u"').format(
         validation="", test=TEST + "hidden = false\n", poisoned=POISONED))
     with pytest.raises(BenchmarkError, match="test.h5: hidden in .*t.toml but public in .*u.toml"):
-        load_benchmark(root)
+        load_bundle(root)
 
 
 @pytest.mark.parametrize("folder", ["data", "benchmarks/csaw-hackml-2020"])
@@ -112,7 +122,7 @@ def exported(tiny_benchmark_probed: Path, tmp_path_factory: pytest.TempPathFacto
     (root / "bundle").mkdir()  # an existing empty folder is accepted
     result = run_harness("export-public", root / "bundle", "--benchmark", source, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
-    return load_benchmark(source), root / "bundle", result
+    return load_bundle(source), root / "bundle", result
 
 
 def test_bundle_holds_the_public_files_byte_identical(exported):
@@ -160,7 +170,7 @@ def test_bundle_leaves_out_the_clean_model_and_the_retuning_sets(exported):
         text = path.read_text()
         assert "clean_model" not in text and clean_model.name not in text
         assert "retuning" not in text and "retuning" not in tomllib.loads(text)
-    assert all(t.retuning is None and t.clean_model is None for t in load_benchmark(bundle).tracks)
+    assert all(t.retuning is None and t.clean_model is None for t in load_bundle(bundle).tracks)
 
 
 def _tiny_bench(root: Path, retuning: str, clean_model: str = "models/clean.h5") -> Path:
@@ -179,20 +189,20 @@ def _tiny_bench(root: Path, retuning: str, clean_model: str = "models/clean.h5")
 
 
 def test_export_writes_a_public_retuning_set_and_never_the_clean_model(tmp_path):
-    source = load_benchmark(_tiny_bench(tmp_path / "src", RETUNING + "hidden = false\n"))
+    source = load_bundle(_tiny_bench(tmp_path / "src", RETUNING + "hidden = false\n"))
     files = export_public(source, tmp_path / "out")
     assert "data/r.h5" in files and "data/p.h5" not in files
     assert not any("clean" in name for name in files)
-    shown = load_benchmark(tmp_path / "out").track("t")
+    shown = load_bundle(tmp_path / "out").track("t")
     assert shown.retuning.sha256 == sha256_file(tmp_path / "src" / "r.h5")
     assert not shown.retuning.hidden and shown.clean_model is None
     assert "data/r.h5" in (tmp_path / "out" / "README.md").read_text()
-    hidden = load_benchmark(_tiny_bench(tmp_path / "src2", RETUNING))
+    hidden = load_bundle(_tiny_bench(tmp_path / "src2", RETUNING))
     assert "data/r.h5" not in export_public(hidden, tmp_path / "out2")
 
 
 def test_export_refuses_a_clean_model_that_is_also_a_badnet(tmp_path):
-    source = load_benchmark(_tiny_bench(tmp_path / "src", RETUNING, clean_model="bd.h5"))
+    source = load_bundle(_tiny_bench(tmp_path / "src", RETUNING, clean_model="bd.h5"))
     with pytest.raises(BenchmarkError, match="is both a BadNet and a clean model"):
         export_public(source, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -213,7 +223,7 @@ def test_bundle_tells_teams_the_public_description_only(exported):
 
 def test_bundle_loads_as_a_public_benchmark(exported):
     source, bundle, _ = exported
-    public = load_benchmark(bundle)
+    public = load_bundle(bundle)
     assert public.public and public.name == source.name and public.generate is None
     assert [t.name for t in public.tracks] == [t.name for t in source.tracks]
     for theirs, ours in zip(source.tracks, public.tracks, strict=True):

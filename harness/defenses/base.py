@@ -34,7 +34,7 @@ class Context:
         the data it was trained on (and never on test data).
         """
         rng = np.random.default_rng(self.seed)
-        held = []
+        held: list[np.ndarray] = []
         for label in np.unique(self.labels):
             members = np.flatnonzero(self.labels == label)
             count = max(1, round(holdout * len(members))) if len(members) > 1 else 0

@@ -22,7 +22,7 @@ import tomli_w
 from harness.defenses.base import Context, Repaired
 from harness.spec.data import DataStore
 from harness.spec.submissions import MANIFEST, load_submission
-from harness.spec.tracks import Benchmark, Track
+from harness.spec.tracks import Benchmark, PublicTrack
 
 SEED = 2018  # the Fine-Pruning paper's year; any fixed value makes builds repeatable
 
@@ -80,7 +80,7 @@ def defense(name: str) -> DefenseSpec:
     raise KeyError(f"unknown defense {name!r}; known: {[d.name for d in DEFENSES]}")
 
 
-def load_badnet(track: Track):
+def load_badnet(track: PublicTrack):
     from harness.sandbox.models import load_entry_model
 
     return load_entry_model("weights" if track.badnet_architecture else "model", track.badnet,
@@ -119,7 +119,7 @@ def _write_folder(spec: DefenseSpec, folder: Path, models: dict[str, str],
                            + "\n")
 
 
-def build(benchmark: Benchmark, out: Path, tracks: list[str] | None = None,
+def build(benchmark: Benchmark[PublicTrack], out: Path, tracks: list[str] | None = None,
           defenses: list[str] | None = None) -> None:
     """Build the selected defenses on the selected tracks (default: all of both)."""
     import keras

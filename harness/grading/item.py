@@ -25,7 +25,7 @@ from harness.sandbox.retuning import PROBE_KEYS, PROBE_SAMPLE
 from harness.sandbox.runner import Answers, Retune, Workers, invalid_message, run_entry, shareable
 from harness.spec.data import DataStore, sha256_file
 from harness.spec.submissions import TrackEntry
-from harness.spec.tracks import Track
+from harness.spec.tracks import PublicTrack, Track
 
 MEASURED_KEYS = ("peak_rss", "startup", "answering", "probe")
 """Keys among the scores of what answering took (:func:`measured`) and the retuning probe's
@@ -54,18 +54,18 @@ class GradeOptions:
         return min(self.sample or PROBE_SAMPLE, PROBE_SAMPLE)
 
 
-def input_scale(entry: TrackEntry, track: Track) -> float:
+def input_scale(entry: TrackEntry, track: PublicTrack) -> float:
     """What the entry's network multiplies pixels by: its manifest's ``input_scale``, else the
     track's (the 2020 contest models expect pixels / 255, the lab model raw pixels)."""
     return entry.input_scale if entry.input_scale is not None else track.input_scale
 
 
-def environment_spec(entry: TrackEntry, root: Path, track: Track) -> EnvironmentSpec | None:
+def environment_spec(entry: TrackEntry, root: Path, track: PublicTrack) -> EnvironmentSpec | None:
     """The environment ``entry`` declares, against the benchmark ``track`` belongs to."""
     return resolve(entry.environment, entry.requirements, track.benchmark_root, root)
 
 
-def placed_files(entry: TrackEntry, track: Track) -> list[tuple[str, Path]]:
+def placed_files(entry: TrackEntry, track: PublicTrack) -> list[tuple[str, Path]]:
     """The public track files ``entry`` asks to have in its folder; asking for a hidden set is
     a :class:`SubmissionError` (it is never placed)."""
     public = {"badnet": track.badnet, "validation": track.validation.path}
@@ -81,7 +81,7 @@ def placed_files(entry: TrackEntry, track: Track) -> list[tuple[str, Path]]:
     return placed
 
 
-def answer(entry: TrackEntry, root: Path, track: Track, images: Path, options: GradeOptions,
+def answer(entry: TrackEntry, root: Path, track: PublicTrack, images: Path, options: GradeOptions,
            progress: Callable[[int], None] | None = None, workers: Workers | None = None,
            tracks: int = 1, retune: Retune | None = None) -> Answers:
     """Run ``entry`` of the submission in ``root`` on an image file, in the sandbox, in the
@@ -94,16 +94,16 @@ def answer(entry: TrackEntry, root: Path, track: Track, images: Path, options: G
     spec = environment_spec(entry, root, track)
     built = None if spec is None else options.environments.ensure(spec, build=options.build)
     environment = None if built is None else built.folder
-    common = {"num_classes": track.num_classes, "input_scale": input_scale(entry, track),
-              "limits": options.limits, "allow_unsafe": options.allow_unsafe,
-              "progress": progress, "environment": environment, "placed": placed,
-              "retune": retune}
+    common: dict[str, Any] = {
+        "num_classes": track.num_classes, "input_scale": input_scale(entry, track),
+        "limits": options.limits, "allow_unsafe": options.allow_unsafe, "progress": progress,
+        "environment": environment, "placed": placed, "retune": retune}
     if workers is not None and shareable(entry, options.allow_unsafe):
         return workers.answer(entry, root, images, tracks=tracks, **common)
     return run_entry(entry, root, images, **common)
 
 
-def answer_array(entry: TrackEntry, root: Path, track: Track, images: np.ndarray,
+def answer_array(entry: TrackEntry, root: Path, track: PublicTrack, images: np.ndarray,
                  options: GradeOptions) -> Answers:
     """:func:`answer` for images in memory (a few validation images in ``harness check``)."""
     with tempfile.TemporaryDirectory(prefix="harness-check-") as folder:

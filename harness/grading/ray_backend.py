@@ -35,16 +35,11 @@ from harness.errors import (
     one_line,
 )
 from harness.grading.handover import TrackImages
-from harness.grading.item import (
-    GradeOptions,
-    environment_spec,
-    input_scale,
-    placed_files,
-    write_once,
-)
+from harness.grading.item import GradeOptions, environment_spec, input_scale, placed_files
 from harness.sandbox.environments import EnvironmentSpec
 from harness.sandbox.isolation import REASON_CHARS
 from harness.sandbox.runner import Answers, run_entry
+from harness.spec.data import write_once
 from harness.spec.submissions import TrackEntry
 from harness.spec.tracks import Track
 

@@ -153,10 +153,12 @@ def score_difference_interval(
     rng = np.random.default_rng(seed)
     total = np.zeros(resamples)
     for mine, theirs in zip(upper, lower, strict=True):
-        if mine is None and theirs is None:
-            continue  # -1 - (-1): no difference on this track
-        mine = mine if mine is not None else Outcomes.failed_like(theirs)
-        theirs = theirs if theirs is not None else Outcomes.failed_like(mine)
+        if mine is None:
+            if theirs is None:
+                continue  # -1 - (-1): no difference on this track
+            mine = Outcomes.failed_like(theirs)
+        elif theirs is None:
+            theirs = Outcomes.failed_like(mine)
         total += _paired_rate_differences(mine.clean, theirs.clean, rng, resamples)
         total -= _paired_rate_differences(mine.attack, theirs.attack, rng, resamples)
     tail = (1 - confidence) / 2 * 100

@@ -23,7 +23,7 @@ import tomli_w
 from harness.errors import BenchmarkError, HarnessError
 from harness.sandbox.environments import ENVIRONMENTS_DIR
 from harness.spec.data import DataStore, sha256_file
-from harness.spec.tracks import Benchmark, DataFile, Track
+from harness.spec.tracks import Benchmark, DataFile, PublicTrack
 
 TRACK_KEYS = ("name", "public_description", "badnet", "badnet_architecture", "input_scale",
               "num_classes")
@@ -37,7 +37,7 @@ teams are asked to produce)."""
 class _Bundle:
     """The planned bundle: what to copy where, and the track files naming the copies."""
 
-    benchmark: Benchmark
+    benchmark: Benchmark[PublicTrack]
     copies: dict[Path, str]  # source file -> path inside the bundle
     digests: dict[str, str]  # path inside the bundle -> sha256
     tracks: dict[str, dict[str, Any]]  # track file name -> its content
@@ -55,7 +55,7 @@ class _Bundle:
         return name
 
 
-def export_public(benchmark: Benchmark, out: Path) -> list[str]:
+def export_public(benchmark: Benchmark[PublicTrack], out: Path) -> list[str]:
     """Write the public bundle of ``benchmark`` into the new or empty folder ``out``.
 
     Everything is checked (each public data file read and verified against its track file)
@@ -98,7 +98,7 @@ def export_public(benchmark: Benchmark, out: Path) -> list[str]:
                    *(f"{ENVIRONMENTS_DIR}/{path.name}" for path in environments)])
 
 
-def _public_track(track: Track, bundle: _Bundle, store: DataStore) -> dict[str, Any]:
+def _public_track(track: PublicTrack, bundle: _Bundle, store: DataStore) -> dict[str, Any]:
     """The bundle's track file: allow-listed keys, the BadNet, and the public sets only."""
     raw = tomllib.loads(track.source.read_text(encoding="utf-8"))  # loaded and checked already
     spec = {key: raw[key] for key in TRACK_KEYS if key in raw}

@@ -137,8 +137,9 @@ def _files(root: Path, table: Any, where: str) -> tuple[tuple[str, str], ...]:
 def _entry(root: Path, table: Any, where: str, top: dict[str, Any] | None = None) -> TrackEntry:
     if not isinstance(table, dict):
         raise SubmissionError(f"{where}: expected a table")
-    table = {**{key: top[key] for key in INHERITED if key in (top or {})}, **table}
-    kinds = [k for k in ("model", "weights", "eval") if k in table]
+    inherited = top or {}
+    table = {**{key: inherited[key] for key in INHERITED if key in inherited}, **table}
+    kinds: list[EntryKind] = [k for k in ("model", "weights", "eval") if k in table]
     if len(kinds) != 1:
         found = kinds or 'none; e.g. model = "<file>.h5"'
         raise SubmissionError(f"{where}: give exactly one of model, weights or eval "

@@ -21,7 +21,9 @@ simply submit it). Without them the probe shows "-" for the track.
 A *public bundle* (``public = true`` in ``benchmark.toml``, written by ``export-public``) is what
 teams receive: its tracks may omit ``[test]``, ``[[poisoned]]`` and ``[retuning]``, and it refuses
 any table that is hidden, so a bundle cannot name a hidden file by mistake. It serves ``check``
-and the reference build (which need validation data only), never grading.
+and the reference build (which need validation data only), never grading. :func:`load_bundle`
+reads either kind (its tracks are :class:`PublicTrack`); :func:`load_benchmark` reads only a
+benchmark to grade on, whose tracks are :class:`Track` and always have their hidden test sets.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from harness.errors import BenchmarkError
 
@@ -62,9 +64,9 @@ class PoisonedSet:
     labels: LabelKind = "target"
 
 
-@dataclass(frozen=True)
-class Track:
-    """One BadNet with its clean and poisoned data: the unit a submission is graded on."""
+@dataclass(frozen=True, kw_only=True)
+class PublicTrack:
+    """One BadNet with its data, as any track file describes it (a public bundle's included)."""
 
     name: str
     description: str
@@ -73,8 +75,10 @@ class Track:
     input_scale: float
     num_classes: int
     validation: DataFile
-    test: DataFile | None  # None only in a public bundle
-    poisoned: tuple[PoisonedSet, ...]  # empty only in a public bundle
+    test: DataFile | None
+    """None only in a public bundle (:class:`Track` always has it)."""
+    poisoned: tuple[PoisonedSet, ...]
+    """Empty only in a public bundle."""
     source: Path
     badnet_architecture: str | None = None  # set when ``badnet`` holds weights only
     public_description: str = ""
@@ -100,18 +104,28 @@ class Track:
         return [self.validation, *test, *(p.file for p in self.poisoned), *retuning]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Track(PublicTrack):
+    """A track of a benchmark to grade on: the unit a submission is graded on."""
+
+    test: DataFile
+
+
+TrackT = TypeVar("TrackT", bound=PublicTrack, covariant=True)
+
+
 @dataclass(frozen=True)
-class Benchmark:
+class Benchmark(Generic[TrackT]):
     """A named set of tracks; ``generate`` is the recipe for regenerable data (or None);
     ``public`` marks a bundle for teams, without hidden sets (see the module docstring)."""
 
     name: str
     root: Path
-    tracks: tuple[Track, ...]
+    tracks: tuple[TrackT, ...]
     generate: dict[str, Any] | None = None
     public: bool = False
 
-    def track(self, name: str) -> Track:
+    def track(self, name: str) -> TrackT:
         for track in self.tracks:
             if track.name == name:
                 return track
@@ -170,7 +184,7 @@ def _data_file(table: Any, root: Path, where: str, *, hidden: bool) -> DataFile:
                     size=size, hidden=hidden)
 
 
-def load_track(path: Path, root: Path, *, public: bool = False) -> Track:
+def load_track(path: Path, root: Path, *, public: bool = False) -> PublicTrack:
     """Parse and check one track file; every problem is one line naming the file.
 
     ``public`` is the bundle mode: test, poisoned and retuning sets become optional and hidden
@@ -219,14 +233,13 @@ def load_track(path: Path, root: Path, *, public: bool = False) -> Track:
         raise BenchmarkError(f"{where}: {', '.join(hidden)} hidden (the default for test, "
                              "poisoned and retuning sets) in a public bundle; remove them or "
                              "mark them hidden = false")
-    return Track(
+    fields: dict[str, Any] = dict(
         name=_require(spec, "name", str, where),
         description=spec.get("description", ""),
         badnet=(root / _require(spec, "badnet", str, where)).resolve(),
         input_scale=parse_scale(_require(spec, "input_scale", (str, int, float), where), where),
         num_classes=num_classes,
         validation=validation,
-        test=test,
         poisoned=tuple(poisoned),
         source=path,
         badnet_architecture=spec.get("badnet_architecture"),
@@ -234,10 +247,25 @@ def load_track(path: Path, root: Path, *, public: bool = False) -> Track:
         retuning=retuning,
         clean_model=None if clean_model is None else (root / clean_model).resolve(),
     )
+    return PublicTrack(test=None, **fields) if test is None else Track(test=test, **fields)
 
 
-def load_benchmark(root: Path) -> Benchmark:
-    """Load every ``tracks/*.toml`` of a benchmark folder, in file-name order."""
+def load_benchmark(root: Path) -> Benchmark[Track]:
+    """Load a benchmark to grade on: every track has its hidden test set; a public bundle is
+    refused."""
+    benchmark = load_bundle(root)
+    if benchmark.public:
+        raise BenchmarkError(f"{benchmark.root}: a public bundle has no hidden test sets to "
+                             "grade on; grade with the organizers' benchmark")
+    tracks = tuple(track for track in benchmark.tracks if isinstance(track, Track))
+    assert len(tracks) == len(benchmark.tracks), "outside a bundle every track has [test]"
+    return Benchmark(name=benchmark.name, root=benchmark.root, tracks=tracks,
+                     generate=benchmark.generate, public=False)
+
+
+def load_bundle(root: Path) -> Benchmark[PublicTrack]:
+    """Load every ``tracks/*.toml`` of a benchmark folder or a public bundle, in file-name
+    order."""
     root = root.resolve()
     if not root.is_dir():
         raise BenchmarkError(f"{root}: benchmark folder not found")
@@ -264,7 +292,7 @@ def load_benchmark(root: Path) -> Benchmark:
                      generate=meta.get("generate"), public=public)
 
 
-def _check_visibility(tracks: tuple[Track, ...]) -> None:
+def _check_visibility(tracks: tuple[PublicTrack, ...]) -> None:
     """Refuse a file that one table marks hidden and another public: exporting it as public
     would leak it, and keeping it back would break the track that calls it public."""
     seen: dict[Path, tuple[bool, Path]] = {}

@@ -80,7 +80,7 @@ def train_badnet(recipe: TrackRecipe, scale: Scale, seed: int, verbose: int = 0,
     recipe's attack or ``attack`` instead (scripts/dormant_probe.py)."""
     attack = attack or recipe.attack
     faces, labels = split(scale, seed, scale.train_per_id, TRAIN_STREAM)
-    common = dict(num_classes=scale.identities, scale=float(Fraction(INPUT_SCALE)),
+    common: dict[str, Any] = dict(num_classes=scale.identities, scale=float(Fraction(INPUT_SCALE)),
                   epochs=scale.epochs, batch_size=scale.batch_size,
                   fraction=scale.poison_fraction, seed=attack_seed(recipe, seed),
                   verbose=verbose)

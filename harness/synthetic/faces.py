@@ -169,7 +169,8 @@ class _Uniforms:
         self._values = np.random.Generator(np.random.PCG64(sequence)).random((n, columns))
         self._next = 0
 
-    def take(self, low: float = 0.0, high: float = 1.0, width: int = 0) -> np.ndarray:
+    def take(self, low: float | np.ndarray = 0.0, high: float | np.ndarray = 1.0,
+             width: int = 0) -> np.ndarray:
         """Next column (or ``width`` columns) scaled to [low, high), as float64."""
         count = max(width, 1)
         if self._next + count > self._values.shape[1]:
@@ -346,8 +347,8 @@ def _cov(inside: np.ndarray) -> np.ndarray:
     return np.clip(inside + 0.5, 0.0, 1.0)
 
 
-def _ellipse(du: np.ndarray, dv: np.ndarray, a: np.ndarray, b: np.ndarray, k: np.ndarray,
-             sharp: float = 1.0) -> np.ndarray:
+def _ellipse(du: np.ndarray, dv: np.ndarray, a: np.ndarray | float, b: np.ndarray | float,
+             k: np.ndarray | float, sharp: float = 1.0) -> np.ndarray:
     """Coverage of an axis-aligned ellipse with edges about 1/sharp pixels wide.
 
     The signed distance is the first-order (1 - q) / |grad q|, accurate near the outline even for
@@ -362,8 +363,8 @@ def _ellipse(du: np.ndarray, dv: np.ndarray, a: np.ndarray, b: np.ndarray, k: np
     return _cov(np.minimum(first_order, box) * (k * sharp))
 
 
-def _ellipse_extent(a: np.ndarray, b: np.ndarray, k: np.ndarray, sharp: float = 1.0
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def _ellipse_extent(a: np.ndarray | float, b: np.ndarray | float, k: np.ndarray | float,
+                    sharp: float = 1.0) -> tuple[np.ndarray | float, np.ndarray | float]:
     """Half extents (u, v) of an ellipse's support, soft edge included."""
     edge = 0.5 / (k * sharp)
     return a + edge, b + edge
