@@ -222,18 +222,12 @@ class KerasPredictor:
         self.num_classes = num_classes
         self.input_scale = float(input_scale)
         self.batch_size = batch_size
-        self._flags_poison = out_shape[1] == num_classes + 1
 
         @tf.function(input_signature=[tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32)])
         def forward(x: tf.Tensor) -> tf.Tensor:
             return model(x, training=False)
 
         self._forward = forward
-
-    @property
-    def flags_poison(self) -> bool:
-        """Whether the model has an extra "poisoned" output (label ``num_classes``)."""
-        return self._flags_poison
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Return int64 labels for images shaped (n, 55, 47, 3) with pixel values 0..255."""
