@@ -638,7 +638,7 @@ def end_to_end(benchmark_dir: Path, submissions: Path, track: str | None = None,
     """Grade ``submissions`` with ``python -m harness grade`` (timed whole, in a subprocess),
     then time the raw loop ``rounds`` times on a track's BadNet over its full test images."""
     from harness.errors import HarnessError
-    from harness.results.report import read_results
+    from harness.results.io import read_results
     from harness.spec.tracks import load_benchmark
 
     with tempfile.TemporaryDirectory(prefix="harness-bench-e2e-") as temporary:

@@ -43,19 +43,14 @@ from harness.grading.item import (
     yardstick,
 )
 from harness.grading.ray_backend import RayBackend, dispatch
+from harness.render.outputs import write_outputs
 from harness.render.plots import write_samples
 from harness.render.summary import append_summary, render_summary
 from harness.results.cache import FOLDER_NAME, Baseline, ResultCache, cache_key, track_fingerprint
 from harness.results.changes import changed_files
+from harness.results.io import write_atomic, write_results
 from harness.results.provenance import environment
-from harness.results.report import (
-    error_record,
-    ok_record,
-    retuning_summary,
-    write_atomic,
-    write_board,
-    write_results,
-)
+from harness.results.record import error_record, ok_record, retuning_summary
 from harness.sandbox.environments import EnvironmentStore
 from harness.sandbox.isolation import Limits, detect
 from harness.sandbox.retuning import BUDGET, budget_text
@@ -623,7 +618,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state.out.mkdir(parents=True, exist_ok=True)
     rendering = time.monotonic()
     write_results(state.out / "results.json", benchmark, state.records)
-    write_board(state.out, benchmark, state.records)
+    write_outputs(state.out, benchmark, state.records)
     write_samples(state.out, tracks, state.store)
     timings = {"items": sorted(state.timings, key=lambda item: (item["submission"],
                                                                  item["track"])),

@@ -22,7 +22,7 @@ from harness.defenses.reference import DEFENSES, load_badnet
 from harness.grading.handover import Handover
 from harness.grading.item import grade_trusted
 from harness.nets.pruning import prune_channels
-from harness.results.report import read_results
+from harness.results.io import read_results
 from harness.sandbox.models import KerasPredictor
 from harness.spec.data import DataStore
 from harness.spec.tracks import load_benchmark

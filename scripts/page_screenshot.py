@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.results.report import PAGE_FILE
+from harness.render.outputs import PAGE_FILE
 
 
 def screenshot(folder: Path, out: Path, width: int = 1280, height: int = 900,

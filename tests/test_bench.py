@@ -16,7 +16,8 @@ from harness import bench
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.grading.stats import pack_outcomes
-from harness.results.report import error_record, ok_record, read_results
+from harness.results.io import read_results
+from harness.results.record import error_record, ok_record
 from harness.spec.tracks import load_benchmark
 
 TRACKS = {"a": (100, 100), "b": (100, 300)}

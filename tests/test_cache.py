@@ -111,8 +111,9 @@ def test_baseline_record_is_stale_when_any_data_file_changed(tmp_path):
     from test_answers import FakeStore, _track
 
     from harness.results.cache import Baseline
+    from harness.results.io import write_results
     from harness.results.provenance import environment
-    from harness.results.report import error_record, write_results
+    from harness.results.record import error_record
 
     track = _track(tmp_path)
     store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2})
@@ -147,8 +148,8 @@ def test_keys_are_stable_across_runs_of_one_version(monkeypatch):
 def test_baseline_from_another_environment_is_refused_naming_the_difference(tmp_path):
     from harness.errors import HarnessError
     from harness.results.cache import Baseline
+    from harness.results.io import write_results
     from harness.results.provenance import environment
-    from harness.results.report import write_results
 
     results = tmp_path / "results.json"
     other = {**environment(), "tensorflow": "1.15.0", "numpy": "1.0.0"}

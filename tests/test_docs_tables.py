@@ -12,7 +12,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from harness.results.report import read_results, render_leaderboard
+from harness.render.leaderboard import render_leaderboard
+from harness.results.io import read_results
 from harness.spec.submissions import submission_digest
 
 REPO = Path(__file__).resolve().parents[1]

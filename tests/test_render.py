@@ -9,7 +9,8 @@ from test_report import BENCHMARK, golden_records
 from harness.cli import main
 from harness.render import plots
 from harness.render.montage import save_montage
-from harness.results.report import write_board, write_results
+from harness.render.outputs import write_outputs
+from harness.results.io import write_results
 
 OUTPUTS = ("leaderboard.md", "results.json", "results.csv", "index.html")
 
@@ -18,7 +19,7 @@ def graded(folder: Path) -> Path:
     """A folder as ``grade`` leaves it: results, board, Pareto plots and montages."""
     folder.mkdir(parents=True, exist_ok=True)
     write_results(folder / "results.json", BENCHMARK, golden_records())
-    write_board(folder, BENCHMARK, golden_records())
+    write_outputs(folder, BENCHMARK, golden_records())
     images = np.random.default_rng(0).integers(0, 256, (2, 3, 55, 47, 3), dtype=np.uint8)
     for track in BENCHMARK["tracks"]:
         save_montage(list(images), ["clean", "poisoned"], folder / plots.samples_file(track))
@@ -81,11 +82,11 @@ def test_values_stored_unrounded_render_back_to_the_same_bytes(tmp_path: Path) -
 
 
 def assert_renders_back(tmp_path: Path, benchmark: dict, records: list[dict]) -> None:
-    """What grading writes (``write_results`` and ``write_board`` into ``a/``) is what
+    """What grading writes (``write_results`` and ``write_outputs`` into ``a/``) is what
     ``render`` of its results file writes into ``b/``, byte for byte."""
     (tmp_path / "a").mkdir()
     write_results(tmp_path / "a" / "results.json", benchmark, records)
-    write_board(tmp_path / "a", benchmark, records)
+    write_outputs(tmp_path / "a", benchmark, records)
     assert main(["render", str(tmp_path / "a" / "results.json"), "--out",
                  str(tmp_path / "b")]) == 0
     for name in OUTPUTS:

@@ -1,7 +1,8 @@
-"""Records, results.json and the leaderboard: determinism, ranking, errors and a golden file."""
+"""Records, results.json, ranking and the leaderboard: determinism, errors and a golden file."""
 
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -10,19 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness import __version__
 from harness.errors import HarnessError
 from harness.grading import stats
-from harness.results import report
-from harness.results.report import (
-    RECORD_KEYS,
-    error_record,
-    ok_record,
-    rank,
-    read_results,
-    render_leaderboard,
-    write_leaderboard,
-    write_results,
-)
+from harness.render import leaderboard
+from harness.render.leaderboard import render_leaderboard, write_leaderboard
+from harness.render.outputs import write_plots
+from harness.results import ranking
+from harness.results import record as schema
+from harness.results.io import read_results, write_results
+from harness.results.ranking import Ranked, rank
+from harness.results.record import RECORD_KEYS, error_record, ok_record
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
 DATA_FILES = ("clean_test.h5", "sunglasses_poisoned.h5", "eyebrows_poisoned.h5", "lipstick.h5")
@@ -180,7 +179,7 @@ def probed_benchmark(**yardsticks: dict) -> dict:
     tracks = {name.replace("_", "-"): entry for name, entry in yardsticks.items()}
     if not yardsticks:
         tracks = {"sunglasses": yardstick(0.306)}
-    return {**BENCHMARK, "retuning": report.retuning_summary(BUDGET, tracks)}
+    return {**BENCHMARK, "retuning": schema.retuning_summary(BUDGET, tracks)}
 
 
 def render(records: list[dict]) -> str:
@@ -205,6 +204,17 @@ def table_rows(body: str) -> list[list[str]]:
     return [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines[2:]]
 
 
+def column(table: list[Ranked], key: str) -> list:
+    """One column of a ranking, top row first."""
+    return [row[key] for row in table]
+
+
+def cells(table: list[Ranked], keys: list[str]) -> list[list]:
+    """The ranking's values of ``keys`` row by row, NaN as None so that equal rows compare equal."""
+    return [[None if isinstance(row[key], float) and math.isnan(row[key]) else row[key]
+             for key in keys] for row in table]
+
+
 # Records -----------------------------------------------------------------------------------------
 
 
@@ -215,7 +225,7 @@ def test_ok_and_error_records_have_identical_keys() -> None:
     assert failed["status"] == "error"
     assert failed["per_trigger"] == {}
     assert failed["outcomes"] == {}
-    assert all(failed[key] is None for key in (*report.METRIC_KEYS, *report.INTERVAL_KEYS))
+    assert all(failed[key] is None for key in (*schema.METRIC_KEYS, *schema.INTERVAL_KEYS))
     assert ok["sha256"] == failed["sha256"] == meta("a")["sha256"]
     assert ok["sample"] is failed["sample"] is None
 
@@ -273,7 +283,7 @@ def test_results_round_trip_with_rounded_floats(tmp_path: Path) -> None:
     pruning = next(r for r in records if r["submission"] == "fine-pruning")
     assert pruning["utility"] == round(0.9340 - 0.09, 6)
     payload = json.loads(path.read_text())
-    assert payload["harness_version"] == report.__version__
+    assert payload["harness_version"] == __version__
 
 
 def test_results_bytes_do_not_depend_on_record_order(tmp_path: Path) -> None:
@@ -352,8 +362,9 @@ def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path: Path, mon
 
 def test_writes_leave_only_the_target_files(tmp_path: Path) -> None:
     write_results(tmp_path / "results.json", BENCHMARK, golden_records())
-    write_leaderboard(tmp_path / "leaderboard.md", BENCHMARK, golden_records())
-    write_leaderboard(tmp_path / "leaderboard.md", BENCHMARK, golden_records())
+    for _ in range(2):
+        write_leaderboard(tmp_path / "leaderboard.md", BENCHMARK, golden_records())
+        write_plots(tmp_path, BENCHMARK, golden_records())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.md", "plots", "results.json"]
     assert (tmp_path / "leaderboard.md").read_text() == render(golden_records())
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
@@ -363,6 +374,8 @@ def test_writes_leave_only_the_target_files(tmp_path: Path) -> None:
 def test_plots_are_written_and_linked_for_tracks_with_results(tmp_path: Path) -> None:
     records = [r for r in golden_records() if r["track"] == "sunglasses"]
     write_leaderboard(tmp_path / "leaderboard.md", BENCHMARK, records)
+    assert not (tmp_path / "plots").exists()  # rendering writes text; the caller, the plots
+    write_plots(tmp_path, BENCHMARK, records)
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["sunglasses.png"]
     text = (tmp_path / "leaderboard.md").read_text()
     assert "](plots/sunglasses.png)" in section(text, "## Track: sunglasses")
@@ -386,10 +399,10 @@ def test_rank_orders_by_score_then_clean_acc_then_name() -> None:
     records.append(ok_record(meta("top"), "sunglasses", scores(1.0, {"sunglasses": 0.0})))
     records.append(ok_record(meta("top"), "multi-trigger", scores(1.0, {"eyebrows": 0.0})))
     table = rank(BENCHMARK, records)
-    assert list(table["submission"]) == ["top", "c", "a", "b"]
-    assert list(table["rank"]) == [1, 2, 2, 2]  # equal scores: the images cannot order them
-    assert list(table["tied"]) == [False, True, True, True]
-    assert list(table.columns) == list(report.RANK_COLUMNS)
+    assert column(table, "submission") == ["top", "c", "a", "b"]
+    assert column(table, "rank") == [1, 2, 2, 2]  # equal scores: the images cannot order them
+    assert column(table, "tied") == [False, True, True, True]
+    assert all(list(row) == list(ranking.RANK_COLUMNS) for row in table)
 
 
 def test_clearly_different_rows_do_not_tie() -> None:
@@ -399,8 +412,8 @@ def test_clearly_different_rows_do_not_tie() -> None:
         for track in BENCHMARK["tracks"]
     ]
     table = rank(BENCHMARK, records)
-    assert list(table["rank"]) == [1, 2, 3]
-    assert not table["tied"].any()
+    assert column(table, "rank") == [1, 2, 3]
+    assert not any(column(table, "tied"))
 
 
 def scores_of(clean: np.ndarray, attack: np.ndarray) -> dict:
@@ -422,13 +435,13 @@ def test_ties_chain_to_the_first_row_of_their_run() -> None:
         for name, vector in clean.items()
         for track in BENCHMARK["tracks"]
     ]
-    upper = [report._outcomes(r) for r in records if r["submission"] == "a"]
-    lower = [report._outcomes(r) for r in records if r["submission"] == "c"]
+    upper = [schema.outcomes_of(r) for r in records if r["submission"] == "a"]
+    lower = [schema.outcomes_of(r) for r in records if r["submission"] == "c"]
     assert not stats.tied(upper, lower)
     table = rank(BENCHMARK, records)
-    assert list(table["submission"]) == ["a", "b", "c"]
-    assert list(table["rank"]) == [1, 1, 1]
-    assert table["tied"].all()
+    assert column(table, "submission") == ["a", "b", "c"]
+    assert column(table, "rank") == [1, 1, 1]
+    assert all(column(table, "tied"))
 
 
 def test_broken_entries_tie_with_each_other() -> None:
@@ -438,8 +451,8 @@ def test_broken_entries_tie_with_each_other() -> None:
         error_record(meta("y"), "sunglasses", "boom"),
     ]
     table = rank(BENCHMARK, records)
-    assert list(table["submission"]) == ["working", "x", "y"]
-    assert list(table["rank"]) == [1, 2, 2]
+    assert column(table, "submission") == ["working", "x", "y"]
+    assert column(table, "rank") == [1, 2, 2]
 
 
 def test_failed_and_missing_tracks_count_minus_one() -> None:
@@ -449,15 +462,15 @@ def test_failed_and_missing_tracks_count_minus_one() -> None:
         ok_record(meta("missing"), "sunglasses", scores(0.9, {"sunglasses": 0.1})),
         error_record(meta("broken"), "sunglasses", "boom"),
     ]
-    table = rank(BENCHMARK, records).set_index("submission")
-    assert table.loc["half", "score"] == pytest.approx((0.8 - 1) / 2)
-    assert table.loc["missing", "score"] == pytest.approx((0.8 - 1) / 2)
-    assert table.loc["broken", "score"] == -1.0
-    assert table.loc["half", "tracks_ok"] == "1/2"
-    assert table.loc["broken", "tracks_ok"] == "0/2"
-    assert table.loc["half", "mean_clean_acc"] == pytest.approx(0.9)
-    assert table.loc["broken", ["mean_clean_acc", "mean_asr"]].isna().all()
-    assert list(table.index) == ["half", "missing", "broken"]
+    table = {row["submission"]: row for row in rank(BENCHMARK, records)}
+    assert table["half"]["score"] == pytest.approx((0.8 - 1) / 2)
+    assert table["missing"]["score"] == pytest.approx((0.8 - 1) / 2)
+    assert table["broken"]["score"] == -1.0
+    assert table["half"]["tracks_ok"] == "1/2"
+    assert table["broken"]["tracks_ok"] == "0/2"
+    assert table["half"]["mean_clean_acc"] == pytest.approx(0.9)
+    assert math.isnan(table["broken"]["mean_clean_acc"]) and math.isnan(table["broken"]["mean_asr"])
+    assert list(table) == ["half", "missing", "broken"]
 
 
 def test_a_row_that_failed_a_track_can_rank_above_one_that_passed_it() -> None:
@@ -470,11 +483,11 @@ def test_a_row_that_failed_a_track_can_rank_above_one_that_passed_it() -> None:
         ok_record(meta("weak"), "multi-trigger", scores(0.4, {"eyebrows": 0.6})),
     ]
     table = rank(BENCHMARK, records)
-    assert list(table["submission"]) == ["bold", "weak"]
-    assert list(table["rank"]) == [1, 2] and list(table["tied"]) == [False, False]
-    assert list(table["score"]) == [0.0, -0.2]
-    assert list(table["tracks_ok"]) == ["1/2", "2/2"]
-    assert list(table["mean_clean_acc"]) == [1.0, 0.4]  # over the tracks that passed
+    assert column(table, "submission") == ["bold", "weak"]
+    assert column(table, "rank") == [1, 2] and column(table, "tied") == [False, False]
+    assert column(table, "score") == [0.0, -0.2]
+    assert column(table, "tracks_ok") == ["1/2", "2/2"]
+    assert column(table, "mean_clean_acc") == [1.0, 0.4]  # over the tracks that passed
 
 
 def test_a_benchmark_of_one_track_ranks_its_rows() -> None:
@@ -482,8 +495,8 @@ def test_a_benchmark_of_one_track_ranks_its_rows() -> None:
     records = [ok_record(meta("solo", team="Solo"), "sunglasses",
                          scores(0.9, {"sunglasses": 0.1}))]
     table = rank(one, records)
-    assert list(table["submission"]) == ["solo"] and list(table["team"]) == ["Solo"]
-    assert list(table["rank"]) == [1] and list(table["tracks_ok"]) == ["1/1"]
+    assert column(table, "submission") == ["solo"] and column(table, "team") == ["Solo"]
+    assert column(table, "rank") == [1] and column(table, "tracks_ok") == ["1/1"]
 
 
 # Leaderboard -------------------------------------------------------------------------------------
@@ -567,7 +580,7 @@ def test_footer_has_short_sorted_hashes_and_versions() -> None:
     assert digests == [(name, meta(name)["sha256"][:12]) for name in names]
     assert "- Graded with: harness 0.0.0, keras 3.15.0, numpy 2.4.6, python 3.11.2, seed 2020, " \
         "tensorflow 2.20.0" in footer
-    assert f"Rendered by harness {report.__version__}" in footer
+    assert f"Rendered by harness {__version__}" in footer
 
 
 def test_track_table_shows_intervals_and_shared_ranks() -> None:
@@ -606,7 +619,8 @@ def test_sampled_tracks_say_so_and_show_image_counts() -> None:
 
 def test_golden_leaderboard(monkeypatch) -> None:
     """Regenerate with ``HARNESS_UPDATE_GOLDEN=1 pytest tests/test_report.py``, then review it."""
-    monkeypatch.setattr(report, "__version__", "0.0.0")  # the golden file outlives version bumps
+    # the golden file outlives version bumps
+    monkeypatch.setattr(leaderboard, "__version__", "0.0.0")
     text = render(golden_records())
     if os.environ.get("HARNESS_UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
@@ -615,7 +629,7 @@ def test_golden_leaderboard(monkeypatch) -> None:
 
 
 def test_der_is_measured_against_the_tracks_badnet_row() -> None:
-    records = report.with_der(golden_records())
+    records = ranking.with_der(golden_records())
     by_pair = {(r["submission"], r["track"]): r for r in records}
     # fine-pruning on sunglasses: ASR drops 1.0 -> 0.031, clean acc 0.9781 -> 0.9512
     assert by_pair["fine-pruning", "sunglasses"]["der"] == pytest.approx(
@@ -626,13 +640,13 @@ def test_der_is_measured_against_the_tracks_badnet_row() -> None:
 
 def test_der_counts_no_gain_for_accuracy_above_the_badnet_nor_for_a_higher_asr() -> None:
     badnet = {"asr": 0.5, "clean_acc": 0.9}
-    assert report.der(badnet, {"asr": 0.0, "clean_acc": 0.95}) == 0.75
-    assert report.der(badnet, {"asr": 0.9, "clean_acc": 0.7}) == pytest.approx(0.4)
+    assert ranking.der(badnet, {"asr": 0.0, "clean_acc": 0.95}) == 0.75
+    assert ranking.der(badnet, {"asr": 0.9, "clean_acc": 0.7}) == pytest.approx(0.4)
 
 
 def test_der_is_unknown_without_a_badnet_row() -> None:
     records = [r for r in golden_records() if r["submission"] != "badnet-original"]
-    assert all(r["der"] is None for r in report.with_der(records))
+    assert all(r["der"] is None for r in ranking.with_der(records))
     overall = table_rows(section(render(records), "## Overall"))
     assert {row[7] for row in overall} == {"-"}
 
@@ -647,7 +661,7 @@ def test_csv_has_one_row_per_record_with_the_json_values(tmp_path: Path) -> None
     import pandas as pd
 
     path = tmp_path / "results.csv"
-    path.write_text(report.render_csv(golden_records()), encoding="utf-8")
+    path.write_text(leaderboard.render_csv(golden_records()), encoding="utf-8")
     table = pd.read_csv(path)
     assert len(table) == len(golden_records())
     assert "outcomes" not in table.columns
@@ -659,7 +673,7 @@ def test_csv_has_one_row_per_record_with_the_json_values(tmp_path: Path) -> None
     assert row["asr[sunglasses]"] == 0.031 and pd.isna(row["asr[eyebrows]"])
     failed = table[table.status == "error"].iloc[0]
     assert failed.error.startswith("eval.py exited") and pd.isna(failed.clean_acc)
-    assert report.render_csv(list(reversed(golden_records()))) == path.read_text()
+    assert leaderboard.render_csv(list(reversed(golden_records()))) == path.read_text()
 
 
 # Retuning probe ----------------------------------------------------------------------------------
@@ -671,8 +685,8 @@ def test_records_carry_the_probe_results_or_none() -> None:
                        {**scores(0.9, {"sunglasses": 0.1}), **probe(0.875, 0.93)})
     failed = error_record(meta("a"), "sunglasses", "boom")
     assert list(plain) == list(probed) == list(failed) == list(RECORD_KEYS)
-    assert set(report.PROBE_KEYS) <= set(RECORD_KEYS)
-    assert all(plain[key] is None and failed[key] is None for key in report.PROBE_KEYS)
+    assert set(schema.PROBE_KEYS) <= set(RECORD_KEYS)
+    assert all(plain[key] is None and failed[key] is None for key in schema.PROBE_KEYS)
     assert probed["p_asr"] == 0.875 and probed["p_clean_acc"] == 0.93
     assert probed["p_asr_ci"] == list(stats.wilson(175, N_PROBE)) and probed["p_error"] is None
     only_error = ok_record(meta("a"), "sunglasses", {**scores(0.9, {"sunglasses": 0.1}),
@@ -720,15 +734,15 @@ def test_an_error_record_has_no_probe_results(tmp_path: Path) -> None:
 
 
 def test_results_written_before_the_probe_read_as_not_probed(tmp_path: Path) -> None:
-    old = [{key: value for key, value in record.items() if key not in report.PROBE_KEYS}
+    old = [{key: value for key, value in record.items() if key not in schema.PROBE_KEYS}
            for record in golden_records()]
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"benchmark": BENCHMARK, "results": old}))
     _, records = read_results(path)
     assert all(list(record) == list(RECORD_KEYS) for record in records)
-    assert all(record[key] is None for record in records for key in report.PROBE_KEYS)
+    assert all(record[key] is None for record in records for key in schema.PROBE_KEYS)
     assert render(old) == render(records) == render(golden_records())
-    assert report.render_csv(old) == report.render_csv(golden_records())
+    assert leaderboard.render_csv(old) == leaderboard.render_csv(golden_records())
 
 
 def test_probe_results_round_trip_rounded(tmp_path: Path) -> None:
@@ -737,7 +751,7 @@ def test_probe_results_round_trip_rounded(tmp_path: Path) -> None:
     records[2] = {**records[2], "p_asr": 0.8751234567, "p_asr_ci": [0.86, 0.8891234567]}
     write_results(tmp_path / "results.json", benchmark, records)
     stored_benchmark, stored = read_results(tmp_path / "results.json")
-    assert stored_benchmark == report._rounded(benchmark)
+    assert stored_benchmark == schema.rounded(benchmark)
     pruning = next(r for r in stored if (r["submission"], r["track"]) ==
                    ("fine-pruning", "sunglasses"))
     assert pruning["p_asr"] == 0.875123 and pruning["p_asr_ci"] == [0.86, 0.889123]
@@ -748,7 +762,7 @@ def test_probe_results_round_trip_rounded(tmp_path: Path) -> None:
 def test_retuning_summary_is_canonical() -> None:
     import numpy as np
 
-    summary = report.retuning_summary(
+    summary = schema.retuning_summary(
         " Adam,\n learning rate 0.0001 ",
         {"sunglasses": {**yardstick(0.3), "p_asr": np.float32(0.25), "p_asr_ci": (0.2, 0.3),
                         "images": np.int64(115)},
@@ -839,7 +853,7 @@ def test_p_asr_shows_only_where_the_probe_left_a_trace() -> None:
 def test_yardstick_sentence_under_the_track_table() -> None:
     benchmark = probed_benchmark(sunglasses=yardstick(0.306),
                                  multi_trigger=yardstick(None, "no clean | model", 120, 24))
-    shown = report.board(benchmark, probed_records())
+    shown = leaderboard.board(benchmark, probed_records())
     sunglasses, multi = shown.tracks
     low, high = stats.wilson(61, N_PROBE)
     assert sunglasses.retuning == (
@@ -862,9 +876,10 @@ def test_yardstick_sentence_under_the_track_table() -> None:
 def test_without_a_yardstick_only_the_probe_is_described() -> None:
     sentence = ("Retuning probe: each model entry fine-tuned on the attacker's retuning set "
                 "{}, then answering a sample of the test images again.")
-    no_retuning = report.board(BENCHMARK, probed_records())
+    no_retuning = leaderboard.board(BENCHMARK, probed_records())
     assert no_retuning.tracks[0].retuning == sentence.format("").replace(" ,", ",")
-    other_track = report.board(probed_benchmark(multi_trigger=yardstick(0.2)), probed_records())
+    other_track = leaderboard.board(probed_benchmark(multi_trigger=yardstick(0.2)),
+                                    probed_records())
     assert other_track.tracks[0].retuning == sentence.format(f"({BUDGET})")
     assert "Yardstick" in (other_track.tracks[1].retuning or "")
     assert "the clean model, which never saw any trigger," in (other_track.tracks[1].retuning
@@ -880,31 +895,32 @@ def test_overall_table_shows_the_mean_p_asr_and_ranks_as_before() -> None:
     assert means["fine-pruning"] == f"{(0.875 + 0.6) / 2:.3f}"
     assert means["badnet-original (ref)"] == "1.000"
     assert means["pruning-twin"] == means["strip-detector"] == "-"
-    ranking = rank(probed_benchmark(), probed_records())
-    assert list(ranking.columns) == list(report.RANK_COLUMNS)
-    assert ranking.set_index("submission").loc["neural-cleanse", "mean_p_asr"] == 0.31
-    assert np.isnan(ranking.set_index("submission").loc["strip-detector", "mean_p_asr"])
+    probed = rank(probed_benchmark(), probed_records())
+    assert all(list(row) == list(ranking.RANK_COLUMNS) for row in probed)
+    by_name = {row["submission"]: row for row in probed}
+    assert by_name["neural-cleanse"]["mean_p_asr"] == 0.31
+    assert np.isnan(by_name["strip-detector"]["mean_p_asr"])
     plain = rank(BENCHMARK, golden_records())
-    assert plain["mean_p_asr"].isna().all()
-    columns = [c for c in report.RANK_COLUMNS if c != "mean_p_asr"]
-    assert ranking[columns].equals(plain[columns])
+    assert all(np.isnan(column(plain, "mean_p_asr")))
+    columns = [c for c in ranking.RANK_COLUMNS if c != "mean_p_asr"]
+    assert cells(probed, columns) == cells(plain, columns)
     assert "mean P-ASR" not in render(golden_records())
 
 
 def test_legend_explains_p_asr_only_when_shown() -> None:
     text = render_leaderboard(probed_benchmark(), probed_records())
     intro = text.split("\n## Overall", 1)[0]
-    assert report.PROBE_LEGEND in intro
-    assert "Min et al." in report.PROBE_LEGEND and "not scored" in report.PROBE_LEGEND
-    assert report.board(probed_benchmark(), probed_records()).intro == \
-        (*report.INTRO, report.PROBE_LEGEND)
-    assert report.board(BENCHMARK, golden_records()).intro == report.INTRO
-    assert report.PROBE_LEGEND not in render(golden_records())
+    assert leaderboard.PROBE_LEGEND in intro
+    assert "Min et al." in leaderboard.PROBE_LEGEND and "not scored" in leaderboard.PROBE_LEGEND
+    assert leaderboard.board(probed_benchmark(), probed_records()).intro == \
+        (*leaderboard.INTRO, leaderboard.PROBE_LEGEND)
+    assert leaderboard.board(BENCHMARK, golden_records()).intro == leaderboard.INTRO
+    assert leaderboard.PROBE_LEGEND not in render(golden_records())
 
 
 def test_probe_errors_are_listed_with_the_prefix_once() -> None:
     records = probed_records()
-    prefixed = f"{report.PROBE_ERROR_PREFIX}weights | frozen"
+    prefixed = f"{schema.PROBE_ERROR_PREFIX}weights | frozen"
     records = [{**record, **probe(None, p_error=prefixed)}
                if (record["submission"], record["track"]) == ("strip-detector", "sunglasses")
                else record for record in records]
@@ -914,7 +930,7 @@ def test_probe_errors_are_listed_with_the_prefix_once() -> None:
         f"- pruning-twin / sunglasses: retuning probe: {PROBE_ERROR}",
         r"- strip-detector / sunglasses: retuning probe: weights \| frozen",
     ]
-    assert report.probe_error("x") == report.probe_error("retuning probe: x") == \
+    assert schema.probe_error("x") == schema.probe_error("retuning probe: x") == \
         "retuning probe: x"
 
 
@@ -922,13 +938,13 @@ def test_csv_splits_the_p_asr_interval_like_the_others(tmp_path: Path) -> None:
     import pandas as pd
 
     path = tmp_path / "results.csv"
-    path.write_text(report.render_csv(probed_records()), encoding="utf-8")
+    path.write_text(leaderboard.render_csv(probed_records()), encoding="utf-8")
     table = pd.read_csv(path)
     assert {"p_asr", "p_asr_ci_low", "p_asr_ci_high", "p_clean_acc", "p_error"} <= \
         set(table.columns)
     assert "p_asr_ci" not in table.columns
     intervals = [c for c in table.columns if c.endswith(("_low", "_high"))]
-    assert intervals == [f"{key}_{end}" for key in report.RECORD_INTERVAL_KEYS
+    assert intervals == [f"{key}_{end}" for key in schema.RECORD_INTERVAL_KEYS
                          for end in ("low", "high")]
     row = table[(table.submission == "fine-pruning") & (table.track == "sunglasses")].iloc[0]
     low, high = stats.wilson(175, N_PROBE)
@@ -936,5 +952,5 @@ def test_csv_splits_the_p_asr_interval_like_the_others(tmp_path: Path) -> None:
     assert row.p_asr_ci_low == round(low, 6) and row.p_asr_ci_high == round(high, 6)
     twin = table[(table.submission == "pruning-twin") & (table.track == "sunglasses")].iloc[0]
     assert twin.p_error == PROBE_ERROR and pd.isna(twin.p_asr) and pd.isna(twin.p_asr_ci_low)
-    plain = pd.read_csv(__import__("io").StringIO(report.render_csv(golden_records())))
+    plain = pd.read_csv(__import__("io").StringIO(leaderboard.render_csv(golden_records())))
     assert not any(c.startswith("p_") for c in plain.columns)

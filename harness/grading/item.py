@@ -201,7 +201,7 @@ def measured(answers: Answers) -> dict[str, float | int | None]:
 
 
 def entry_cost(answers: Answers, images: int) -> dict[str, float | int | None]:
-    """The entry's cost per graded image (``harness.results.report.COST_KEYS``) from the totals the
+    """The entry's cost per graded image (``harness.results.record.COST_KEYS``) from the totals the
     worker observed; None where it observed nothing (an entry answered outside a worker)."""
     cost = answers.cost
     if cost is None or images == 0:

@@ -1,4 +1,5 @@
-"""``harness render``: every output of a grading run, again, from its ``results.json`` alone.
+"""Every output of a grading run, written in one place: by ``grade`` (the pytest plugin, at the end
+of the session) and by ``harness render``, which makes them again from ``results.json`` alone.
 
 Organizers grade on an offline machine and publish elsewhere; CI publishes the board without
 grading. Rendering loads no model and reads no test set: the records hold every number the board
@@ -8,13 +9,46 @@ copied from beside the results file, where ``grade`` wrote it.
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.render import plots
-from harness.results.report import read_results, write_board, write_results
+from harness.render.leaderboard import board, markdown, pareto_points, render_csv
+from harness.results.io import read_results, write_atomic, write_results
 
 RESULTS_FILE = "results.json"
+LEADERBOARD_FILE = "leaderboard.md"
+CSV_FILE = "results.csv"
+PAGE_FILE = "index.html"
+
+
+def write_plots(folder: Path, benchmark: Mapping[str, Any],
+                records: Sequence[Mapping[str, Any]]) -> None:
+    """Write the Pareto plot of every track with a result (``plots/<track>.png``), numbered like
+    its table."""
+    for track, points in pareto_points(benchmark, records).items():
+        target = folder / plots.pareto_file(track)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, plots.pareto_png(track, points))
+
+
+def write_outputs(folder: str | os.PathLike[str], benchmark: Mapping[str, Any],
+                  records: Sequence[Mapping[str, Any]]) -> None:
+    """Write every rendering of the records into ``folder``: ``leaderboard.md`` with its Pareto
+    plots, ``results.csv`` and the web page. ``grade`` and ``harness render`` both call this, so
+    a board re-rendered from ``results.json`` is the board the grading run wrote."""
+    from harness.render import page  # Jinja2: only when a board is written
+
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    shown = board(benchmark, records)  # ranks by paired bootstrap: made once for both layouts
+    write_atomic(target / LEADERBOARD_FILE, markdown(shown))
+    write_plots(target, benchmark, records)
+    write_atomic(target / CSV_FILE, render_csv(records))
+    write_atomic(target / PAGE_FILE, page.render_page(shown))
 
 
 def render(results: Path, out: Path) -> list[str]:
@@ -24,7 +58,7 @@ def render(results: Path, out: Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     if (out / RESULTS_FILE).resolve() != results.resolve():
         write_results(out / RESULTS_FILE, benchmark, records)  # canonical: the same bytes
-    write_board(out, benchmark, records)
+    write_outputs(out, benchmark, records)
     notes = []
     for track in benchmark["tracks"]:
         source, target = results.parent / plots.samples_file(track), out / plots.samples_file(track)

@@ -1,12 +1,12 @@
 """The leaderboard as one static web page: ``index.html`` next to ``leaderboard.md``.
 
-The page lays out the same :class:`~harness.results.report.Board` as the Markdown leaderboard, so
-both show the same cells. All markup lives in ``templates/leaderboard.html.j2``; the page is a
+The page lays out the same :class:`~harness.render.leaderboard.Board` as the Markdown leaderboard,
+so both show the same cells. All markup lives in ``templates/leaderboard.html.j2``; the page is a
 single file with inline CSS and a few lines of plain JavaScript that sort a table when its header is
 clicked (without JavaScript the tables show in the board's order). It requests nothing from the
-network and links its pictures by relative path (``plots/...``), so the folder works from a
-plain file server, ``file://`` or GitHub Pages. Autoescaping is on: names and error messages
-come from submissions. The same board renders to the same bytes (no timestamps, no random ids).
+network and links its pictures by relative path (``plots/...``), so the folder works from a plain
+file server, ``file://`` or GitHub Pages. Autoescaping is on: names and error messages come from
+submissions. The same board renders to the same bytes (no timestamps, no random ids).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import hashlib
 
 import jinja2
 
-from harness.results.report import HASH_CHARS, Board
+from harness.render.leaderboard import HASH_CHARS, Board
 
 TEMPLATE = "leaderboard.html.j2"
 

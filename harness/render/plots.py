@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,7 @@ def pareto_png(track: str, points: Sequence[Point]) -> bytes:
     axes.step(xs, ys, where="post", color="tab:red", linewidth=1.2, alpha=0.6, zorder=2)
     handles = [Line2D([], [], color="tab:red", linewidth=1.2, alpha=0.6, label="Pareto front")]
     for number, (point, on) in enumerate(zip(points, front, strict=True), 1):
-        style = {
+        style: dict[str, Any] = {
             "marker": "s" if point.reference else "o",
             "markersize": 7,
             "markerfacecolor": "tab:red" if on else "tab:blue",

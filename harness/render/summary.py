@@ -13,7 +13,7 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from harness.results.report import rank
+from harness.results.ranking import rank
 
 
 def _number(value: float | None) -> str:
@@ -44,10 +44,10 @@ def render_summary(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, 
     lines += [f"Graded in this run: {', '.join(names)}. {ranked} on "
               f"{_plural(len(benchmark['tracks']), 'track')}; the full table is in "
               "leaderboard.md.", ""]
-    rows = {row["submission"]: row for row in ranking.to_dict("records")}
+    rows = {row["submission"]: row for row in ranking}
     for name in names:
         row = rows[name]
-        tied = " (tied)" if row.get("tied") else ""  # statistically indistinguishable
+        tied = " (tied)" if row["tied"] else ""  # statistically indistinguishable
         lines += [f"### {_cell(name)}: rank {row['rank']}{tied} of {total}, score "
                   f"{_number(row['score'])} ({row['tracks_ok']} tracks ok)", "",
                   "| track | clean acc | ASR | utility | error |",

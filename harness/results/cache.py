@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.results.io import read_results, write_atomic
 from harness.results.provenance import environment
-from harness.results.report import read_results, write_atomic
 from harness.spec.data import DataStore, sha256_file
 from harness.spec.tracks import DataFile, Track
 
@@ -163,7 +163,8 @@ class Baseline:
             now = ", ".join(f"{key} {current.get(key)}" for key in differ)
             raise HarnessError(f"{path} was graded with {was}; this run has {now}")
         self.data_hashes: dict[str, str] = dict(benchmark["data_hashes"])
-        self.records = {(record["submission"], record["track"]): record for record in records}
+        self.records: dict[tuple[str, str], Mapping[str, Any]] = {
+            (record["submission"], record["track"]): record for record in records}
 
     def get(self, expect: Mapping[str, Any], track: Track, store: DataStore
             ) -> dict[str, Any] | None:
