@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from conftest import benchmark_subset, run_harness, write_submission
 
-from harness import bench
-from harness.cli import main
+from harness.cli import bench, main
 from harness.errors import HarnessError
 from harness.grading.stats import pack_outcomes
 from harness.results.io import read_results

@@ -72,7 +72,6 @@ def test_full_model_round_trip(tmp_path: Path, suffix: str) -> None:
     else:
         _color_model().save(path)
     predictor = KerasPredictor(load_model_file(path), NUM_CLASSES, input_scale=1 / 255)
-    assert not predictor.flags_poison
     labels = predictor(_color_images()[:3])
     assert labels.dtype == np.int64
     assert labels.tolist() == [0, 1, 2]
@@ -97,9 +96,8 @@ def test_deepid_weights_round_trip(tmp_path: Path) -> None:
         load_weights_file(path, "resnet", 5)
 
 
-def test_extra_output_flags_poison() -> None:
+def test_an_extra_output_answers_the_poisoned_label() -> None:
     predictor = KerasPredictor(_color_model(NUM_CLASSES + 1, bias=0.5), NUM_CLASSES, 1 / 255)
-    assert predictor.flags_poison
     assert predictor(_color_images()).tolist() == [0, 1, 2, NUM_CLASSES]
 
 

@@ -11,15 +11,15 @@ content-addressed as locally; a submission's folder travels as its files' bytes,
 submission. Every node must run the same installation of the grader (the same container image or
 virtual environment) with bubblewrap, as a grading machine does.
 
-All items are submitted when the run loop starts, so the cluster works on all of them at once
-while pytest reports them in order as their answers arrive.
+All items are submitted when the run loop starts (:meth:`RayBackend.start`), so the cluster works
+on all of them at once while pytest reports them in order as their answers arrive.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,20 @@ from harness.errors import (
     in_folder,
     one_line,
 )
-from harness.grading.handover import TrackImages
-from harness.grading.item import GradeOptions, environment_spec, input_scale, placed_files
+from harness.grading.backends import Progress, Request
+from harness.grading.handover import Handover
+from harness.grading.item import (
+    GradeOptions,
+    environment_spec,
+    input_scale,
+    placed_files,
+    score_answers,
+)
 from harness.sandbox.environments import EnvironmentSpec
 from harness.sandbox.isolation import REASON_CHARS
 from harness.sandbox.runner import Answers, run_entry
 from harness.spec.data import write_once
 from harness.spec.submissions import TrackEntry
-from harness.spec.tracks import Track
 
 NODE_FOLDER = "harness-ray-images"
 """Folder under each node's temporary directory holding the mixed image files it received."""
@@ -133,9 +139,13 @@ def answer_on_node(job: Job, files: dict[str, bytes | str], images: np.ndarray,
 
 
 class RayBackend:
-    """Submits items to a Ray cluster and hands each item its answers when it asks."""
+    """Submits items to a Ray cluster (all of them when the run starts, so the cluster works on
+    them at once) and hands each item its answers, scored here, when it asks."""
 
-    def __init__(self, address: str | None, cpus_per_task: float = 1.0) -> None:
+    builds_environments = False
+
+    def __init__(self, address: str | None, handover: Handover, options: GradeOptions,
+                 cpus_per_task: float = 1.0) -> None:
         try:
             import ray
         except ImportError:
@@ -148,19 +158,39 @@ class RayBackend:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise HarnessError(f"cannot reach the Ray cluster at {address or 'auto'}: "
                                f"{clipped(str(exc), REASON_CHARS)}") from None
+        self.handover = handover
+        self.options = options
         self.task = ray.remote(num_cpus=cpus_per_task, max_retries=0)(answer_on_node)
         self.pending: dict[str, Any] = {}
         self._images: dict[Path, Any] = {}
         self._files: dict[Path, Any] = {}
         self._placed: dict[tuple[tuple[str, Path], ...], Any] = {}
 
-    def submit(self, item: str, entry: TrackEntry, root: Path, track: Track,
-               mixed: TrackImages, options: GradeOptions) -> None:
-        """Start answering one item; :meth:`answers` collects it.
+    def start(self, requests: Iterable[Request]) -> None:
+        """Submit every item; one whose entry cannot be submitted (a bad environment or placed
+        file) is left to raise its error row when it runs, without a node."""
+        for request in requests:
+            try:
+                self._submit(request)
+            except SubmissionError:
+                continue
+
+    def scores(self, request: Request, progress: Progress) -> dict[str, Any]:
+        """Score the item's answers here (no progress bar: the cluster answers it whole)."""
+        mixed = self.handover.images(request.track)
+        if request.key not in self.pending:
+            self._submit(request)
+        return score_answers(request.track, mixed, self.handover.store,
+                             self._answers(request.key))
+
+    def _submit(self, request: Request) -> None:
+        """Start answering one item; :meth:`_answers` collects it.
 
         The entry's environment is resolved and its placed files read here, where the benchmark
         is; a problem with either is the item's error row, raised here as in a local run.
         """
+        entry, root, track = request.entry, request.root, request.track
+        mixed = self.handover.images(track)
         spec = environment_spec(entry, root, track)
         placed = placed_files(entry, track)
         key = tuple(placed)
@@ -176,11 +206,11 @@ class RayBackend:
         workdir = None if entry.workdir is None else entry.workdir.relative_to(root.resolve())
         job = Job(entry=replace(entry, path=relative, workdir=workdir, requirements=None),
                   image_name=mixed.path.name, num_classes=track.num_classes, input_scale=scale,
-                  options=options, environment=spec)
-        self.pending[item] = self.task.remote(job, self._files[root], self._images[mixed.path],
-                                              self._placed[key])
+                  options=self.options, environment=spec)
+        self.pending[request.key] = self.task.remote(job, self._files[root],
+                                                     self._images[mixed.path], self._placed[key])
 
-    def answers(self, key: str) -> Answers:
+    def _answers(self, key: str) -> Answers:
         """Wait for an item's answers; raises the item's error as a local run would."""
         status, first, second, third, cost = self.ray.get(self.pending.pop(key))
         if status == "ok":
@@ -195,20 +225,3 @@ class RayBackend:
             self.ray.cancel(reference, force=True)
         self.pending.clear()
         self.ray.shutdown()
-
-
-def dispatch(backend: RayBackend, state: Any, items: Sequence[Any]) -> None:
-    """Submit every item that will be graded (no earlier record, a usable entry), in order.
-
-    ``state`` is the plugin's ``GradingState`` and ``items`` its ``TrackItem``s.
-    """
-    for item in items:
-        record, _ = state.earlier_record(item.submission, item.track)
-        if record is not None:
-            continue
-        try:
-            entry = item.submission.entry(item.track.name)
-            backend.submit(item.nodeid, entry, item.submission.root, item.track,
-                           state.handover.images(item.track), state.grading)
-        except SubmissionError:
-            continue  # an error row, made locally without a node

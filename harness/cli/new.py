@@ -7,14 +7,16 @@ what the author still has to fill in, instead of a half-guessed manifest passing
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from fractions import Fraction
 from pathlib import Path
 
+from harness.cli import benchmark_folder, usage_error
 from harness.errors import HarnessError
 from harness.spec.submissions import MANIFEST
-from harness.spec.tracks import Benchmark, PublicTrack
+from harness.spec.tracks import Benchmark, PublicTrack, load_bundle
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Folder names that are the same on every OS, need no quoting in a shell and cannot climb out
@@ -112,3 +114,23 @@ def scaffold(name: str, parent: Path, benchmark: Benchmark[PublicTrack]) -> Path
         README.format(name=name, benchmark=benchmark.name, count=len(benchmark.tracks),
                       folder=folder), encoding="utf-8")
     return folder
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    new = commands.add_parser("new", help="start a submission folder from a template")
+    new.add_argument("name", help="submission (folder) name: letters, digits, '.', '_', '-'")
+    new.add_argument("--dir", default="submissions", help="where to create it "
+                                                          "(default: submissions)")
+    new.add_argument("--benchmark", help="benchmark whose tracks the template lists (default: "
+                                         "the embedded data/)")
+    new.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, passthrough: list[str]) -> int:
+    try:
+        folder = scaffold(args.name, Path(args.dir), load_bundle(benchmark_folder(args)))
+    except HarnessError as exc:
+        return usage_error(exc)
+    print(f"created {folder}/submission.toml and {folder}/README.md; fill them in, then run: "
+          f"python -m harness check {folder}")
+    return 0

@@ -10,6 +10,7 @@ it.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.cli import benchmark_folder
 from harness.errors import BenchmarkError, SubmissionError, in_folder, one_line
 from harness.grading.item import GradeOptions, answer_array, environment_spec, placed_files
+from harness.options import ALLOW_UNSAFE, ENV_CACHE, NO_BUILD, add_arguments
 from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore
 from harness.spec.data import ContestSet, DataStore
 from harness.spec.submissions import MANIFEST, Submission, load_submission
@@ -45,7 +48,25 @@ class Check:
         return f"{status:<5} {self.what}" + (f": {self.message}" if self.message else "")
 
 
-def run(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False,
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser(
+        "check", help="validate one submission in seconds, before pushing it",
+        description="Check one submission folder: its manifest, its files, and that each entry "
+                    "loads and answers a few validation images. Exit 0 when all checks pass.")
+    check.add_argument("submission", help="the submission folder, e.g. submissions/my-team")
+    check.add_argument("--benchmark", help="benchmark folder or public bundle (default: the "
+                                           "embedded data/)")
+    add_arguments(check, (ALLOW_UNSAFE, ENV_CACHE, NO_BUILD))
+    check.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, passthrough: list[str]) -> int:
+    return check_folder(Path(args.submission), benchmark_folder(args),
+                        allow_unsafe=args.allow_unsafe_models,
+                        environments=EnvironmentStore(args.env_cache), build=not args.no_build)
+
+
+def check_folder(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False,
         environments: EnvironmentStore | None = None, build: bool = True) -> int:
     """Print every check of ``folder`` against the benchmark; 0 all passed, 1 some failed, 2 when
     the benchmark itself is unusable (not the author's fault)."""

@@ -15,6 +15,7 @@ chunk; the whole item's wall time includes everything and is what a grading run 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -33,12 +34,18 @@ from typing import Any, Self
 
 import numpy as np
 
+from harness.cli import benchmark_folder, usage_error
+from harness.errors import HarnessError, positive_int
 from harness.grading.handover import Handover
 from harness.grading.item import GradeOptions, answer, input_scale, score_answers
+from harness.results.record import Record
 from harness.sandbox.runner import Workers
 from harness.spec.data import DataStore
 from harness.spec.submissions import TrackEntry
 from harness.spec.tracks import Benchmark, Track
+
+DEFAULT_TRACK = "sunglasses"
+"""The track measured when none is named: in the embedded benchmark, with a BadNet."""
 
 RAW_BATCH = 1024
 """Batch size of the reference loop: the fastest of 128, 512 and 1,024 (docs/performance.md)."""
@@ -427,7 +434,6 @@ def _part(value: Any) -> float:
 
 def read_timings(path: Path) -> Timings:
     """Read ``timings.json``; a file without the fields this needs is a one-line error."""
-    from harness.errors import HarnessError
 
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
@@ -485,7 +491,7 @@ class EndToEnd:
     exit_code: int
     wall: float
     processes: int
-    records: list[dict[str, Any]]
+    records: list[Record]
     timings: Timings
     track: str
     """The track whose BadNet the raw loop ran."""
@@ -535,7 +541,6 @@ class EndToEnd:
 def pick_track(records: Sequence[Mapping[str, Any]], wanted: str | None) -> str:
     """The track whose BadNet the raw loop runs: ``wanted``, else sunglasses, else the first
     track (by name) with a BadNet row; the run must have graded that row for its MACs."""
-    from harness.errors import HarnessError
 
     found = badnet_macs(records)
     if wanted is not None:
@@ -548,7 +553,7 @@ def pick_track(records: Sequence[Mapping[str, Any]], wanted: str | None) -> str:
         raise HarnessError("the run graded no BadNet row (with MACs) on any track: include the "
                            "BadNet itself (the no-defense reference) in the submissions "
                            f"({failed} of {len(records)} items failed)")
-    return "sunglasses" if "sunglasses" in found else sorted(found)[0]
+    return DEFAULT_TRACK if DEFAULT_TRACK in found else sorted(found)[0]
 
 
 class LoadSampler(Poller):
@@ -637,7 +642,6 @@ def end_to_end(benchmark_dir: Path, submissions: Path, track: str | None = None,
                say: Callable[[str], None] = print) -> EndToEnd:
     """Grade ``submissions`` with ``python -m harness grade`` (timed whole, in a subprocess),
     then time the raw loop ``rounds`` times on a track's BadNet over its full test images."""
-    from harness.errors import HarnessError
     from harness.results.io import read_results
     from harness.spec.tracks import load_benchmark
 
@@ -746,3 +750,78 @@ def end_to_end_header(result: EndToEnd) -> str:
             f"{os.cpu_count()} cores ({_cpu_name()}); load average (1 min) during the run and "
             f"the raw loop: {low:.1f}-{high:.1f}, median {statistics.median(result.load):.1f} "
             f"({len(result.load)} samples)")
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = commands.add_parser(
+        "bench", help="measure grading speed against a raw TensorFlow loop",
+        description="Time the grader's inference path (sandboxed worker) and a raw tf.function "
+                    "loop on the same model and images, alternating, and print a table. With "
+                    "--end-to-end: grade SUBMISSIONS with the real command (fresh --out, "
+                    "--no-cache), then time the raw loop on a track's BadNet, and print the "
+                    "run's wall time against its floor (its multiply-adds at the raw loop's "
+                    "pace) and where the wall time went.")
+    bench.add_argument("submissions", nargs="?", metavar="SUBMISSIONS",
+                       help="with --end-to-end: the folder to grade (default: submissions)")
+    bench.add_argument("--end-to-end", action="store_true",
+                       help="time a whole grading run of SUBMISSIONS against its floor")
+    bench.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    bench.add_argument("--track", help="track whose test images to answer (default: "
+                                       "sunglasses; with --end-to-end: whose BadNet the raw "
+                                       "loop runs, sunglasses or the first with a BadNet row)")
+    bench.add_argument("--model", help="Keras model file (default: the track's BadNet)")
+    bench.add_argument("--rounds", type=int, default=3,
+                       help="rounds of each (default 3); with --end-to-end: raw loop passes, the "
+                            "best counts")
+    bench.add_argument("-n", "--numprocesses", metavar="K", type=int, default=0,
+                       help="with --end-to-end: grade in K processes (grade -n K)")
+    bench.add_argument("--sample", metavar="K", type=positive_int,
+                       help="with --end-to-end: grade K images per test set (grade --sample K)")
+    bench.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from harness.spec.tracks import load_benchmark
+
+    if not args.end_to_end:
+        used = [flag for flag, value in (("SUBMISSIONS", args.submissions),
+                                         ("-n", args.numprocesses), ("--sample", args.sample))
+                if value]
+        if used:
+            return usage_error(ValueError(f"{', '.join(used)}: only with --end-to-end"))
+    elif args.model:
+        return usage_error(ValueError("--model: not with --end-to-end (it grades a folder)"))
+    track = args.track or (None if args.end_to_end else DEFAULT_TRACK)
+    try:
+        benchmark = load_benchmark(benchmark_folder(args))
+        if track is not None:
+            benchmark.track(track)
+    except HarnessError as exc:
+        return usage_error(exc)
+    except KeyError:
+        return usage_error(ValueError(f"no track {track!r}"))
+    if args.end_to_end:
+        submissions = Path(args.submissions or "submissions")
+        if not submissions.is_dir():
+            return usage_error(ValueError(f"{submissions}: no such folder"))
+        try:
+            whole = end_to_end(benchmark_folder(args), submissions, track, args.numprocesses,
+                               args.sample, args.rounds)
+        except HarnessError as exc:
+            return usage_error(exc)
+        print()
+        print(end_to_end_header(whole))
+        print()
+        print(end_to_end_table(whole))
+        return 0
+    if benchmark.generate:
+        from harness.synthetic.materialize import ensure_generated
+
+        ensure_generated(benchmark)
+    model = Path(args.model) if args.model else None
+    result = measure(benchmark, track or DEFAULT_TRACK, model, rounds=args.rounds)
+    print()
+    print(header(result, args.rounds))
+    print()
+    print(table(result))
+    return 0

@@ -1,0 +1,34 @@
+"""``harness export-public``: write the bundle teams receive (no hidden data)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.cli import benchmark_folder, usage_error
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = commands.add_parser(
+        "export-public", help="write the bundle teams receive (no hidden data)",
+        description="Copy the BadNets, the public data files and track files stripped of every "
+                    "hidden set into DIR, a new or empty folder.")
+    export.add_argument("dir", metavar="DIR", help="new or empty folder to write")
+    export.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    export.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from harness.errors import HarnessError
+    from harness.spec.export import export_public
+    from harness.spec.tracks import load_bundle
+
+    out = Path(args.dir)
+    try:
+        files = export_public(load_bundle(benchmark_folder(args)), out)
+    except HarnessError as exc:
+        return usage_error(exc)
+    print(f"wrote the public bundle to {out} ({len(files)} files; see {out / 'README.md'}):")
+    for name in files:
+        print(f"  {name}")
+    return 0

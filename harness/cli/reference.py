@@ -1,0 +1,33 @@
+"""``harness reference build``: rebuild the reference defenses (the reference submissions)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.cli import benchmark_folder
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reference = commands.add_parser("reference", help="the reference submissions")
+    reference_commands = reference.add_subparsers(dest="reference_command", required=True)
+    rebuild = reference_commands.add_parser(
+        "build", help="rebuild reference defenses from the BadNets and validation data")
+    rebuild.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    rebuild.add_argument("--out", default="submissions", help="submissions folder to write")
+    rebuild.add_argument("--track", action="append", help="only this track (repeatable)")
+    rebuild.add_argument("--defense", action="append", help="only this defense (repeatable)")
+    rebuild.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from harness.defenses.reference import build
+    from harness.spec.tracks import load_bundle
+
+    benchmark = load_bundle(benchmark_folder(args))
+    if benchmark.generate:
+        from harness.synthetic.materialize import ensure_generated
+
+        ensure_generated(benchmark)
+    build(benchmark, Path(args.out), tracks=args.track, defenses=args.defense)
+    return 0

@@ -1,0 +1,241 @@
+"""Submissions as tests: a ``submission.toml`` is a file of tests, one item per track of the
+benchmark, and an item grades its submission on its track through the session's backend.
+
+pytest then does the selecting (``-k``, ``--changed-since`` by the items' records), stopping
+early (``-x``), reporting and JUnit XML.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pytest._code.code import TerminalRepr
+
+from harness.errors import (
+    BenchmarkError,
+    HarnessError,
+    SubmissionError,
+    TransientSubmissionError,
+    in_folder,
+    one_line,
+)
+from harness.grading.backends import Backend, Request, backend
+from harness.grading.item import MEASURED_KEYS, environment_spec, is_badnet, probe_track
+from harness.plugin import progress
+from harness.plugin.results import CHANGED, RECORD, SOURCE, TIMING
+from harness.plugin.reuse import REUSE, Reuse
+from harness.plugin.session import SESSION, Session, xdist_controller, xdist_worker
+from harness.results.record import Record, error_record, ok_record
+from harness.sandbox.isolation import detect
+from harness.spec.submissions import MANIFEST, Submission, load_submission
+from harness.spec.tracks import Track
+
+BACKEND = pytest.StashKey[Backend]()
+"""Where this session's items are answered (``--harness-backend``)."""
+
+
+@pytest.hookimpl(trylast=True)  # once the options are known to be usable
+def pytest_configure(config: pytest.Config) -> None:
+    if SESSION not in config.stash:
+        return
+    session = config.stash[SESSION]
+    name = config.getoption("harness_backend")
+    if name == "ray" and xdist_controller(config):
+        raise pytest.UsageError("--backend ray spreads items over the cluster; drop -n")
+    try:
+        config.stash[BACKEND] = backend(
+            name, session.handover, session.grading, len(session.benchmark.tracks),
+            ray_address=config.getoption("harness_ray_address"),
+            ray_cpus=config.getoption("harness_ray_cpus"))
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if xdist_controller(config) and session.benchmark.generate:  # once, before workers start
+        from harness.synthetic.materialize import ensure_generated
+
+        try:
+            ensure_generated(session.benchmark)
+        except BenchmarkError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    if detect().bwrap is None and not xdist_worker(config):  # loud even under -q, said once
+        print(f"harness: {detect().note}", file=sys.stderr)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if BACKEND in config.stash:
+        config.stash[BACKEND].close()
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.name == MANIFEST and SESSION in parent.config.stash:
+        return SubmissionFile.from_parent(parent, path=file_path)
+    return None
+
+
+class SubmissionFile(pytest.File):
+    """A submission folder's manifest: yields one item per track of the benchmark."""
+
+    def collect(self) -> Iterator[TrackItem]:
+        submission = load_submission(self.path)
+        for track in self.config.stash[SESSION].benchmark.tracks:
+            yield TrackItem.from_parent(self, name=track.name, submission=submission,
+                                        track=track)
+
+
+class TrackItem(pytest.Item):
+    """Grade one submission on one track; fails when the submission cannot answer."""
+
+    def __init__(self, *, submission: Submission, track: Track, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.submission = submission
+        self.track = track
+
+    def runtest(self) -> None:
+        """Reuse an earlier record (no model is loaded) or grade; either way, a failed record
+        fails the item with its one-line message."""
+        reuse = self.config.stash[REUSE]
+        earlier, source = reuse.earlier_record(self.submission, self.track)
+        if earlier is not None:
+            self.user_properties.append((SOURCE, source))
+        record: Mapping[str, Any] = self._grade(reuse) if earlier is None else earlier
+        if reuse.changed_since is not None:
+            self.user_properties.append((CHANGED, reuse.is_changed(self.submission)))
+        self.user_properties.append((RECORD, record))
+        if record["status"] == "error":
+            raise SubmissionError(record["error"])
+        for key in ("clean_acc", "asr", "detect_rate", "utility"):  # JUnit XML shows these
+            self.user_properties.append((key, record[key]))
+
+    def request(self) -> Request:
+        """What the backend answers; SubmissionError when the submission has no usable entry."""
+        return Request(self.nodeid, self.submission.entry(self.track.name),
+                       self.submission.root, self.track)
+
+    def _scores(self, session: Session, request: Request) -> tuple[dict[str, Any], bool]:
+        """Scores of the entry on the track, the retuning probe's included (it runs here
+        whatever the backend), and whether they hold a failure that may not recur (the probe
+        timed out)."""
+        what = f"{request.root.name} on {request.track.name}"
+        scores = self.config.stash[BACKEND].scores(
+            request, lambda total: progress.bar(self.config, what, total))
+        probe, transient = probe_track(request.entry, request.root, request.track,
+                                       session.probe_handover, session.grading,
+                                       session.probe_workers, len(session.benchmark.tracks))
+        return {**scores, **probe}, transient
+
+    def _grade(self, reuse: Reuse) -> Record:
+        """Grade now; store the record in the cache at once, so that a run killed later still
+        keeps it, unless it is a failure that may not recur (a timeout)."""
+        session = reuse.session
+        started = time.monotonic()
+        took: dict[str, Any] = dict.fromkeys(MEASURED_KEYS)
+        try:
+            request = self.request()
+            scores, transient = self._scores(session, request)
+            took = {key: scores.pop(key) for key in MEASURED_KEYS}
+        except BenchmarkError:
+            raise
+        except Exception as exc:  # untrusted models fail in arbitrary ways inside TensorFlow
+            message = in_folder(one_line(exc), self.submission.root.resolve())
+            record = error_record(self.submission.meta, self.track.name, message)
+            cacheable = not isinstance(exc, TransientSubmissionError)
+        else:
+            sha256 = reuse.fingerprint(self.track)["badnet_sha256"]
+            badnet = is_badnet(request.entry, self.track, sha256)
+            record = ok_record(self.submission.meta, self.track.name, scores,
+                               sample=session.grading.sample, badnet=badnet)
+            cacheable = not transient
+        self.user_properties.append((TIMING, {"seconds": round(time.monotonic() - started, 3),
+                                              **took}))
+        if session.cache is not None and cacheable:
+            try:
+                session.cache.put(reuse.key(self.submission, self.track), record)
+            except (OSError, TypeError, ValueError) as exc:  # a cache only saves time
+                self.warn(pytest.PytestWarning(f"result cache: not stored: {exc}"))
+        return record
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str | TerminalRepr:
+        if isinstance(excinfo.value, HarnessError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"{self.submission.name} on {self.track.name}"
+
+
+def _track_items(session: pytest.Session) -> list[TrackItem]:
+    return [item for item in session.items if isinstance(item, TrackItem)]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Read (and check) the data of every selected track once, before any item runs; then build
+    the environments the items need."""
+    if SESSION not in session.config.stash:
+        return
+    grading = session.config.stash[SESSION]
+    tracks = {item.track.name: item.track for item in _track_items(session)}
+    try:
+        if tracks and grading.benchmark.generate:
+            from harness.synthetic.materialize import ensure_generated
+
+            ensure_generated(grading.benchmark)
+        for track in tracks.values():
+            for data_file in track.data_files():
+                grading.store.get(data_file, track.num_classes)
+    except BenchmarkError as exc:
+        pytest.exit(f"benchmark error: {exc}", returncode=2)
+    _build_environments(session)
+
+
+def _build_environments(session: pytest.Session) -> None:
+    """Build the environments the selected items need before the first item runs, one line
+    each, so that minutes of installing show as such rather than as a slow item. A failure is
+    kept and becomes the error row of each item that needs it."""
+    config = session.config
+    grading, reuse = config.stash[SESSION].grading, config.stash[REUSE]
+    if not grading.build or not config.stash[BACKEND].builds_environments:
+        return
+    specs = {}
+    for item in _track_items(session):
+        try:
+            entry = item.submission.entry(item.track.name)
+            spec = environment_spec(entry, item.submission.root, item.track)
+        except SubmissionError:
+            continue
+        if spec is not None and reuse.earlier_record(item.submission, item.track)[0] is None:
+            specs[spec.key] = spec
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for spec in specs.values():
+        store = grading.environments
+        if store.get(spec) is not None:
+            continue
+        try:
+            built = store.ensure(spec)
+            line = f"harness: environment {spec.name}: {built.how}"
+        except SubmissionError as exc:
+            line = f"harness: {exc}"
+        if reporter is not None:
+            reporter.write_line(line)
+
+
+def _requests(items: list[TrackItem]) -> Iterator[Request]:
+    """The items that will be graded (no earlier record, a usable entry), in order."""
+    for item in items:
+        if item.config.stash[REUSE].earlier_record(item.submission, item.track)[0] is not None:
+            continue
+        try:
+            yield item.request()
+        except SubmissionError:
+            continue  # an error row, made without the backend
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Tell the backend which items will run before the first one does (Ray submits them all)."""
+    if BACKEND in session.config.stash and not session.config.option.collectonly:
+        session.config.stash[BACKEND].start(_requests(_track_items(session)))
