@@ -174,7 +174,7 @@ def test_edited_scoring_code_and_track_files_are_listed_and_never_used(repo, tmp
     is graded by the base's code and tracks: its true score, the same as alpha's (same model)."""
     def change(root: Path) -> None:
         add("gamma", root)
-        scoring = root / "harness" / "scoring.py"
+        scoring = root / "harness" / "grading" / "scoring.py"
         text = scoring.read_text()
         assert '"utility": clean_acc - asr,' in text
         scoring.write_text(text.replace('"utility": clean_acc - asr,', '"utility": 1.0,'))
@@ -186,7 +186,7 @@ def test_edited_scoring_code_and_track_files_are_listed_and_never_used(repo, tmp
     result, base = run_script(repo, summary)
     assert result.returncode == 0, result.stdout + result.stderr
     text = summary.read_text()
-    assert "- `harness/scoring.py`" in text and f"- `bench/tracks/{TRACK}.toml`" in text
+    assert "- `harness/grading/scoring.py`" in text and f"- `bench/tracks/{TRACK}.toml`" in text
     by = {r["submission"]: r for r in json.loads((base / "results.json").read_text())["results"]}
     assert by["gamma"]["utility"] == by["alpha"]["utility"] < 1.0
     assert by["gamma"]["asr"] == by["alpha"]["asr"] > 0.5  # scored against the base's target
