@@ -33,7 +33,7 @@ from harness.sandbox.runner import run_entry
 from harness.spec.data import DataStore
 from harness.spec.submissions import TrackEntry
 from harness.spec.tracks import load_benchmark
-from harness.synthetic.materialize import ensure_generated
+from harness.synthetic.materialize import generate_missing
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "per-image-eval" / "eval.py"
@@ -58,8 +58,7 @@ def main() -> None:
     args = parser.parse_args()
 
     benchmark = load_benchmark(default_benchmark())
-    if benchmark.generate:
-        ensure_generated(benchmark)
+    generate_missing(benchmark)
     track = benchmark.track(args.track)
     images = DataStore().get(track.test, track.num_classes).images[:args.images]
     print(f"{detect().note}; {len(images)} images of {track.name}'s clean test set", flush=True)

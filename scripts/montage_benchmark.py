@@ -15,7 +15,7 @@ from harness.cli import default_benchmark
 from harness.render.montage import save_montage
 from harness.spec.data import DataStore
 from harness.spec.tracks import load_benchmark
-from harness.synthetic.materialize import ensure_generated
+from harness.synthetic.materialize import generate_missing
 
 
 def first_of_each(labels: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -31,8 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     benchmark = load_benchmark(args.benchmark)
-    if benchmark.generate:
-        ensure_generated(benchmark)
+    generate_missing(benchmark)
     store = DataStore()
     rows, names = [], []
     for track in benchmark.tracks:

@@ -172,3 +172,24 @@ def test_build_rejects_a_missing_recipe(tmp_path):
                   test=DataFile(tmp_path / "t.h5"), poisoned=(), source=tmp_path / "t.toml")
     with pytest.raises(BenchmarkError, match="needs scale"):
         ensure_generated(Benchmark(name="b", root=tmp_path, tracks=(track,), generate={}))
+
+
+def test_data_is_generated_only_for_a_recipe_and_only_when_a_needed_file_is_missing(
+        tmp_path, monkeypatch):
+    from harness.spec.tracks import Benchmark, DataFile, Track
+    from harness.synthetic import materialize
+
+    calls = []
+    monkeypatch.setattr(materialize, "ensure_generated", calls.append)
+    present = tmp_path / "v.h5"
+    present.write_bytes(b"")
+    track = Track(name="t", description="", badnet=tmp_path / "b.h5", input_scale=1.0,
+                  num_classes=2, validation=DataFile(present),
+                  test=DataFile(tmp_path / "missing.h5"), poisoned=(), source=tmp_path / "t.toml")
+    real_files = Benchmark(name="b", root=tmp_path, tracks=(track,))
+    materialize.generate_missing(real_files)  # no recipe: a missing file fails when it is read
+    generated = Benchmark(name="b", root=tmp_path, tracks=(track,), generate={"scale": "tiny"})
+    materialize.generate_missing(generated, [track.validation])  # what is needed is there
+    assert calls == []
+    materialize.generate_missing(generated)
+    assert calls == [generated]

@@ -43,6 +43,7 @@ from harness.sandbox.runner import Workers
 from harness.spec.data import DataStore
 from harness.spec.submissions import TrackEntry
 from harness.spec.tracks import Benchmark, Track
+from harness.synthetic.materialize import generate_missing
 
 DEFAULT_TRACK = "sunglasses"
 """The track measured when none is named: in the embedded benchmark, with a BadNet."""
@@ -230,7 +231,7 @@ def _raw_loop(model_path: Path, entry: TrackEntry, track: Track, scale: float,
     return run
 
 
-def measure(benchmark: Benchmark, track_name: str, model: Path | None = None,
+def measure(benchmark: Benchmark[Track], track_name: str, model: Path | None = None,
             rounds: int = 3, say: Callable[[str], None] = print) -> Result:
     """Alternate grader items and reference loops ``rounds`` times on one track's images."""
     track = benchmark.track(track_name)
@@ -814,10 +815,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
         print()
         print(end_to_end_table(whole))
         return 0
-    if benchmark.generate:
-        from harness.synthetic.materialize import ensure_generated
-
-        ensure_generated(benchmark)
+    generate_missing(benchmark)
     model = Path(args.model) if args.model else None
     result = measure(benchmark, track or DEFAULT_TRACK, model, rounds=args.rounds)
     print()

@@ -26,6 +26,7 @@ from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore
 from harness.spec.data import ContestSet, DataStore
 from harness.spec.submissions import MANIFEST, Submission, load_submission
 from harness.spec.tracks import Benchmark, PublicTrack, load_bundle
+from harness.synthetic.materialize import generate_missing
 
 KEY_PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy")
 """Packages whose versions the environment line shows."""
@@ -72,10 +73,7 @@ def check_folder(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = Fal
     the benchmark itself is unusable (not the author's fault)."""
     try:
         benchmark = load_bundle(benchmark_root)
-        if benchmark.generate and not all(t.validation.path.exists() for t in benchmark.tracks):
-            from harness.synthetic.materialize import ensure_generated
-
-            ensure_generated(benchmark)
+        generate_missing(benchmark, [track.validation for track in benchmark.tracks])
         print(f"checking {folder} on {benchmark.name} ({len(benchmark.tracks)} tracks)",
               flush=True)
         failed = total = 0

@@ -23,11 +23,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.defenses.reference import build
     from harness.spec.tracks import load_bundle
+    from harness.synthetic.materialize import generate_missing
 
     benchmark = load_bundle(benchmark_folder(args))
-    if benchmark.generate:
-        from harness.synthetic.materialize import ensure_generated
-
-        ensure_generated(benchmark)
+    generate_missing(benchmark)
     build(benchmark, Path(args.out), tracks=args.track, defenses=args.defense)
     return 0

@@ -34,6 +34,7 @@ from harness.results.record import Record, error_record, ok_record
 from harness.sandbox.isolation import detect
 from harness.spec.submissions import MANIFEST, Submission, load_submission
 from harness.spec.tracks import Track
+from harness.synthetic.materialize import generate_missing
 
 BACKEND = pytest.StashKey[Backend]()
 """Where this session's items are answered (``--harness-backend``)."""
@@ -54,11 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
             ray_cpus=config.getoption("harness_ray_cpus"))
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if xdist_controller(config) and session.benchmark.generate:  # once, before workers start
-        from harness.synthetic.materialize import ensure_generated
-
+    if xdist_controller(config):  # once, before the workers start
         try:
-            ensure_generated(session.benchmark)
+            generate_missing(session.benchmark)
         except BenchmarkError as exc:
             raise pytest.UsageError(str(exc)) from None
     if detect().bwrap is None and not xdist_worker(config):  # loud even under -q, said once
@@ -180,10 +179,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     grading = session.config.stash[SESSION]
     tracks = {item.track.name: item.track for item in _track_items(session)}
     try:
-        if tracks and grading.benchmark.generate:
-            from harness.synthetic.materialize import ensure_generated
-
-            ensure_generated(grading.benchmark)
+        if tracks:
+            generate_missing(grading.benchmark)
         for track in tracks.values():
             for data_file in track.data_files():
                 grading.store.get(data_file, track.num_classes)

@@ -22,14 +22,14 @@ from harness.sandbox.environments import EnvironmentStore
 from harness.sandbox.isolation import Limits, detect
 from harness.sandbox.runner import Workers
 from harness.spec.data import DataStore
-from harness.spec.tracks import Benchmark, load_benchmark
+from harness.spec.tracks import Benchmark, Track, load_benchmark
 
 
 @dataclass(eq=False)
 class Session:
     """What one grading session's items share."""
 
-    benchmark: Benchmark
+    benchmark: Benchmark[Track]
     out: Path
     grading: GradeOptions
     cache: ResultCache | None
@@ -74,9 +74,6 @@ def pytest_configure(config: pytest.Config) -> None:
         benchmark = load_benchmark(Path(benchmark_path))
     except BenchmarkError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if benchmark.public:
-        raise pytest.UsageError(f"{benchmark.root}: a public bundle has no hidden test sets to "
-                                "grade on; grade with the organizers' benchmark")
     limits = Limits(image_timeout=config.getoption("harness_image_timeout"),
                     track_timeout=config.getoption("harness_track_timeout"))
     grading = GradeOptions(allow_unsafe=config.getoption("harness_allow_unsafe_models"),

@@ -69,11 +69,9 @@ def export_public(benchmark: Benchmark[PublicTrack], out: Path) -> list[str]:
     if shared:  # it would go out as that track's BadNet
         raise BenchmarkError(f"{shared[0]} is both a BadNet and a clean model; the clean model "
                              "is never exported, so it must be a file of its own")
-    public = [f for f in benchmark.data_files() if not f.hidden]
-    if benchmark.generate and not all(f.path.exists() for f in public):
-        from harness.synthetic.materialize import ensure_generated
+    from harness.synthetic.materialize import generate_missing  # the generator: only here
 
-        ensure_generated(benchmark)
+    generate_missing(benchmark, [f for f in benchmark.data_files() if not f.hidden])
     bundle = _Bundle(benchmark, copies={}, digests={}, tracks={})
     store = DataStore()
     for track in benchmark.tracks:

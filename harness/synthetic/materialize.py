@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from harness.errors import BenchmarkError
 from harness.spec.data import write_contest_file
-from harness.spec.tracks import Benchmark
+from harness.spec.tracks import Benchmark, DataFile, PublicTrack
 from harness.synthetic.recipe import SCALES, Scale, data_sets
 
 
@@ -27,7 +28,20 @@ def write_data(cache: Path, scale: Scale, seed: int) -> dict[str, dict[str, Any]
     return files
 
 
-def ensure_generated(benchmark: Benchmark) -> None:
+def generate_missing(benchmark: Benchmark[PublicTrack],
+                     needed: Iterable[DataFile] | None = None) -> None:
+    """Regenerate the data files of a benchmark with a recipe when one it needs is missing (all
+    of them unless ``needed`` names some): the check every command makes before reading data. A
+    benchmark without a recipe (the organizers' real files) is left as it is; reading a missing
+    file then fails with its name."""
+    if not benchmark.generate:
+        return
+    files = benchmark.data_files() if needed is None else needed
+    if not all(data_file.path.exists() for data_file in files):
+        ensure_generated(benchmark)
+
+
+def ensure_generated(benchmark: Benchmark[PublicTrack]) -> None:
     """Write the benchmark's data files if any is missing (their hashes are checked on read)."""
     recipe = benchmark.generate or {}
     missing = [f.path for f in benchmark.data_files() if not f.path.exists()]
