@@ -44,7 +44,8 @@ def defense_rows(records: list[dict], submissions: Path) -> pd.DataFrame:
 
 
 def defense_markdown(records: list[dict], submissions: Path) -> str:
-    """The docs' defense x track table (tests/test_docs_tables.py checks the docs hold it)."""
+    """The docs' defense x track table (tests/render/test_docs_tables.py checks the docs hold
+    it)."""
     return defense_rows(records, submissions).to_markdown(
         index=False, floatfmt=("", "", ".3f", ".3f", ".3f", ".3f", ".1f"))
 
@@ -76,8 +77,9 @@ def retuning_rows(benchmark: dict, records: list[dict]) -> pd.DataFrame:
 
 
 def retuning_markdown(benchmark: dict, records: list[dict]) -> str:
-    """The docs' retuning-probe table (tests/test_docs_tables.py checks the docs hold it); "-"
-    where a value does not exist (the yardstick's own ASR, an entry the probe could not tune)."""
+    """The docs' retuning-probe table (tests/render/test_docs_tables.py checks the docs hold it);
+    "-" where a value does not exist (the yardstick's own ASR, an entry the probe could not
+    tune)."""
     rows = retuning_rows(benchmark, records)
     return rows.astype(object).where(rows.notna(), None).to_markdown(
         index=False, floatfmt=("", "", ".3f", ".3f", ".3f", ".3f", "+.3f"), missingval="-")

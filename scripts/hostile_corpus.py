@@ -1,7 +1,7 @@
 """Time the hostile corpus graded with the grader's limits: what a broken entry costs.
 
-Lays out the corpus exactly as tests/test_sandbox.py grades it (tests/hostile/, a Lambda model,
-two good scripts and the BadNet, on the tiny benchmark's sunglasses track), grades it with
+Lays out the corpus exactly as tests/sandbox/test_sandbox.py grades it (tests/hostile/, a Lambda
+model, two good scripts and the BadNet, on the tiny benchmark's sunglasses track), grades it with
 ``python -m harness grade`` serially and without a cache, and prints the run's wall time and
 each entry's row and seconds (from ``timings.json``). The tests grade it with short limits; this
 uses the defaults unless told otherwise.
@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from conftest import benchmark_subset  # noqa: E402 - the tests' own helpers, on their path
-from test_sandbox import lay_out_corpus  # noqa: E402
+sys.path.insert(0, str(REPO))
 
 from harness.sandbox.isolation import Limits  # noqa: E402
 from harness.spec.tracks import load_benchmark  # noqa: E402
 from harness.synthetic.build import build  # noqa: E402
+from tests.conftest import benchmark_subset  # noqa: E402 - the tests' own helpers
+from tests.sandbox.test_sandbox import lay_out_corpus  # noqa: E402
 
 
 def closed_port() -> int:

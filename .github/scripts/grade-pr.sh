@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Check and grade the submission a pull request adds or changes. The workflow
-# grade-submissions.yml runs this script and tests/test_workflow.py runs the very same file, so
+# grade-submissions.yml runs this script and tests/cli/test_workflow.py runs the very same file, so
 # what is tested is what CI does.
 #
 # It runs in a checkout of the BASE branch: the grader, this script, the track files, the

@@ -13,7 +13,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import (
+
+from harness.spec.tracks import load_benchmark
+from tests.conftest import (
     EVAL_SCRIPT,
     REPO,
     benchmark_subset,
@@ -21,8 +23,6 @@ from conftest import (
     run_harness,
     write_submission,
 )
-
-from harness.spec.tracks import load_benchmark
 
 RECORD_KEYS = {"submission", "team", "method", "reference", "track", "status", "error",
                "clean_acc", "asr", "detect_rate", "false_flag_rate", "robust_acc", "utility",

@@ -23,7 +23,7 @@ from harness.results.io import read_results, write_results
 from harness.results.ranking import Ranked, rank
 from harness.results.record import RECORD_KEYS, error_record, ok_record
 
-GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
+GOLDEN = Path(__file__).parents[1] / "golden" / "leaderboard.md"
 DATA_FILES = ("clean_test.h5", "sunglasses_poisoned.h5", "eyebrows_poisoned.h5", "lipstick.h5")
 BENCHMARK = {
     "name": "csaw-hackml-toy",
@@ -618,7 +618,8 @@ def test_sampled_tracks_say_so_and_show_image_counts() -> None:
 
 
 def test_golden_leaderboard(monkeypatch) -> None:
-    """Regenerate with ``HARNESS_UPDATE_GOLDEN=1 pytest tests/test_report.py``, then review it."""
+    """Regenerate with ``HARNESS_UPDATE_GOLDEN=1 pytest tests/results/test_report.py``, then review
+    it."""
     # the golden file outlives version bumps
     monkeypatch.setattr(leaderboard, "__version__", "0.0.0")
     text = render(golden_records())

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, benchmark_subset, run_harness, write_submission
 from PIL import Image
-from test_sandbox import Listener
 
 from harness.errors import SubmissionError
 from harness.grading.item import GradeOptions, answer_array
@@ -33,9 +31,11 @@ from harness.sandbox.worker import parse_answer
 from harness.spec.data import DataStore
 from harness.spec.submissions import load_submission
 from harness.spec.tracks import load_benchmark
+from tests.conftest import REPO, benchmark_subset, run_harness, write_submission
+from tests.sandbox.test_sandbox import Listener
 
-FIXTURES = Path(__file__).with_name("contest2020")
-HOSTILE = Path(__file__).with_name("hostile")
+FIXTURES = Path(__file__).parents[1] / "contest2020"
+HOSTILE = Path(__file__).parents[1] / "hostile"
 TRACK = "sunglasses"
 KERAS2 = {"environment": "keras2"}
 ENTRIES = {

@@ -7,9 +7,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import benchmark_subset, run_harness, write_submission
 
 from harness.spec.tracks import load_benchmark
+from tests.conftest import benchmark_subset, run_harness, write_submission
 
 TRACKS = ["anonymous_1", "sunglasses"]
 

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import (
+
+from harness.render import leaderboard, plots
+from harness.render.montage import save_montage
+from harness.render.outputs import PAGE_FILE, write_outputs
+from harness.render.page import render_page
+from harness.results.record import error_record, ok_record
+from tests.results.test_report import (
     BENCHMARK,
     PROBED,
     golden_records,
@@ -24,12 +30,6 @@ from test_report import (
     scores,
     yardstick,
 )
-
-from harness.render import leaderboard, plots
-from harness.render.montage import save_montage
-from harness.render.outputs import PAGE_FILE, write_outputs
-from harness.render.page import render_page
-from harness.results.record import error_record, ok_record
 
 HOSTILE = "<script>alert(1)</script>"
 CHROMIUM = Path("/usr/bin/chromium")

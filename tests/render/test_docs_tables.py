@@ -16,7 +16,7 @@ from harness.render.leaderboard import render_leaderboard
 from harness.results.io import read_results
 from harness.spec.submissions import submission_digest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _defense_table() -> ModuleType:

@@ -57,7 +57,7 @@ def test_first_use_regenerates_identical_bytes(tiny_benchmark_probed, tmp_path):
 def test_contest_evaluation_gives_the_graders_numbers(tiny_benchmark_probed):
     """build.json holds the contest's own logic (argmax over the file vs label or target); the
     grader's hand-over and scoring of the same model must agree (the sandboxed path gives the
-    same predictions as this in-process one: tests/test_grade_cli.py)."""
+    same predictions as this in-process one: tests/cli/test_grade_cli.py)."""
     report = json.loads((tiny_benchmark_probed / "build.json").read_text())["tracks"]
     bench = load_benchmark(tiny_benchmark_probed)
     handover = Handover(DataStore())

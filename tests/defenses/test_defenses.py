@@ -9,7 +9,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import run_harness
 
 from harness.defenses.base import Context
 from harness.defenses.fineprune import fine_pruning, fine_pruning_g
@@ -19,6 +18,7 @@ from harness.nets.pruning import ChannelMask, Hold
 from harness.sandbox.models import load_model_file
 from harness.spec.data import DataStore
 from harness.spec.tracks import load_benchmark
+from tests.conftest import run_harness
 
 
 @pytest.fixture(scope="module")

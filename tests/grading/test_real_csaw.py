@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
-from conftest import REAL_CSAW, run_harness, write_submission
 from PIL import Image
 
 from harness.spec.data import write_contest_file
+from tests.conftest import REAL_CSAW, run_harness, write_submission
 
 pytestmark = pytest.mark.skipif(not REAL_CSAW.is_dir(), reason="../shared/real-csaw is absent")
 

@@ -19,7 +19,7 @@ from harness.sandbox.protocol import (
 )
 from harness.sandbox.retuning import Budget, budget_text
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOAD = {"kind": "model", "path": "/submission/m.h5", "num_classes": 10, "input_scale": 1.0,
         "args": ["{image}"], "architecture": None, "allow_unsafe": False, "image_timeout": 10.0,
         "scratch": "/tmp", "workdir": "/submission", "batch": None, "images": "/inputs/a.npy"}

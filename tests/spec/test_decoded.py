@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
-from test_data_io import IMAGES, LABELS, h5
 
 import harness.spec.data
 from harness.errors import BenchmarkError
@@ -24,6 +22,8 @@ from harness.spec.data import (
     sha256_file,
 )
 from harness.spec.tracks import DataFile
+from tests.conftest import REPO
+from tests.spec.test_data_io import IMAGES, LABELS, h5
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_submission
 from PIL import Image
 
 from harness.errors import SubmissionError
@@ -30,6 +29,7 @@ from harness.sandbox.protocol import (
     reply_line,
 )
 from harness.spec.submissions import load_submission
+from tests.conftest import write_submission
 
 
 def request(tmp_path: Path, script: Path, **changes) -> LoadRequest:

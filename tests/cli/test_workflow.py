@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO, benchmark_subset, run_harness, write_submission
 
 from harness.spec.tracks import load_benchmark
+from tests.conftest import REPO, benchmark_subset, run_harness, write_submission
 
 SCRIPT = REPO / ".github" / "scripts" / "grade-pr.sh"
 WORKFLOW = REPO / ".github" / "workflows" / "grade-submissions.yml"

@@ -102,10 +102,10 @@ def test_bytes_do_not_depend_on_numpy_simd_paths() -> None:
     active = [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
     if not active:
         pytest.skip("this CPU runs numpy's baseline kernels only")
-    code = ("from tests.test_faces import golden_digests; "
+    code = ("from tests.synthetic.test_faces import golden_digests; "
             "faces, triggers = golden_digests(); "
             "print(faces, *(triggers[t] for t in sorted(triggers)))")
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
                             text=True, check=True,
                             env={**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(active),

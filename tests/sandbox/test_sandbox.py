@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EVAL_SCRIPT, REPO, benchmark_subset, lambda_model, write_submission
-from test_protocol import IMAGES, TINY_MACS, TINY_PARAMS, TWO_NETWORKS, tiny_network
 
 from harness.errors import SubmissionError
 from harness.sandbox import isolation as sandbox
@@ -28,8 +26,10 @@ from harness.sandbox.isolation import Limits
 from harness.sandbox.runner import Cost, Workers, run_entry, shareable
 from harness.spec.submissions import TrackEntry
 from harness.spec.tracks import load_benchmark
+from tests.conftest import EVAL_SCRIPT, REPO, benchmark_subset, lambda_model, write_submission
+from tests.sandbox.test_protocol import IMAGES, TINY_MACS, TINY_PARAMS, TWO_NETWORKS, tiny_network
 
-HOSTILE = Path(__file__).with_name("hostile")
+HOSTILE = Path(__file__).parents[1] / "hostile"
 SANDBOXED = sandbox.detect().bwrap is not None
 needs_bwrap = pytest.mark.skipif(not SANDBOXED, reason="bubblewrap cannot run here: the "
                                  "file-system and network checks need the sandbox")

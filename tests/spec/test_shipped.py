@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO
 
 from harness.defenses.reference import DEFENSES
 from harness.sandbox.models import load_model_file
@@ -16,6 +15,7 @@ from harness.spec.submissions import MANIFEST, load_submission
 from harness.spec.tracks import load_benchmark
 from harness.synthetic.build import CLEAN_MODEL
 from harness.synthetic.recipe import SCALES, TRACKS, retuning_set
+from tests.conftest import REPO
 
 DEFAULT = load_benchmark(REPO / "data")
 

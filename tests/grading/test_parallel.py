@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import benchmark_subset, run_harness, write_submission
-from test_answers import FakeStore, _track
 
 from harness.grading.handover import Handover
 from harness.spec.data import sha256_file, write_once
 from harness.spec.tracks import load_benchmark
+from tests.conftest import benchmark_subset, run_harness, write_submission
+from tests.grading.test_answers import FakeStore, _track
 
 TRACKS = ["sunglasses", "anonymous_1"]
 OUTPUTS = ("results.json", "leaderboard.md")

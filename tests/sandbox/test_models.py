@@ -18,10 +18,10 @@ from PIL import Image
 from harness.errors import SubmissionError
 from harness.nets.deepid import build_deepid, save_legacy_h5
 from harness.sandbox.models import KerasPredictor, load_model_file, load_weights_file
+from tests.conftest import REAL_CSAW
 
 # Keras 3.15 converts variables with np.array(copy=False) semantics that NumPy 2.4 deprecates.
 
-REAL_CSAW = Path(__file__).parents[2] / "shared" / "real-csaw"
 NUM_CLASSES = 3
 
 

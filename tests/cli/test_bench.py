@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import benchmark_subset, run_harness, write_submission
 
 from harness.cli import bench, main
 from harness.errors import HarnessError
@@ -18,6 +17,7 @@ from harness.grading.stats import pack_outcomes
 from harness.results.io import read_results
 from harness.results.record import error_record, ok_record
 from harness.spec.tracks import load_benchmark
+from tests.conftest import benchmark_subset, run_harness, write_submission
 
 TRACKS = {"a": (100, 100), "b": (100, 300)}
 """Hand-made tracks: (n_clean, n_poisoned), so 200 and 400 images per item."""

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, benchmark_subset, run_harness, write_submission
 
 from harness.results.cache import ResultCache, cache_key
 from harness.spec.tracks import load_benchmark
+from tests.conftest import REPO, benchmark_subset, run_harness, write_submission
 
 TRACKS = ["sunglasses"]
 ITEMS = 3 * len(TRACKS)
@@ -68,10 +68,9 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
     fingerprint, hence every key of the track; paths do not."""
     from dataclasses import replace
 
-    from test_answers import FakeStore, _track
-
     from harness.results.cache import track_fingerprint
     from harness.spec.tracks import DataFile
+    from tests.grading.test_answers import FakeStore, _track
 
     store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2, "re": 5})
     track = _track(tmp_path)
@@ -108,12 +107,11 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
 
 
 def test_baseline_record_is_stale_when_any_data_file_changed(tmp_path):
-    from test_answers import FakeStore, _track
-
     from harness.results.cache import Baseline
     from harness.results.io import write_results
     from harness.results.provenance import environment
     from harness.results.record import error_record
+    from tests.grading.test_answers import FakeStore, _track
 
     track = _track(tmp_path)
     store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2})

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import BENCHMARK, golden_records
 
 from harness.cli import main
 from harness.render import plots
 from harness.render.montage import save_montage
 from harness.render.outputs import write_outputs
 from harness.results.io import write_results
+from tests.results.test_report import BENCHMARK, golden_records
 
 OUTPUTS = ("leaderboard.md", "results.json", "results.csv", "index.html")
 
@@ -69,7 +69,7 @@ def test_render_refuses_a_bad_results_file_in_one_line(tmp_path: Path, capsys,
 def test_values_stored_unrounded_render_back_to_the_same_bytes(tmp_path: Path) -> None:
     """Metrics with more digits than results.json keeps: every derived value (DER, means) is
     computed from the stored ones, so rendering from the file gives what grading wrote."""
-    from test_report import meta, ok_record, scores
+    from tests.results.test_report import meta, ok_record, scores
 
     records = [ok_record(meta(name), "sunglasses",
                          {**scores(clean, {"sunglasses": asr}), "params": 7,
@@ -93,7 +93,7 @@ def assert_renders_back(tmp_path: Path, benchmark: dict, records: list[dict]) ->
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_committed_results_render_to_the_committed_board(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_committed_results_render_to_the_committed_board(tmp_path: Path) -> None
 
 
 def test_probe_results_render_back_to_the_same_bytes(tmp_path: Path) -> None:
-    from test_report import probed_benchmark, probed_records
+    from tests.results.test_report import probed_benchmark, probed_records
 
     assert_renders_back(tmp_path, probed_benchmark(), probed_records())
     assert "P-ASR" in (tmp_path / "b" / "index.html").read_text()
