@@ -10,7 +10,6 @@ the plots (:mod:`harness.render.outputs`). The text is byte-for-byte reproducibl
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,6 @@ import pandas as pd
 from harness import __version__
 from harness.grading import stats
 from harness.render import plots
-from harness.results.io import write_atomic
 from harness.results.ranking import Ranked, canonical, complete, rank, shared_ranks
 from harness.results.record import (
     PROBE_KEYS,
@@ -82,6 +80,8 @@ class TrackBoard:
     retuning: str | None
     """What the retuning probe did on this track and its yardstick, one paragraph under the
     table (None: the table shows no P-ASR)."""
+    points: tuple[plots.Point, ...]
+    """What the Pareto plot shows: the OK rows, numbered like the table."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ def _track_board(track: str, records: Sequence[Mapping[str, Any]],
         budget = None if retuning is None else retuning["budget"]
         note = _retuning_note(budget, yardstick, several=len(all_triggers) > 1)
     return TrackBoard(track, table, sample, plots.pareto_file(track) if ok else None,
-                      plots.samples_file(track), note)
+                      plots.samples_file(track), note, tuple(_pareto_points(ok)))
 
 
 def _retuning_note(budget: str | None, yardstick: Mapping[str, Any] | None,
@@ -453,29 +453,6 @@ def _pareto_points(ok: Sequence[Mapping[str, Any]]) -> list[plots.Point]:
         for record in ok
     ]
 
-
-
-def pareto_points(benchmark: Mapping[str, Any],
-                  records: Sequence[Mapping[str, Any]]) -> dict[str, list[plots.Point]]:
-    """What each track's Pareto plot shows, for every track with a result: its OK rows, numbered
-    like its table."""
-    rows = complete(benchmark, records)
-    points = {}
-    for track in check_benchmark(benchmark):
-        ok, _ = _track_order([record for record in rows if record["track"] == track])
-        if ok:
-            points[track] = _pareto_points(ok)
-    return points
-
-
-def write_leaderboard(
-    path: str | os.PathLike[str],
-    benchmark: Mapping[str, Any],
-    records: Sequence[Mapping[str, Any]],
-) -> None:
-    """Write the rendered leaderboard atomically, like ``results.json``; the Pareto plots it links
-    are the caller's (:func:`harness.render.outputs.write_plots`)."""
-    write_atomic(path, render_leaderboard(benchmark, records))
 
 
 # Export ------------------------------------------------------------------------------------------

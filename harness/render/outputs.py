@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.render import plots
-from harness.render.leaderboard import board, markdown, pareto_points, render_csv
+from harness.render.leaderboard import Board, board, markdown, render_csv
 from harness.results.io import read_results, write_atomic, write_results
 
 RESULTS_FILE = "results.json"
@@ -25,14 +25,14 @@ CSV_FILE = "results.csv"
 PAGE_FILE = "index.html"
 
 
-def write_plots(folder: Path, benchmark: Mapping[str, Any],
-                records: Sequence[Mapping[str, Any]]) -> None:
+def write_plots(folder: Path, shown: Board) -> None:
     """Write the Pareto plot of every track with a result (``plots/<track>.png``), numbered like
     its table."""
-    for track, points in pareto_points(benchmark, records).items():
-        target = folder / plots.pareto_file(track)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, plots.pareto_png(track, points))
+    for track in shown.tracks:
+        if track.pareto is not None:
+            target = folder / track.pareto
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, plots.pareto_png(track.name, track.points))
 
 
 def write_outputs(folder: str | os.PathLike[str], benchmark: Mapping[str, Any],
@@ -46,7 +46,7 @@ def write_outputs(folder: str | os.PathLike[str], benchmark: Mapping[str, Any],
     target.mkdir(parents=True, exist_ok=True)
     shown = board(benchmark, records)  # ranks by paired bootstrap: made once for both layouts
     write_atomic(target / LEADERBOARD_FILE, markdown(shown))
-    write_plots(target, benchmark, records)
+    write_plots(target, shown)
     write_atomic(target / CSV_FILE, render_csv(records))
     write_atomic(target / PAGE_FILE, page.render_page(shown))
 

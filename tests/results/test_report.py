@@ -15,11 +15,11 @@ from harness import __version__
 from harness.errors import HarnessError
 from harness.grading import stats
 from harness.render import leaderboard
-from harness.render.leaderboard import render_leaderboard, write_leaderboard
+from harness.render.leaderboard import board, render_leaderboard
 from harness.render.outputs import write_plots
 from harness.results import ranking
 from harness.results import record as schema
-from harness.results.io import read_results, write_results
+from harness.results.io import read_results, write_atomic, write_results
 from harness.results.ranking import Ranked, rank
 from harness.results.record import RECORD_KEYS, error_record, ok_record
 
@@ -363,8 +363,8 @@ def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path: Path, mon
 def test_writes_leave_only_the_target_files(tmp_path: Path) -> None:
     write_results(tmp_path / "results.json", BENCHMARK, golden_records())
     for _ in range(2):
-        write_leaderboard(tmp_path / "leaderboard.md", BENCHMARK, golden_records())
-        write_plots(tmp_path, BENCHMARK, golden_records())
+        write_atomic(tmp_path / "leaderboard.md", render_leaderboard(BENCHMARK, golden_records()))
+        write_plots(tmp_path, board(BENCHMARK, golden_records()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.md", "plots", "results.json"]
     assert (tmp_path / "leaderboard.md").read_text() == render(golden_records())
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
@@ -373,9 +373,9 @@ def test_writes_leave_only_the_target_files(tmp_path: Path) -> None:
 
 def test_plots_are_written_and_linked_for_tracks_with_results(tmp_path: Path) -> None:
     records = [r for r in golden_records() if r["track"] == "sunglasses"]
-    write_leaderboard(tmp_path / "leaderboard.md", BENCHMARK, records)
+    write_atomic(tmp_path / "leaderboard.md", render_leaderboard(BENCHMARK, records))
     assert not (tmp_path / "plots").exists()  # rendering writes text; the caller, the plots
-    write_plots(tmp_path, BENCHMARK, records)
+    write_plots(tmp_path, board(BENCHMARK, records))
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["sunglasses.png"]
     text = (tmp_path / "leaderboard.md").read_text()
     assert "](plots/sunglasses.png)" in section(text, "## Track: sunglasses")
