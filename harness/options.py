@@ -63,11 +63,12 @@ ENV_CACHE = Option("env-cache", metavar="DIR",
 NO_BUILD = Option("no-build", flag=True,
                   help="never build an environment; entries whose environment is not built fail "
                        "with 'environment not built' (build ahead with: harness env build)")
+BENCHMARK = Option("benchmark", help="benchmark folder (default: the embedded data/)")
 ALLOW_UNSAFE = Option("allow-unsafe-models", flag=True,
                       help="load models with Lambda layers (they run arbitrary code)")
 
 WHAT = (
-    Option("benchmark", help="benchmark folder (default: the embedded data/)"),
+    BENCHMARK,
     Option("out", default=".", help="where leaderboard.md and results.json go"),
     ALLOW_UNSAFE,
     Option("sample", metavar="K", type=positive_int,

@@ -38,6 +38,7 @@ from harness.cli import benchmark_folder, usage_error
 from harness.errors import HarnessError, positive_int
 from harness.grading.handover import Handover
 from harness.grading.item import GradeOptions, answer, input_scale, score_answers
+from harness.options import BENCHMARK, add_arguments
 from harness.results.record import Record
 from harness.sandbox.runner import Workers
 from harness.spec.data import DataStore
@@ -766,7 +767,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="with --end-to-end: the folder to grade (default: submissions)")
     bench.add_argument("--end-to-end", action="store_true",
                        help="time a whole grading run of SUBMISSIONS against its floor")
-    bench.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    add_arguments(bench, (BENCHMARK,))
     bench.add_argument("--track", help="track whose test images to answer (default: "
                                        "sunglasses; with --end-to-end: whose BadNet the raw "
                                        "loop runs, sunglasses or the first with a BadNet row)")

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli import benchmark_folder, usage_error
-from harness.options import ENV_CACHE, add_arguments
+from harness.options import BENCHMARK, ENV_CACHE, add_arguments
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,7 +20,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "wheels only. Afterwards `grade --no-build` runs offline.")
     env_build.add_argument("submissions", nargs="?", default="submissions",
                            help="folder holding <name>/submission.toml (default: submissions)")
-    env_build.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    add_arguments(env_build, (BENCHMARK,))
     add_arguments(env_build, (ENV_CACHE,))
     env_build.set_defaults(run=run)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli import benchmark_folder, usage_error
+from harness.options import BENCHMARK, add_arguments
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,7 +15,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Copy the BadNets, the public data files and track files stripped of every "
                     "hidden set into DIR, a new or empty folder.")
     export.add_argument("dir", metavar="DIR", help="new or empty folder to write")
-    export.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    add_arguments(export, (BENCHMARK,))
     export.set_defaults(run=run)
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli import benchmark_folder
+from harness.options import BENCHMARK, add_arguments
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -13,7 +14,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     reference_commands = reference.add_subparsers(dest="reference_command", required=True)
     rebuild = reference_commands.add_parser(
         "build", help="rebuild reference defenses from the BadNets and validation data")
-    rebuild.add_argument("--benchmark", help="benchmark folder (default: the embedded data/)")
+    add_arguments(rebuild, (BENCHMARK,))
     rebuild.add_argument("--out", default="submissions", help="submissions folder to write")
     rebuild.add_argument("--track", action="append", help="only this track (repeatable)")
     rebuild.add_argument("--defense", action="append", help="only this defense (repeatable)")
