@@ -39,11 +39,12 @@ from harness.errors import HarnessError, positive_int
 from harness.grading.handover import Handover
 from harness.grading.item import GradeOptions, answer, input_scale, score_answers
 from harness.options import BENCHMARK, add_arguments
+from harness.results.io import read_results
 from harness.results.record import Record
 from harness.sandbox.runner import Workers
 from harness.spec.data import DataStore
 from harness.spec.submissions import TrackEntry
-from harness.spec.tracks import Benchmark, Track
+from harness.spec.tracks import Benchmark, Track, load_benchmark
 from harness.synthetic.materialize import generate_missing
 
 DEFAULT_TRACK = "sunglasses"
@@ -644,9 +645,6 @@ def end_to_end(benchmark_dir: Path, submissions: Path, track: str | None = None,
                say: Callable[[str], None] = print) -> EndToEnd:
     """Grade ``submissions`` with ``python -m harness grade`` (timed whole, in a subprocess),
     then time the raw loop ``rounds`` times on a track's BadNet over its full test images."""
-    from harness.results.io import read_results
-    from harness.spec.tracks import load_benchmark
-
     with tempfile.TemporaryDirectory(prefix="harness-bench-e2e-") as temporary:
         folder = Path(temporary)
         command = grade_command(submissions, benchmark_dir, folder / "out", processes, sample)
@@ -783,8 +781,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
-    from harness.spec.tracks import load_benchmark
-
     if not args.end_to_end:
         used = [flag for flag, value in (("SUBMISSIONS", args.submissions),
                                          ("-n", args.numprocesses), ("--sample", args.sample))
