@@ -27,6 +27,12 @@ class BenchmarkError(HarnessError):
     """A benchmark (track file or data file) is missing, corrupt or inconsistent."""
 
 
+class SandboxError(BenchmarkError):
+    """This machine cannot isolate submissions (no bubblewrap, no namespaces, no setpriv for
+    root): like a broken benchmark, it stops the run before any submission runs (exit status 2),
+    unless the organizer allowed resource limits only."""
+
+
 class TransientSubmissionError(SubmissionError):
     """A submission failed for a reason that may not recur (a timeout on a busy machine).
 

@@ -66,11 +66,16 @@ NO_BUILD = Option("no-build", flag=True,
 BENCHMARK = Option("benchmark", help="benchmark folder (default: the embedded data/)")
 ALLOW_UNSAFE = Option("allow-unsafe-models", flag=True,
                       help="load models with Lambda layers (they run arbitrary code)")
+ALLOW_UNSANDBOXED = Option("allow-unsandboxed", flag=True,
+                           help="where no sandbox can be built, run submissions with resource "
+                                "limits only (they can read files and use the network); "
+                                "without it such a machine grades nothing")
 
 WHAT = (
     BENCHMARK,
     Option("out", default=".", help="where leaderboard.md and results.json go"),
     ALLOW_UNSAFE,
+    ALLOW_UNSANDBOXED,
     Option("sample", metavar="K", type=positive_int,
            help="grade a stratified sample of K images per test set (faster, wider intervals)"),
     Option("image-timeout", metavar="S", type=float, default=Limits.image_timeout,

@@ -21,8 +21,9 @@ import numpy as np
 from harness.cli import benchmark_folder
 from harness.errors import BenchmarkError, SubmissionError, in_folder, one_line
 from harness.grading.item import GradeOptions, answer_array, environment_spec, placed_files
-from harness.options import ALLOW_UNSAFE, ENV_CACHE, NO_BUILD, add_arguments
+from harness.options import ALLOW_UNSAFE, ALLOW_UNSANDBOXED, ENV_CACHE, NO_BUILD, add_arguments
 from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore
+from harness.sandbox.isolation import Limits, require, unsandboxed_warning
 from harness.spec.data import ContestSet, DataStore
 from harness.spec.submissions import MANIFEST, Submission, load_submission
 from harness.spec.tracks import Benchmark, PublicTrack, load_bundle
@@ -57,27 +58,33 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("submission", help="the submission folder, e.g. submissions/my-team")
     check.add_argument("--benchmark", help="benchmark folder or public bundle (default: the "
                                            "embedded data/)")
-    add_arguments(check, (ALLOW_UNSAFE, ENV_CACHE, NO_BUILD))
+    add_arguments(check, (ALLOW_UNSAFE, ALLOW_UNSANDBOXED, ENV_CACHE, NO_BUILD))
     check.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     return check_folder(Path(args.submission), benchmark_folder(args),
                         allow_unsafe=args.allow_unsafe_models,
+                        allow_unsandboxed=args.allow_unsandboxed,
                         environments=EnvironmentStore(args.env_cache), build=not args.no_build)
 
 
 def check_folder(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False,
-        environments: EnvironmentStore | None = None, build: bool = True) -> int:
+                 allow_unsandboxed: bool = False, environments: EnvironmentStore | None = None,
+                 build: bool = True) -> int:
     """Print every check of ``folder`` against the benchmark; 0 all passed, 1 some failed, 2 when
     the benchmark itself is unusable (not the author's fault)."""
+    limits = Limits(allow_unsandboxed=allow_unsandboxed)
     try:
+        mode = require(limits)  # a submission runs below: not without a sandbox, unless allowed
+        if mode.bwrap is None:
+            print(f"harness: {unsandboxed_warning(mode)}", file=sys.stderr)
         benchmark = load_bundle(benchmark_root)
         generate_missing(benchmark, [track.validation for track in benchmark.tracks])
         print(f"checking {folder} on {benchmark.name} ({len(benchmark.tracks)} tracks)",
               flush=True)
         failed = total = 0
-        options = GradeOptions(allow_unsafe=allow_unsafe, build=build,
+        options = GradeOptions(allow_unsafe=allow_unsafe, build=build, limits=limits,
                                environments=environments or EnvironmentStore())
         for result in check_submission(folder, benchmark, options):
             print(result.line(), flush=True)

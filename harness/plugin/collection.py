@@ -19,6 +19,7 @@ from _pytest._code.code import TerminalRepr
 from harness.errors import (
     BenchmarkError,
     HarnessError,
+    SandboxError,
     SubmissionError,
     TransientSubmissionError,
     in_folder,
@@ -31,7 +32,7 @@ from harness.plugin.results import CHANGED, RECORD, SOURCE, TIMING
 from harness.plugin.reuse import REUSE, Reuse
 from harness.plugin.session import SESSION, Session, xdist_controller, xdist_worker
 from harness.results.record import Record, error_record, ok_record
-from harness.sandbox.isolation import detect
+from harness.sandbox.isolation import require, unsandboxed_warning
 from harness.spec.submissions import MANIFEST, Submission, load_submission
 from harness.spec.tracks import Track
 from harness.synthetic.materialize import generate_missing
@@ -60,8 +61,12 @@ def pytest_configure(config: pytest.Config) -> None:
             generate_missing(session.benchmark)
         except BenchmarkError as exc:
             raise pytest.UsageError(str(exc)) from None
-    if detect().bwrap is None and not xdist_worker(config):  # loud even under -q, said once
-        print(f"harness: {detect().note}", file=sys.stderr)
+    try:  # before any submission runs: no sandbox, no grading (unless allowed)
+        mode = require(session.grading.limits)
+    except SandboxError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if mode.bwrap is None and not xdist_worker(config):  # loud even under -q, said once
+        print(f"harness: {unsandboxed_warning(mode)}", file=sys.stderr)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

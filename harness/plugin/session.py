@@ -75,7 +75,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except BenchmarkError as exc:
         raise pytest.UsageError(str(exc)) from None
     limits = Limits(image_timeout=config.getoption("harness_image_timeout"),
-                    track_timeout=config.getoption("harness_track_timeout"))
+                    track_timeout=config.getoption("harness_track_timeout"),
+                    allow_unsandboxed=config.getoption("harness_allow_unsandboxed"))
     grading = GradeOptions(allow_unsafe=config.getoption("harness_allow_unsafe_models"),
                            sample=config.getoption("harness_sample"), limits=limits,
                            environments=EnvironmentStore(config.getoption("harness_env_cache")),

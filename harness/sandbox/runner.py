@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -118,24 +119,24 @@ class _Channel:
 class Worker:
     """One sandboxed worker process, answering image files in turn.
 
-    A fresh private copy of the submission, a log folder and a process: started once, then
-    :meth:`answer` as often as the caller wants (a model entry's worker answers every track of
-    its submission, so its start-up is paid once; see :class:`Workers`). Any failure kills it.
-    ``inputs`` is the image file, or the folder of image files, it may read; ``tracks`` scales
-    the CPU-time limit, which counts over the process's whole life.
+    A fresh private copy of the submission, an input folder, a log and a process: started once,
+    then :meth:`answer` as often as the caller wants (a model entry's worker answers every track
+    of its submission, so its start-up is paid once; see :class:`Workers`). Any failure kills
+    it. The worker sees the image files of the item it is answering only: :meth:`answer` puts
+    them in its input folder and takes them away after. ``tracks`` scales the CPU-time limit,
+    which counts over the process's whole life.
     """
 
-    def __init__(self, submission_root: Path, inputs: Path, *, limits: Limits,
+    def __init__(self, submission_root: Path, *, limits: Limits,
                  environment: Path | None = None, placed: Sequence[tuple[str, Path]] = (),
                  tracks: int = 1, retuning: bool = False) -> None:
-        self.mode = mode = isolation.detect()
+        self.mode = mode = isolation.require(limits)
         self.root = submission_root.resolve()
-        self.inputs = inputs
         self.limits = limits
         self.retuning = retuning
         """Whether it answers retuning requests only (single-threaded, see
         :class:`~harness.sandbox.protocol.RetuneRequest`) or plain ones only."""
-        self.key = Worker.identity(submission_root, inputs, environment, placed, retuning)
+        self.key = Worker.identity(submission_root, environment, placed, retuning)
         """What the process was started with: another entry needs the same to reuse it."""
         self._temporary = tempfile.TemporaryDirectory(prefix="harness-worker-")
         work = Path(self._temporary.name)
@@ -143,44 +144,65 @@ class Worker:
         uid = isolation.worker_uid(mode)
         isolation.private_copy(submission_root, copy, uid)
         isolation.place(mode, copy, placed)
-        self.log = isolation.writable_dir(work / "log", uid) / "worker.log"
+        self.inputs = isolation.private_dir(work / "input")
+        self.log = tempfile.TemporaryFile(dir=work)  # noqa: SIM115 - lives as long as the worker
+        """What the worker logs: a file only the grader can name, handed over open, so the
+        sandbox can fill it but never swap it for a link to something else."""
         if mode.bwrap:
             self.inside, self.scratch = isolation.SUBMISSION_MOUNT, Path("/tmp")
         else:
-            self.inside, self.scratch = copy, isolation.writable_dir(work / "tmp", uid)
-        argv, env = isolation.command(mode, submission=copy, inputs=inputs, log=self.log, uid=uid,
-                                    environment=environment, placed=placed)
+            self.inside, self.scratch = copy, isolation.private_dir(work / "tmp", uid)
+        argv, env = isolation.command(mode, submission=copy, inputs=self.inputs,
+                                      log_fd=self.log.fileno(), uid=uid,
+                                      environment=environment, placed=placed)
         lifetime = replace(limits, track_timeout=limits.track_timeout * tracks)
         self.started = time.monotonic()
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, env=env,
                                         cwd=copy if mode.bwrap is None else work,
-                                        start_new_session=True,
+                                        start_new_session=True, pass_fds=(self.log.fileno(),),
                                         preexec_fn=isolation.limiter(lifetime, mode.privileged))
         self.channel = _Channel(self.process.stdout)  # type: ignore[arg-type]
         self.answered = 0
         """Image files answered so far."""
 
     @staticmethod
-    def identity(submission_root: Path, inputs: Path, environment: Path | None,
+    def identity(submission_root: Path, environment: Path | None,
                  placed: Sequence[tuple[str, Path]], retuning: bool) -> tuple[object, ...]:
         """What a worker is started with, and so what another file needs to be answered in it."""
-        return submission_root.resolve(), inputs, environment, tuple(placed), retuning
+        return submission_root.resolve(), environment, tuple(placed), retuning
+
+    @contextlib.contextmanager
+    def _handed(self, files: Sequence[Path]) -> Iterator[None]:
+        """Put ``files`` in the worker's input folder (linked, else copied) for one item, and
+        take them away after, so that no worker ever sees another item's images."""
+        try:
+            for path in files:
+                target = self.inputs / path.name
+                try:
+                    os.link(path, target)
+                except OSError:
+                    shutil.copyfile(path, target)
+            yield
+        finally:
+            for path in files:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.inputs / path.name).unlink()
 
     def answer(self, entry: TrackEntry, images: Path, *, num_classes: int, input_scale: float,
                allow_unsafe: bool = False, progress: Callable[[int], None] | None = None,
                retune: Retune | None = None) -> Answers:
-        """Answer every image of ``images`` (a ``.npy`` of uint8 (n, 55, 47, 3) inside
-        ``inputs``) with ``entry``, fine-tuned first with ``retune`` when given (its retuning
-        set also inside ``inputs``). Raises :class:`SubmissionError` when the entry cannot be
-        loaded (or fine-tuned) or the worker dies, :class:`TransientSubmissionError` when it
-        runs out of time; the worker is dead after either."""
+        """Answer every image of ``images`` (a ``.npy`` of uint8 (n, 55, 47, 3)) with
+        ``entry``, fine-tuned first with ``retune`` when given. Raises :class:`SubmissionError`
+        when the entry cannot be loaded (or fine-tuned) or the worker dies,
+        :class:`TransientSubmissionError` when it runs out of time; the worker is dead after
+        either."""
         if (retune is not None) != self.retuning:
             raise ValueError("a worker answers retuning requests only, or plain ones only")
         mounted = isolation.inputs_inside(self.mode, self.inputs)
 
         def inside(path: Path) -> str:
-            return str(mounted / path.name if self.inputs.is_dir() else mounted)
+            return str(mounted / path.name)
 
         workdir = (entry.workdir or self.root).relative_to(self.root)
         request = LoadRequest(
@@ -189,17 +211,20 @@ class Worker:
             architecture=entry.architecture, allow_unsafe=allow_unsafe,
             image_timeout=self.limits.image_timeout, scratch=str(self.scratch),
             workdir=str(self.inside / workdir), batch=entry.batch, images=inside(images))
+        handed = [images]
         if retune is not None:
             request = RetuneRequest(
                 **asdict(request), retuning_images=inside(retune.images),
                 retuning_labels=inside(retune.labels), epochs=retune.budget.epochs,
                 batch_size=retune.budget.batch_size, learning_rate=retune.budget.learning_rate,
                 seed=retune.budget.seed)
+            handed += [retune.images, retune.labels]
         count = len(np.load(images, mmap_mode="r"))
         # The first file's start-up counts from the process's start: Python, TensorFlow.
         since = self.started if self.answered == 0 else time.monotonic()
         try:
-            answers = self._converse(request, count, num_classes, since, progress)
+            with self._handed(handed):
+                answers = self._converse(request, count, num_classes, since, progress)
         except SubmissionError as exc:
             self.close()
             raise type(exc)(in_folder(str(exc), self.inside)) from None
@@ -260,8 +285,9 @@ class Worker:
                        answering=time.monotonic() - loaded)
 
     def close(self) -> None:
-        """Kill the process group and remove the private copy."""
+        """Kill the process group and remove the private copy and the log."""
         _kill(self.process)
+        self.log.close()
         self._temporary.cleanup()
 
     def __enter__(self) -> Worker:
@@ -286,14 +312,13 @@ def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_cla
               progress: Callable[[int], None] | None = None, environment: Path | None = None,
               placed: Sequence[tuple[str, Path]] = (), retune: Retune | None = None) -> Answers:
     """Answer every image of ``images`` with ``entry`` in a worker of its own, which sees that
-    file only (and the retuning set beside it, with ``retune``).
+    file only (and the retuning set, with ``retune``).
 
     ``environment`` is the folder of a built environment to run in (None: the grader's own);
     ``placed`` names public files to put read-only into the submission's folder, as (path
     relative to the folder, file). Errors as :meth:`Worker.answer`.
     """
-    inputs = images if retune is None else images.parent
-    with Worker(submission_root, inputs, limits=limits, environment=environment,
+    with Worker(submission_root, limits=limits, environment=environment,
                 placed=placed, retuning=retune is not None) as worker:
         return worker.answer(entry, images, num_classes=num_classes, input_scale=input_scale,
                              allow_unsafe=allow_unsafe, progress=progress, retune=retune)
@@ -307,8 +332,7 @@ class Workers:
     Only entries that run no code of the submission's may share a worker (:func:`shareable`):
     a script could remember one track's images and compare them with the next track's (the
     clean test images are the same on every track) and so tell clean from poisoned ones. A
-    shared worker reads the run's folder of image files, and a failure on one track kills it,
-    so the next track starts a fresh one.
+    failure on one track kills the shared worker, so the next track starts a fresh one.
     """
 
     def __init__(self) -> None:
@@ -319,14 +343,13 @@ class Workers:
                progress: Callable[[int], None] | None = None, environment: Path | None = None,
                placed: Sequence[tuple[str, Path]] = (), retune: Retune | None = None
                ) -> Answers:
-        key = Worker.identity(submission_root, images.parent, environment, placed,
-                              retune is not None)
+        key = Worker.identity(submission_root, environment, placed, retune is not None)
         if self.current is not None and (self.current.key != key
                                          or self.current.process.poll() is not None
                                          or self.current.limits != limits):
             self.close()
         if self.current is None:
-            self.current = Worker(submission_root, images.parent, limits=limits,
+            self.current = Worker(submission_root, limits=limits,
                                   environment=environment, placed=placed, tracks=tracks,
                                   retuning=retune is not None)
         worker = self.current
@@ -347,11 +370,12 @@ class Workers:
 def shareable(entry: TrackEntry, allow_unsafe: bool) -> bool:
     """Whether ``entry`` runs no code of the submission's, so its worker may answer several
     tracks: a model or weights file (Lambda layers, which are code, only load with
-    ``allow_unsafe``)."""
-    return entry.kind in ("model", "weights") and not allow_unsafe
+    ``allow_unsafe``) in an environment the submission did not fill (the packages its own
+    requirements name are code it chose)."""
+    return entry.kind in ("model", "weights") and not allow_unsafe and entry.requirements is None
 
 
-def _next(channel: _Channel, process: subprocess.Popen[bytes], deadline: float, log: Path,
+def _next(channel: _Channel, process: subprocess.Popen[bytes], deadline: float, log: IO[bytes],
           doing: str) -> Reply:
     """The worker's next reply, or the one-line reason there is none."""
     try:
@@ -364,7 +388,7 @@ def _next(channel: _Channel, process: subprocess.Popen[bytes], deadline: float, 
     return reply
 
 
-def _death(process: subprocess.Popen[bytes], log: Path) -> str:
+def _death(process: subprocess.Popen[bytes], log: IO[bytes]) -> str:
     """Why the worker ended: its exit status or signal, and the last line it logged."""
     try:
         code = process.wait(timeout=EXIT_WAIT)
@@ -384,15 +408,17 @@ def _death(process: subprocess.Popen[bytes], log: Path) -> str:
     return f"{how}; last line of its log: {tail}" if tail else how
 
 
-def _log_tail(log: Path) -> str:
+def _log_tail(log: IO[bytes]) -> str:
     """The most telling line of the worker's log: where in the submission's own code a crash
-    happened (faulthandler's trace), else the last line."""
+    happened (faulthandler's trace), else the last line. Read through the grader's own
+    descriptor, at most :data:`LOG_TAIL_BYTES`, without moving the offset the worker writes at."""
     try:
-        with open(log, "rb") as handle:
-            handle.seek(max(0, os.path.getsize(log) - LOG_TAIL_BYTES))
-            lines = handle.read().decode("utf-8", "replace").strip().splitlines()
+        size = os.fstat(log.fileno()).st_size
+        start = max(0, size - LOG_TAIL_BYTES)
+        data = os.pread(log.fileno(), size - start, start)
     except OSError:
         return ""
+    lines = data.decode("utf-8", "replace").strip().splitlines()
     own = [line for line in lines if f'File "{isolation.SUBMISSION_MOUNT}{os.sep}' in line]
     line = own[0] if own else (lines[-1] if lines else "")
     return " ".join(line.split())[:LOG_TAIL_CHARS]

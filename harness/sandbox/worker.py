@@ -671,18 +671,6 @@ def _chunks(images: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield np.ascontiguousarray(images[start:start + size])
 
 
-def _drop_privileges() -> None:
-    """Become the worker's own unprivileged user when bubblewrap started us as root.
-
-    As uid 0 the process-count limit does not apply, so a fork bomb would be unbounded.
-    """
-    uid = os.environ.get("HARNESS_UID")
-    if uid:
-        os.setgroups([])
-        os.setgid(int(uid))
-        os.setuid(int(uid))
-
-
 def serve(requests: TextIO, replies: TextIO) -> None:
     """Answer each load request (one per line) chunk by chunk, each chunk with the cost so far,
     until the input ends or answering fails."""
@@ -731,13 +719,15 @@ def _answer_file(line: str, send: Callable[[Reply], None]) -> bool:
 
 
 def main() -> None:
-    _drop_privileges()
-    # Answers go to the original stdout; everything else anyone prints goes to the log.
+    # Answers go to the original stdout; everything else anyone prints goes to the log, a file
+    # the grader opened and handed over as a descriptor (the sandbox holds no path to it).
     replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    log = os.open(os.environ.get("HARNESS_WORKER_LOG", os.devnull),
-                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = int(os.environ.get("HARNESS_WORKER_LOG_FD", "-1"))
+    if log < 0:
+        log = os.open(os.devnull, os.O_WRONLY)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    os.close(log)
     sys.stdout = os.fdopen(1, "w", encoding="utf-8", errors="replace")
     sys.stderr = os.fdopen(2, "w", encoding="utf-8", errors="replace")
     faulthandler.enable()  # a crash logs where it happened: the error row quotes the last line
