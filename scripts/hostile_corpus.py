@@ -51,7 +51,7 @@ def main() -> None:
         bench = benchmark_subset(tiny, root / "benchmark", ["sunglasses"])
         subs = root / "submissions"
         lay_out_corpus(subs, load_benchmark(bench).track("sunglasses").badnet,
-                       [root / "escape.txt"], closed_port())
+                       [root / "escape.txt"], closed_port(), root / "secret.txt")
         command = [sys.executable, "-m", "harness", "grade", "submissions", "--benchmark",
                    str(bench), "--out", "out", "--no-cache", "-q",
                    "--image-timeout", str(args.image_timeout),

@@ -6,11 +6,15 @@ organizers ship with the benchmark (``environments/<name>.txt`` in the benchmark
 requirements file), its own ``requirements.txt``, both (its requirements on top of the named
 environment, whose pins then constrain them), or neither (the grader's own environment).
 
-Building happens here, on the organizers' machine, outside the sandbox, and must never run
+Installing happens here, on the organizers' machine, outside the sandbox, and must never run
 submission code: every requirement line must be a package name from the index with optional
 extras, version specifiers and an environment marker; URLs, paths, ``-e`` and installer options
 are refused by line, and the installer (uv) takes wheels only, so no ``setup.py`` ever runs. The
-benchmark's ``environments/constraints.txt``, when present, constrains every build.
+new environment's interpreter never runs outside the sandbox either, since starting it executes
+the ``.pth`` files its wheels ship: uv does not byte-compile (that would start it), the
+bytecode is compiled by that interpreter inside a sandbox (:func:`_compile`), and the installed
+packages are listed from their metadata files. The benchmark's ``environments/constraints.txt``,
+when present, constrains every build.
 
 An environment is a virtual environment on the grader's own interpreter, in a content-addressed
 cache (its key is a digest of the interpreter, the platform, the requirement text and the
@@ -33,11 +37,14 @@ import sys
 import sysconfig
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from harness.errors import SubmissionError, TransientSubmissionError
+from harness.sandbox import isolation
 
 ENVIRONMENTS_DIR = "environments"
 """Folder of a benchmark holding its named environments (``<name>.txt``)."""
@@ -270,7 +277,7 @@ def _install(spec: EnvironmentSpec, work: Path) -> dict[str, str]:
         [uv(), "venv", "--no-config", "--quiet", "--relocatable", "--python", _base_python(),
          str(target)],
         [uv(), "pip", "install", "--no-config", "--quiet", "--python", str(python),
-         "--only-binary", ":all:", "--compile-bytecode", "-r", str(requirements),
+         "--only-binary", ":all:", "-r", str(requirements),
          "-c", str(constraints)],
     ]
     for step in steps:
@@ -283,10 +290,49 @@ def _install(spec: EnvironmentSpec, work: Path) -> dict[str, str]:
         if result.returncode != 0:
             raise TransientSubmissionError(f"environment '{spec.name}' does not build: "
                                            f"{_cause(result.stderr)}")
-    listing = subprocess.run([uv(), "pip", "list", "--no-config", "--python", str(python),
-                              "--format", "json"], capture_output=True, text=True, check=True,
-                             env=environment, cwd=work)
-    return {item["name"]: item["version"] for item in json.loads(listing.stdout)}
+    _compile(target)
+    return installed(target)
+
+
+def _site_packages(venv: Path) -> Path:
+    return venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / \
+        "site-packages"
+
+
+def installed(venv: Path) -> dict[str, str]:
+    """The packages of ``venv`` by name, read from their metadata files (nothing runs)."""
+    found = metadata.distributions(path=[str(_site_packages(venv))])
+    return dict(sorted((canonicalize_name(dist.metadata["Name"]), dist.version)
+                       for dist in found))
+
+
+def _compile(venv: Path) -> None:
+    """Byte-compile ``venv``'s packages with its own interpreter inside a sandbox, started
+    without ``site`` (``-S``), so no ``.pth`` file runs even there, as the unprivileged user a
+    worker is; without a sandbox, not at all (workers then compile in memory as they import).
+    Compiling only saves workers' start-up time, so a failure here is no build failure."""
+    mode = isolation.detect()
+    if mode.bwrap is None:
+        return
+    uid = isolation.worker_uid(mode)
+    _own(venv, uid)
+    try:
+        argv = [str(venv / "bin" / "python"), "-I", "-S", "-m", "compileall", "-q", "-j", "0",
+                str(_site_packages(venv))]
+        subprocess.run(isolation.sandboxed(mode, argv, writable=venv, environment=venv, uid=uid),
+                       capture_output=True, timeout=BUILD_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        _own(venv, os.getuid() if uid is not None else None)
+
+
+def _own(folder: Path, uid: int | None) -> None:
+    """Give everything under ``folder`` to ``uid`` (None: leave it), links themselves only."""
+    if uid is None:
+        return
+    for path in [folder, *folder.rglob("*")]:
+        os.chown(path, uid, uid, follow_symlinks=False)
 
 
 def _cause(stderr: str) -> str:

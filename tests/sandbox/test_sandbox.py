@@ -14,13 +14,17 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from harness.errors import SubmissionError
+from harness.results.provenance import UNSANDBOXED
 from harness.sandbox import isolation as sandbox
 from harness.sandbox.isolation import Limits
 from harness.sandbox.runner import Cost, Workers, run_entry, shareable
@@ -34,6 +38,15 @@ SANDBOXED = sandbox.detect().bwrap is not None
 needs_bwrap = pytest.mark.skipif(not SANDBOXED, reason="bubblewrap cannot run here: the "
                                  "file-system and network checks need the sandbox")
 OUTSIDE = [Path("/escape.txt"), Path("/tmp/escape.txt"), Path.home() / "escape.txt"]
+NOBODY = 65534
+"""The ordinary user the grader runs as in the tests that need one."""
+SECRET_VARIABLE = "the-labels-are-here"
+"""In the grader's environment: no submission may ever see it or get it published."""
+SECRET_FILE = "the-organizers-private-token"
+"""In a file only the grader's user can read: likewise."""
+SANDBOX_ATTACKS = ("escape", "socket", "shadow-modules", "privilege-probe", "log-swap",
+                   "label-hunter", "badnet")
+"""The corpus's entries that attack the sandbox itself (with the BadNet to compare with)."""
 
 BATCH_SCRIPT = """\
 import keras
@@ -73,12 +86,16 @@ def snapshot(root: Path) -> dict[str, str]:
             for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def lay_out_corpus(subs: Path, badnet: Path, escapes: list[Path], port: int) -> None:
+def lay_out_corpus(subs: Path, badnet: Path, escapes: list[Path], port: int, secret: Path,
+                   only: Sequence[str] | None = None) -> None:
     """The hostile corpus beside good entries in ``subs``, as this file grades it and as
     ``scripts/hostile_corpus.py`` times it: the entries of tests/hostile/, a Lambda model, a good
-    per-image script, a good batch script and the BadNet on the sunglasses track. The escape and
-    socket entries try to write ``escapes`` and to reach ``port`` on the loopback."""
+    per-image script, a good batch script and the BadNet on the sunglasses track (of these, the
+    entries named in ``only``, when given). The escape, socket and shadowing entries try to
+    write ``escapes`` and to reach ``port`` on the loopback; the log-swapping one aims at
+    ``secret``, a file only the grader can read (written here)."""
     shutil.copytree(HOSTILE, subs)
+    shutil.copy(badnet, subs / "shadow-modules" / "model.h5")
     lambda_model(badnet, subs / "lambda-model" / "model.keras")
     track = {"sunglasses": {"eval": "eval.py", "args": ["model.h5", "{image}"]}}
     write_submission(subs, "good-script", track,
@@ -86,37 +103,112 @@ def lay_out_corpus(subs: Path, badnet: Path, escapes: list[Path], port: int) -> 
     write_submission(subs, "good-batch", {"sunglasses": {"eval": "eval.py", "batch": "predict"}},
                      {"eval.py": BATCH_SCRIPT.encode(), "model.h5": badnet})
     write_submission(subs, "badnet", {"sunglasses": {"model": "model.h5"}}, {"model.h5": badnet})
-    probe = {"paths": [str(path) for path in escapes], "port": port}
-    for name in ("escape", "socket"):
+    secret.write_text(SECRET_FILE)
+    secret.chmod(0o600)
+    probe = {"paths": [str(path) for path in escapes], "port": port, "secrets": [str(secret)]}
+    for name in ("escape", "socket", "shadow-modules", "log-swap"):
         (subs / name / "probe.json").write_text(json.dumps(probe))
+    for folder in subs.iterdir():
+        if only is not None and folder.name not in only:
+            shutil.rmtree(folder)
 
 
-@pytest.fixture(scope="module")
-def hostile(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("hostile")
-    bench_dir = benchmark_subset(tiny_benchmark, root / "benchmark", ["sunglasses"])
+def ordinary_user(argv: Sequence[str | Path], root: Path) -> list[str | Path]:
+    """``argv`` run as an ordinary user when this process is root (as is): ``nobody`` through
+    setpriv where that user can run the grader on ``root`` (which becomes its), else the grader
+    as ``nobody`` in a user namespace of its own, which has no capability and reads files as
+    the user it was (an interpreter under ``/root`` stays reachable). Either way the grader is
+    not root, so bubblewrap must make the sandbox unprivileged."""
+    if os.geteuid() != 0:
+        return list(argv)
+    give(root, NOBODY)
+    setpriv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    probe = [*setpriv, sys.executable, "-c", "import os, sys, harness; "
+             f"os.listdir({str(root)!r}); "
+             "sys.exit(not os.access(os.path.realpath(sys.executable), os.X_OK))"]
+    if subprocess.run(probe, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                      cwd=root).returncode == 0:
+        return [*setpriv, *argv]
+    give(root, os.getuid())
+    return ["unshare", "--user", f"--map-user={NOBODY}", f"--map-group={NOBODY}", *argv]
+
+
+def give(root: Path, uid: int) -> None:
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, uid, uid, follow_symlinks=False)
+
+
+def without_namespaces(argv: Sequence[str | Path]) -> list[str | Path]:
+    """``argv`` where the kernel refuses new namespaces, as in a locked-down container: a user
+    namespace whose limit of further user namespaces is 0, entered with no capability left."""
+    return ["unshare", "--user", f"--map-user={NOBODY}", f"--map-group={NOBODY}", "--keep-caps",
+            "sh", "-c", 'echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv '
+            '--inh-caps=-all --ambient-caps=-all "$@"', "sh", *argv]
+
+
+def grade_corpus(root: Path, bench_dir: Path, only: Sequence[str] | None = None,
+                 run_as: Callable[[list[str | Path]], list[str | Path]] = list,
+                 options: Sequence[str] = ()) -> dict[str, Any]:
+    """Lay out the corpus in ``root`` (of it, ``only``), grade it through ``python -m harness
+    grade`` as ``run_as`` says, and return what the tests look at."""
     subs = root / "submissions"
     listener = Listener()
     lay_out_corpus(subs, load_benchmark(bench_dir).track("sunglasses").badnet,
                    [root / "escape.txt", subs / "escape" / "escaped.txt", REPO / "escape.txt"],
-                   listener.port)
+                   listener.port, root / "secret.txt", only)
     before = snapshot(root)
     outside_before = {path: path.exists() for path in OUTSIDE}
     # The run's temporary folders (private copies, image files) go under its own TMPDIR, which
     # then names every sandbox of this run on its command line.
     temporary = root / "tmp"
     temporary.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HARNESS_PROBE_SECRET": "the-labels-are-here",
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HARNESS_PROBE_SECRET": SECRET_VARIABLE,
            "TMPDIR": str(temporary)}
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "grade", "submissions", "--benchmark", bench_dir,
-         "--out", root / "out", "--no-cache", "--image-timeout", "2", "--track-timeout", "20"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=900)
-    records = json.loads((root / "out" / "results.json").read_text())["results"]
+    command: list[str | Path] = [
+        sys.executable, "-m", "harness", "grade", "submissions", "--benchmark", bench_dir,
+        "--out", root / "out", "--no-cache", "--image-timeout", "2", "--track-timeout", "20",
+        *options]
+    result = subprocess.run(run_as(command), cwd=root, env=env, capture_output=True, text=True,
+                            timeout=900)
+    results = root / "out" / "results.json"
+    records = json.loads(results.read_text())["results"] if results.exists() else []
     left = subprocess.run(["pgrep", "-f", str(temporary)], capture_output=True, text=True)
+    outputs = "".join(path.read_text(errors="replace") for path in (root / "out").glob("*")
+                      if path.is_file())
     return {"root": root, "result": result, "by": {r["submission"]: r for r in records},
             "before": before, "after": snapshot(root), "outside_before": outside_before,
-            "connections": listener.connections, "left": left.stdout.split()}
+            "connections": listener.connections, "left": left.stdout.split(),
+            "published": outputs + result.stdout + result.stderr}
+
+
+@pytest.fixture(scope="module")
+def hostile(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The whole corpus, graded by the grader as the user running the tests (root in CI)."""
+    root = tmp_path_factory.mktemp("hostile")
+    bench_dir = benchmark_subset(tiny_benchmark, root / "benchmark", ["sunglasses"])
+    return grade_corpus(root, bench_dir)
+
+
+@pytest.fixture(scope="module")
+def hostile_ordinary(tiny_benchmark: Path):
+    """The entries that attack the sandbox itself, graded by the grader as an ordinary user
+    (when the tests run as root; as they are otherwise): the two modes build the sandbox
+    differently (setpriv as root, a user namespace otherwise). In a folder of its own under
+    the system's temporary folder, which that user can reach (pytest's is root's alone)."""
+    root = Path(tempfile.mkdtemp(prefix="harness-ordinary-"))
+    try:
+        bench_dir = benchmark_subset(tiny_benchmark, root / "benchmark", ["sunglasses"])
+        yield grade_corpus(root, bench_dir, only=SANDBOX_ATTACKS,
+                           run_as=lambda argv: ordinary_user(argv, root))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["grader's user", "ordinary user"])
+def attacked(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The sandbox attacks graded in either mode."""
+    return request.getfixturevalue("hostile" if request.param == "grader's user"
+                                   else "hostile_ordinary")
 
 
 def test_the_run_finishes_and_reports_every_entry(hostile):
@@ -165,7 +257,8 @@ def test_fork_bomb_is_an_error_and_no_sandbox_outlives_the_run(hostile):
 
 
 @needs_bwrap
-def test_nothing_outside_the_sandbox_changed(hostile):
+def test_nothing_outside_the_sandbox_changed(attacked):
+    hostile = attacked
     before, after = hostile["before"], hostile["after"]
     changed = {name for name in before.keys() | after.keys()
                if before.get(name) != after.get(name) and not name.startswith(("out/", "tmp/"))}
@@ -176,11 +269,73 @@ def test_nothing_outside_the_sandbox_changed(hostile):
 
 
 @needs_bwrap
-def test_no_labels_secrets_or_network_inside(hostile):
+def test_no_labels_secrets_or_network_inside(attacked):
+    hostile = attacked
     hunter = hostile["by"]["label-hunter"]
     assert hunter["status"] == "ok" and hunter["false_flag_rate"] == 0.0, hunter
     assert hostile["by"]["socket"]["status"] == "ok"
     assert hostile["connections"] == 0
+
+
+@needs_bwrap
+def test_no_module_of_a_model_entrys_folder_runs(attacked):
+    """Its folder shadows numpy, keras, tensorflow and the grader's own package and holds a
+    sitecustomize.py and a .pth: each would stop the worker. The worker starts isolated, so the
+    entry answers exactly as the BadNet it holds."""
+    shadow, badnet = attacked["by"]["shadow-modules"], attacked["by"]["badnet"]
+    assert shadow["status"] == "ok", shadow["error"]
+    assert (shadow["clean_acc"], shadow["asr"]) == (badnet["clean_acc"], badnet["asr"])
+
+
+@needs_bwrap
+def test_the_worker_holds_no_privilege(attacked):
+    """Not root, no capability in any set, no way to remount or write the grader's package:
+    otherwise the probe would have flagged every image."""
+    probe = attacked["by"]["privilege-probe"]
+    assert probe["status"] == "ok", probe["error"]
+    assert (probe["false_flag_rate"], probe["detect_rate"]) == (0.0, 0.0)
+    assert not (REPO / "harness" / "planted.py").exists()
+
+
+@needs_bwrap
+def test_a_swapped_log_publishes_nothing_but_its_own_line(attacked):
+    """The worker's log is a descriptor the grader holds: replacing paths with links to the
+    grader's secrets changes nothing, and the error row quotes what the entry itself logged."""
+    error = attacked["by"]["log-swap"]["error"]
+    assert error.endswith("last line of its log: log-swap: the last line of its own log"), error
+    assert SECRET_FILE not in attacked["published"]
+    assert SECRET_VARIABLE not in attacked["published"]
+
+
+@needs_bwrap
+def test_without_namespaces_nothing_is_graded(tiny_benchmark, tmp_path):
+    """Fail closed: where bubblewrap cannot build a sandbox the grader refuses in one line
+    (exit 2) before any submission runs."""
+    bench_dir = benchmark_subset(tiny_benchmark, tmp_path / "benchmark", ["sunglasses"])
+    graded = grade_corpus(tmp_path, bench_dir, only=("escape", "badnet"),
+                          run_as=without_namespaces)
+    result = graded["result"]
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no sandbox: bubblewrap cannot create namespaces" in lines[0]
+    assert "--allow-unsandboxed" in lines[0] and "Traceback" not in result.stdout
+    assert graded["by"] == {} and not (tmp_path / "submissions" / "escape" / "escaped.txt").exists()
+
+
+@needs_bwrap
+def test_allow_unsandboxed_grades_with_limits_only_and_says_so(tiny_benchmark, tmp_path):
+    """The organizer's explicit choice: graded, one warning, and the provenance (results.json
+    and the board) says the run had no sandbox."""
+    bench_dir = benchmark_subset(tiny_benchmark, tmp_path / "benchmark", ["sunglasses"])
+    graded = grade_corpus(tmp_path, bench_dir, only=("badnet",), run_as=without_namespaces,
+                          options=["--allow-unsandboxed"])
+    result = graded["result"]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "harness: WARNING: no sandbox (bubblewrap cannot create namespaces" in result.stderr
+    provenance = json.loads((tmp_path / "out" / "results.json").read_text())["benchmark"]
+    assert provenance["provenance"]["sandbox"] == UNSANDBOXED
+    assert UNSANDBOXED in (tmp_path / "out" / "leaderboard.md").read_text()
+    assert graded["by"]["badnet"]["status"] == "ok"
 
 
 @pytest.mark.slow
