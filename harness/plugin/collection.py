@@ -3,18 +3,28 @@ benchmark, and an item grades its submission on its track through the session's 
 
 pytest then does the selecting (``-k``, ``--changed-since`` by the items' records), stopping
 early (``-x``), reporting and JUnit XML.
+
+A grading session collects no Python: pytest would import a folder's ``__init__.py`` (a
+``Package``), its ``conftest.py`` and its test modules, and run text files as doctests, in the
+grading process, where that code could read the hidden test sets. Every folder is a plain
+:class:`SubmissionsDir` that yields manifests and real subfolders only, and conftest files are
+off (:func:`pytest_load_initial_conftests`); a submission's code runs in its sandboxed worker
+only.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import pytest
 from _pytest._code.code import TerminalRepr
+from _pytest.pathlib import scandir
 
 from harness.errors import (
     BenchmarkError,
@@ -74,20 +84,95 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.stash[BACKEND].close()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """A grading session loads no ``conftest.py`` (pytest would import those of the folders it
+    is given, and of each folder it collects), whoever starts it: ``harness grade`` passes
+    ``--noconftest`` too, a plain ``pytest -p harness.plugin`` need not."""
+    if early_config.known_args_namespace.harness_benchmark is not None:
+        early_config.known_args_namespace.noconftest = True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Every folder of a grading session is a :class:`SubmissionsDir`, never a ``Package``."""
+    if SESSION in parent.config.stash:
+        return SubmissionsDir.from_parent(parent, path=path)
+    return None
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.name == MANIFEST and SESSION in parent.config.stash:
         return SubmissionFile.from_parent(parent, path=file_path)
     return None
 
 
+class SubmissionsDir(pytest.Directory):
+    """A folder of a grading session. A submission folder (one with a manifest) yields its
+    manifest and nothing else, so nothing inside it is even listed; any other folder yields
+    its manifests' folders. A link to a folder is not entered: where a manifest lies behind
+    it, that manifest is yielded, for its submission to be refused as a link (one error row
+    per track), not followed out of the submissions."""
+
+    @property
+    def ihook(self) -> pluggy.HookRelay:
+        """The session's hooks, without the conftest files of this folder (pytest imports
+        those for a folder's collector when conftest files are on)."""
+        return self.config.hook
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        if os.path.lexists(self.path / MANIFEST):
+            yield from self.ihook.pytest_collect_file(file_path=self.path / MANIFEST,
+                                                      parent=self)
+            return
+        for entry in scandir(self.path):
+            path = Path(entry.path)
+            if not _named_in_utf8(path):
+                self.warn(pytest.PytestWarning(f"{os.fsencode(entry.name)!r}: not collected: "
+                                               "a submission folder is named in UTF-8"))
+            elif entry.is_dir(follow_symlinks=False):
+                if self.ihook.pytest_ignore_collect(collection_path=path, config=self.config):
+                    continue
+                folder = self.ihook.pytest_collect_directory(path=path, parent=self)
+                if folder is not None:
+                    yield folder
+            elif entry.is_symlink() and os.path.lexists(path / MANIFEST):
+                yield from self.ihook.pytest_collect_file(file_path=path / MANIFEST,
+                                                          parent=self)
+
+
+def _named_in_utf8(path: Path) -> bool:
+    """Whether a row, a node id and a terminal line can name ``path``."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class SubmissionFile(pytest.File):
     """A submission folder's manifest: yields one item per track of the benchmark."""
 
+    @property
+    def ihook(self) -> pluggy.HookRelay:
+        return self.config.hook  # see SubmissionsDir.ihook
+
     def collect(self) -> Iterator[TrackItem]:
-        submission = load_submission(self.path)
+        submission = _load(self.path)
         for track in self.config.stash[SESSION].benchmark.tracks:
             yield TrackItem.from_parent(self, name=track.name, submission=submission,
                                         track=track)
+
+
+def _load(manifest: Path) -> Submission:
+    """The submission, or one whose problem says in one line why it cannot be read: one team's
+    folder must never stop the collection of everyone's (pytest would exit 2, grading none)."""
+    try:
+        return load_submission(manifest)
+    except Exception as exc:  # untrusted folder contents fail in ways no check foresaw
+        root = manifest.parent
+        return Submission(name=root.name, root=root,
+                          problem=in_folder(one_line(exc), root.resolve()))
 
 
 class TrackItem(pytest.Item):
@@ -97,6 +182,10 @@ class TrackItem(pytest.Item):
         super().__init__(**kwargs)
         self.submission = submission
         self.track = track
+
+    @property
+    def ihook(self) -> pluggy.HookRelay:
+        return self.config.hook  # see SubmissionsDir.ihook
 
     def runtest(self) -> None:
         """Reuse an earlier record (no model is loaded) or grade; either way, a failed record

@@ -13,7 +13,7 @@ import pytest
 from harness.errors import HarnessError, SubmissionError
 from harness.grading.item import environment_spec, yardstick
 from harness.plugin.session import SESSION, Session
-from harness.results.cache import Baseline, cache_key, track_fingerprint
+from harness.results.cache import Baseline, StaleBaseline, cache_key, track_fingerprint
 from harness.results.changes import changed_files
 from harness.results.record import Retuning, retuning_summary
 from harness.sandbox.retuning import BUDGET, budget_text
@@ -77,13 +77,13 @@ class Reuse:
         """A record this run need not grade, and its source: the cache first (it matches every
         input), then the baseline for a submission unchanged since ``changed_since``."""
         cache = self.session.cache
+        expect = {**submission.meta, "track": track.name, "sample": self.session.grading.sample}
         if cache is not None:
-            record = cache.get(self.key(submission, track))
+            record = cache.get(self.key(submission, track), expect)
             if record is not None:
                 return record, CACHED
         if self.baseline is not None and not self.is_changed(submission):
-            record = self.baseline.get({**submission.meta, "sample": self.session.grading.sample},
-                                       track, self.session.store)
+            record = self.baseline.get(expect, track, self.session.store)
             if record is not None:
                 return record, BASELINE
         return None, GRADED
@@ -147,8 +147,10 @@ def _baseline(path: Path, *, explicit: bool) -> tuple[Baseline | None, str]:
     """Read the baseline now, before this run overwrites the results file it may be.
 
     A file the user named must exist (a typo would silently mean grading everything); one that
-    exists but cannot serve (another format or harness version) only means grading more, so it
-    is ignored with a note, like an unusable default.
+    was graded in another environment only means grading more, so it is ignored with a note,
+    like an absent default. A file that is not a valid results file (damaged, or crafted: its
+    numbers disagree with their outcomes) is a usage error, named or default, as for
+    ``harness render``: its records must not reach a leaderboard.
     """
     if not path.is_file():
         if explicit:
@@ -156,6 +158,8 @@ def _baseline(path: Path, *, explicit: bool) -> tuple[Baseline | None, str]:
         return None, f"baseline: none ({path} absent)"
     try:
         baseline = Baseline(path)
-    except HarnessError as exc:
+    except StaleBaseline as exc:
         return None, f"baseline: ignored: {exc}"
+    except HarnessError as exc:
+        raise pytest.UsageError(f"baseline: {exc}") from None
     return baseline, f"baseline: {path} ({len(baseline.records)} records)"

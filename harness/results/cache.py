@@ -25,6 +25,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.results.io import read_results, write_atomic
 from harness.results.provenance import environment
+from harness.results.record import check_record, check_yardstick
 from harness.spec.data import DataStore, sha256_file
 from harness.spec.tracks import DataFile, Track
 
@@ -84,6 +85,17 @@ def cache_key(submission: str, submission_sha256: str, track: Mapping[str, Any],
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def matches(record: Mapping[str, Any], expect: Mapping[str, Any]) -> bool:
+    """Whether a stored record is one of ``expect``: the same value of every key it has (the
+    submission's metadata and digest, the track, the grading options records carry)."""
+    return all(record[key] == value for key, value in expect.items() if key in record)
+
+
+class StaleBaseline(HarnessError):
+    """A valid results file graded in another environment: its records cannot serve this run,
+    which grades more instead."""
+
+
 class ResultCache:
     """A folder of ``<key>.json`` entries, each ``{"key": ..., "record": {...}}``; the retuning
     probe's yardsticks (one per track, not records) in its ``yardsticks/`` folder, each
@@ -108,22 +120,25 @@ class ResultCache:
             return None
         return payload.get(kind)
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The stored record, or None when absent, unreadable or not a record for this key."""
+    def get(self, key: str, expect: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The stored record, or None when absent, unreadable, not a record for this key, not
+        a valid record (:func:`check_record`: an entry on disk is trusted no more than a
+        results file) or not one of ``expect`` (:func:`matches`)."""
         record = self._stored(key, "record")
-        if not isinstance(record, dict):
+        try:
+            check_record(record)
+        except (TypeError, ValueError, ArithmeticError):
             return None
-        if record.get("status") == "ok":
-            return record
-        error = record.get("error")
-        if record.get("status") == "error" and isinstance(error, str) and error.strip():
-            return record
-        return None
+        return record if matches(record, expect) else None
 
     def get_yardstick(self, key: str) -> dict[str, Any] | None:
-        """A track's stored retuning yardstick (:func:`harness.grading.item.yardstick`), or None."""
+        """A track's stored retuning yardstick (:func:`harness.grading.item.yardstick`), or None
+        when absent or not a valid one (:func:`check_yardstick`)."""
         value = self._stored(key, "yardstick")
-        return value if isinstance(value, dict) else None
+        try:
+            return dict(check_yardstick(value))
+        except (TypeError, ValueError, ArithmeticError):
+            return None
 
     def put(self, key: str, record: Mapping[str, Any], *, kind: str = "record") -> None:
         """Store ``record`` (a ``kind`` of :data:`KINDS`) atomically: readers see no entry or
@@ -149,9 +164,10 @@ class Baseline:
     """Records of an earlier results file, handed out only where they still hold."""
 
     def __init__(self, path: Path) -> None:
-        """Read ``path``; HarnessError if it is unreadable, invalid, or was graded in another
-        environment (versions or seed): its records would then not be what this run computes,
-        and the merged results would claim this run's versions for them."""
+        """Read ``path``; HarnessError if it is unreadable or invalid (:func:`read_results`),
+        StaleBaseline if it was graded in another environment (versions or seed): its records
+        would then not be what this run computes, and the merged results would claim this
+        run's versions for them."""
         self.path = path
         benchmark, records = read_results(path)
         current = environment()
@@ -161,7 +177,7 @@ class Baseline:
                             if graded.get(key) != current.get(key))
             was = ", ".join(f"{key} {graded.get(key)}" for key in differ)
             now = ", ".join(f"{key} {current.get(key)}" for key in differ)
-            raise HarnessError(f"{path} was graded with {was}; this run has {now}")
+            raise StaleBaseline(f"{path} was graded with {was}; this run has {now}")
         self.data_hashes: dict[str, str] = dict(benchmark["data_hashes"])
         self.records: dict[tuple[str, str], Mapping[str, Any]] = {
             (record["submission"], record["track"]): record for record in records}
@@ -176,8 +192,7 @@ class Baseline:
         folder unchanged that is not, and a baseline may come from a sampled run.
         """
         record = self.records.get((expect["submission"], track.name))
-        if record is None or any(record[key] != value for key, value in expect.items()
-                                 if key in record):
+        if record is None or not matches(record, expect):
             return None
         for data_file in track.data_files():
             digest = store.get(data_file, track.num_classes).sha256

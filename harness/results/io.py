@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, clipped
 from harness.results.ranking import canonical
 from harness.results.record import Record, check_benchmark, check_records, from_json, rounded
 
@@ -55,16 +55,25 @@ def write_results(
     write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def _no_constant(name: str) -> Any:
+    """JSON has no NaN or infinity; Python's reader takes them unless told not to."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def read_results(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Record]]:
-    """Read ``results.json`` back as ``(benchmark, records)``, checked like freshly made records."""
+    """Read ``results.json`` back as ``(benchmark, records)``, every field checked like freshly
+    made records and every rate against the outcomes it came from
+    (:func:`harness.results.record.check_records`): a crafted or damaged file is one
+    HarnessError, on one line, whatever it holds."""
     try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"cannot read results file {path}: {exc}") from exc
+        payload = json.loads(Path(path).read_text(encoding="utf-8"),
+                             parse_constant=_no_constant)
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: also not UTF-8
+        raise HarnessError(clipped(f"cannot read results file {path}: {exc}", 500)) from None
     if not isinstance(payload, dict) or not {"benchmark", "results"} <= payload.keys():
         raise HarnessError(f"{path} is not a results file: it lacks 'benchmark' or 'results'")
     benchmark, records = payload["benchmark"], payload["results"]
     try:
         return benchmark, from_json(benchmark, records)
-    except (TypeError, ValueError) as exc:
-        raise HarnessError(f"invalid results file {path}: {exc}") from exc
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise HarnessError(clipped(f"invalid results file {path}: {exc}", 500)) from None

@@ -169,8 +169,14 @@ DECIMALS = 6
 
 
 def _is_real(value: Any) -> bool:
-    """A real number; ``True`` is an int to Python but no measurement."""
-    return not isinstance(value, bool) and isinstance(value, numbers.Real)
+    """A finite real number a float can hold; ``True`` is an int to Python but no measurement,
+    and NaN, infinities and integers past a float's range measure nothing either."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _is_integral(value: Any) -> bool:
@@ -243,7 +249,7 @@ def error_record(
 
 def _interval(value: Any, what: str) -> list[float]:
     """``[low, high]`` as a list of Python floats (JSON has no tuples, so stored ones are lists)."""
-    if not isinstance(value, list | tuple) or len(value) != 2:
+    if not isinstance(value, list | tuple) or len(value) != 2 or not all(map(_is_real, value)):
         raise ValueError(f"{what} must be [low, high], got {value!r}")
     low, high = (float(limit) for limit in value)
     if not low <= high:
@@ -304,6 +310,14 @@ def _share(value: Any, what: str) -> float | None:
     if not _is_real(value) or not 0 <= value <= 1:
         raise ValueError(f"{what} must be a number in [0, 1] or None, got {value!r}")
     return float(value)
+
+
+def _rate(value: Any, what: str) -> float:
+    """A rate that was measured: a number in [0, 1]."""
+    share = _share(value, what)
+    if share is None:
+        raise ValueError(f"{what} must be a number in [0, 1], got None")
+    return share
 
 
 def _one_line(value: Any, what: str, *, collapse: bool = False) -> str | None:
@@ -369,8 +383,14 @@ def check_benchmark(benchmark: Mapping[str, Any]) -> list[str]:
         or len(set(tracks)) != len(tracks)
     ):
         raise ValueError(f"benchmark tracks must be a non-empty list of distinct names: {tracks!r}")
-    if not isinstance(benchmark["provenance"], Mapping):
-        raise ValueError(f"benchmark provenance must be a mapping: {benchmark['provenance']!r}")
+    if not isinstance(benchmark["name"], str) or not benchmark["name"]:
+        raise ValueError(f"benchmark name must be a non-empty string: {benchmark['name']!r}")
+    for key, allowed in (("data_hashes", str), ("provenance", str | int | float | None)):
+        table = benchmark[key]
+        if not isinstance(table, Mapping) or not all(
+                isinstance(name, str) and isinstance(value, allowed)
+                for name, value in table.items()):
+            raise ValueError(f"benchmark {key} must map names to values: {table!r}"[:500])
     if RETUNING in benchmark:
         _check_retuning(benchmark[RETUNING], tracks)
     return list(tracks)
@@ -380,6 +400,11 @@ def _count_of(value: Any, what: str) -> int:
     if not _is_integral(value) or value < 0:
         raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
     return int(value)
+
+
+def check_yardstick(entry: Any) -> Yardstick:
+    """A track's yardstick as stored (a cache entry), checked; ValueError if not valid."""
+    return _yardstick(entry, "a stored retuning yardstick")
 
 
 def _yardstick(entry: Any, where: str, *, collapse: bool = False) -> Yardstick:
@@ -430,42 +455,121 @@ def retuning_summary(budget: str, yardsticks: Mapping[str, Mapping[str, Any]]) -
 
 
 def _check_ranked_metrics(record: Mapping[str, Any], pair: tuple[str, str]) -> None:
-    """An OK record must carry what ranking and tables use, or they fail obscurely."""
+    """An OK record's measurements, checked against its packed per-image outcomes: clean
+    accuracy, ASR, utility and their intervals are recomputed from the outcomes as
+    :func:`harness.grading.scoring.score_track` computes them, and must agree to the stored
+    precision, so a number cannot be edited without the outcomes (which paired tests and ranks
+    read) being edited to match. What the outcomes do not hold is checked for type and range,
+    and against what they do (a single trigger's ASR is the ASR; pooled, it lies between the
+    triggers'; flagged images are not answered right)."""
+    where = f" of OK record {pair}"
+    if record["error"] is not None:
+        raise ValueError(f"OK record {pair} has an error: {record['error']!r}")
+    for key in ("n_clean", "n_poisoned"):
+        if _count_of(record[key], f"{key}{where}") == 0:
+            raise ValueError(f"{key}{where} must be at least 1")
+    invalid = _count_of(record["n_invalid"], f"n_invalid{where}")
+    if invalid > record["n_clean"] + record["n_poisoned"]:
+        raise ValueError(f"n_invalid{where} exceeds the images graded: {invalid}")
+    outcomes = outcomes_of(record)
+    assert outcomes is not None  # an OK record
+    clean, attack = int(outcomes.clean.sum()), int(outcomes.attack.sum())
+    n_clean, n_poisoned = record["n_clean"], record["n_poisoned"]
+    expected = {"clean_acc": clean / n_clean, "asr": attack / n_poisoned,
+                "utility": clean / n_clean - attack / n_poisoned,
+                "clean_acc_ci": list(stats.wilson(clean, n_clean)),
+                "asr_ci": list(stats.wilson(attack, n_poisoned)),
+                "utility_ci": list(stats.newcombe_difference(clean, n_clean, attack, n_poisoned))}
     for key in ("clean_acc", "asr", "utility"):
-        value = record[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            raise ValueError(f"OK record {pair} has no valid {key}: {value!r}")
+        if not _is_real(record[key]):
+            raise ValueError(f"{key}{where} must be a number, got {record[key]!r}")
     for key in INTERVAL_KEYS:
-        _interval(record[key], f"{key} of OK record {pair}")
-    outcomes_of(record)
+        _interval(record[key], f"{key}{where}")
+    for key, value in expected.items():
+        if rounded(value) != rounded(record[key]):
+            raise ValueError(f"{key}{where} is {record[key]!r}, but its outcomes give "
+                             f"{rounded(value)!r}")
+    for key in ("robust_acc", "der"):
+        _share(record[key], f"{key}{where}")
+    slack = 2 * 10 ** -DECIMALS  # two stored, rounded rates
+    for key, answered in (("false_flag_rate", "clean_acc"), ("detect_rate", "asr")):
+        flagged = _rate(record[key], f"{key}{where}")
+        if flagged + record[answered] > 1 + slack:
+            raise ValueError(f"{key}{where} must be a rate of the images not answered "
+                             f"{answered}, got {flagged!r}")
+    _check_per_trigger(record["per_trigger"], record["asr"], pair, slack)
+
+
+def _check_per_trigger(per_trigger: Any, asr: float, pair: tuple[str, str], slack: float) -> None:
+    """Each trigger's ASR: the record's ASR where there is one trigger; a pooled ASR lies
+    between its triggers' (the outcomes do not say which image carried which trigger)."""
+    if (not isinstance(per_trigger, Mapping) or not per_trigger
+            or not all(isinstance(name, str) and name for name in per_trigger)):
+        raise ValueError(f"per_trigger of OK record {pair} must map trigger names to ASRs")
+    values = [_rate(value, f"per_trigger[{name!r}] of OK record {pair}")
+              for name, value in per_trigger.items()]
+    low, high = min(values), max(values)
+    if len(values) == 1 and rounded(low) != rounded(asr) or \
+            not low - slack <= asr <= high + slack:
+        raise ValueError(f"per_trigger of OK record {pair} does not pool to its asr {asr!r}: "
+                         f"{dict(per_trigger)!r}")
+
+
+def _check_failed(record: Mapping[str, Any], pair: tuple[str, str]) -> None:
+    """A failed record: its one-line reason, and no measurement at all."""
+    _one_line(record["error"], f"error of record {pair}")
+    if record["error"] is None:
+        raise ValueError(f"error record {pair} has no error message")
+    measured = [key for key in (*METRIC_KEYS, *INTERVAL_KEYS, "der", *COST_KEYS)
+                if record[key] is not None]
+    measured += [key for key in ("per_trigger", "outcomes") if record[key] != {}]
+    if record["badnet"]:
+        measured.append("badnet")
+    if measured:
+        raise ValueError(f"error record {pair} has measurements: {', '.join(measured)}")
+
+
+def check_record(record: Any) -> tuple[str, str]:
+    """One record, every field checked (``TypeError`` or ``ValueError`` if not): a record from
+    a file (a results file, a baseline, a cache entry) is trusted no more than one that a
+    submission's numbers made. Returns its (submission, track)."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"a record must be a mapping, got {type(record).__name__}")
+    # Records written before the retuning probe lack its keys: they read as not probed.
+    missing = [key for key in RECORD_KEYS if key not in record and key not in PROBE_KEYS]
+    unknown = sorted(str(key) for key in record if key not in RECORD_KEYS)
+    if missing or unknown:  # names the pair, not the record: its packed outcomes run to kilobytes
+        pair = (record.get("submission"), record.get("track"))
+        lacks = f"lacks {', '.join(missing)}" if missing else f"has unknown keys {unknown}"
+        raise ValueError(f"record {pair!r} {lacks}"[:500])
+    _meta_fields(record)
+    pair = (record["submission"], _check_track_name(record["track"]))
+    _check_sample(record["sample"])
+    if not isinstance(record["badnet"], bool):
+        raise ValueError(f"record {pair} has badnet {record['badnet']!r}")
+    for key in COST_KEYS:
+        _cost(record[key], key)
+    if record["status"] not in ("ok", "error"):
+        raise ValueError(f"record {pair} has status {record['status']!r}, not 'ok' or 'error'")
+    if record["status"] == "ok":
+        _check_ranked_metrics(record, pair)
+    else:
+        _check_failed(record, pair)
+    probe = _probe(probe_values(record), f" of record {pair}")
+    if record["status"] == "error" and any(value is not None for value in probe.values()):
+        raise ValueError(f"error record {pair} has retuning probe results")
+    return pair
 
 
 def check_records(tracks: Sequence[str], records: Sequence[Mapping[str, Any]]) -> None:
-    """Reject records that would make outputs ambiguous: a duplicate pair would sort arbitrarily."""
+    """Every record (:func:`check_record`), and none that would make outputs ambiguous: a
+    duplicate pair would sort arbitrarily."""
+    if not isinstance(records, Sequence) or isinstance(records, str):
+        raise ValueError(f"records must be a list, got {type(records).__name__}")
     seen: set[tuple[str, str]] = set()
     for record in records:
-        if not isinstance(record, Mapping):
-            raise ValueError(f"a record must be a mapping, got {type(record).__name__}")
-        # Records written before the retuning probe lack its keys: they read as not probed.
-        missing = [key for key in RECORD_KEYS if key not in record and key not in PROBE_KEYS]
-        if missing:  # names the pair, not the record: its packed outcomes run to kilobytes
-            pair = (record.get("submission"), record.get("track"))
-            raise ValueError(f"record {pair} lacks {', '.join(missing)}")
-        _meta_fields(record)
-        _check_sample(record["sample"])
-        if not isinstance(record["badnet"], bool):
-            raise ValueError(f"record {record['submission']!r} has badnet {record['badnet']!r}")
-        for key in COST_KEYS:
-            _cost(record[key], key)
-        pair = (record["submission"], record["track"])
-        if record["status"] not in ("ok", "error"):
-            raise ValueError(f"record {pair} has status {record['status']!r}, not 'ok' or 'error'")
-        if record["status"] == "ok":
-            _check_ranked_metrics(record, pair)
-        probe = _probe(probe_values(record), f" of record {pair}")
-        if record["status"] == "error" and any(value is not None for value in probe.values()):
-            raise ValueError(f"error record {pair} has retuning probe results")
-        if record["track"] not in tracks:
+        pair = check_record(record)
+        if pair[1] not in tracks:
             raise ValueError(f"record {pair} is for a track not in the benchmark: {tracks}")
         if pair in seen:
             raise ValueError(f"two records for submission {pair[0]!r} on track {pair[1]!r}")

@@ -12,13 +12,15 @@ submission's folder and every problem is a one-line :class:`SubmissionError`.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.errors import BenchmarkError, SubmissionError
+from harness.errors import BenchmarkError, SubmissionError, clipped, one_line
 from harness.spec.tracks import parse_scale
 
 MANIFEST = "submission.toml"
@@ -89,30 +91,57 @@ class Submission:
         return entry
 
 
-def _inside(root: Path, relative: Any, where: str) -> Path:
+MAX_PATH_CHARS = 255
+"""The longest path a manifest may name: one file name's limit on common file systems, far more
+than a real submission needs, and short enough that no system call fails on it."""
+
+
+def _relative(relative: Any, where: str) -> str:
+    """A path as a manifest gives it, before it touches the file system: a string the operating
+    system can take (a NUL byte or an overlong name would raise there, not here)."""
     if not isinstance(relative, str) or not relative:
-        raise SubmissionError(f"{where}: file name must be a non-empty string")
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise SubmissionError(f"{where}: '{relative}' points outside the submission folder")
-    if not path.is_file():
-        raise SubmissionError(f"{where}: file '{relative}' not found")
-    return path
+        raise SubmissionError(f"{where}: paths must be non-empty strings")
+    if len(relative) > MAX_PATH_CHARS:
+        raise SubmissionError(f"{where}: a path of {len(relative)} characters "
+                              f"({relative[:20]!r}...); at most {MAX_PATH_CHARS}")
+    if any(ord(char) < 32 for char in relative):
+        raise SubmissionError(f"{where}: the path {relative!r} holds a control character")
+    return relative
 
 
 def _inside_any(root: Path, relative: Any, where: str) -> Path:
-    """A path inside the submission folder (other than the folder itself) that need not exist."""
-    if not isinstance(relative, str) or not relative:
-        raise SubmissionError(f"{where}: paths must be non-empty strings")
-    path = (root / relative).resolve()
+    """``root / relative`` with links resolved: a path inside the submission folder (other than
+    the folder itself) that need not exist."""
+    text = _relative(relative, where)
+    try:
+        path = (root / text).resolve()
+    except (OSError, RuntimeError) as exc:  # a link loop, a name the file system refuses
+        raise SubmissionError(f"{where}: '{text}': {exc.__class__.__name__}") from None
     if not path.is_relative_to(root.resolve()) or path == root.resolve():
-        raise SubmissionError(f"{where}: '{relative}' points outside the submission folder")
+        raise SubmissionError(f"{where}: '{text}' points outside the submission folder")
     return path
+
+
+def _inside(root: Path, relative: Any, where: str) -> Path:
+    """A regular file inside the submission folder (a FIFO or a device is never opened)."""
+    path = _inside_any(root, relative, where)
+    if not _lstat_is(path, stat.S_ISREG):
+        found = "is not a regular file" if os.path.lexists(path) else "not found"
+        raise SubmissionError(f"{where}: file '{relative}' {found}")
+    return path
+
+
+def _lstat_is(path: Path, test: Any) -> bool:
+    """Whether ``path`` exists and its own type (a link is not followed) passes ``test``."""
+    try:
+        return bool(test(path.lstat().st_mode))
+    except OSError:
+        return False
 
 
 def _workdir(root: Path, value: Any, where: str) -> Path:
     path = _inside_any(root, value, f"{where} workdir") if value != "." else root.resolve()
-    if not path.is_dir():
+    if not _lstat_is(path, stat.S_ISDIR):
         raise SubmissionError(f"{where}: workdir '{value}' is not a folder of the submission")
     return path
 
@@ -128,7 +157,7 @@ def _files(root: Path, table: Any, where: str) -> tuple[tuple[str, str], ...]:
         if name not in PUBLIC_FILES:
             raise SubmissionError(f"{where}: files: '{relative}' = {name!r}; a placed file is "
                                   f"one of {', '.join(PUBLIC_FILES)}")
-        if path.is_dir():
+        if _lstat_is(path, stat.S_ISDIR):
             raise SubmissionError(f"{where}: files: '{relative}' is a folder of the submission")
         placed.append((path.relative_to(root.resolve()).as_posix(), name))
     return tuple(placed)
@@ -182,24 +211,48 @@ def _entry(root: Path, table: Any, where: str, top: dict[str, Any] | None = None
 
 
 def load_submission(manifest: Path) -> Submission:
-    """Parse a manifest; problems are kept in ``problem`` (see :class:`Submission`)."""
+    """Parse a manifest; problems are kept in ``problem`` (see :class:`Submission`), the
+    folder's own (:func:`folder_problem`) before the manifest's."""
     root = manifest.parent
     submission = _parse(manifest)
-    return replace(submission, sha256=submission_digest(root))
+    try:
+        entries = folder_entries(root)
+        problem, sha256 = folder_problem(root, entries), digest_of(root, entries)
+    except (OSError, SubmissionError) as exc:  # a file unreadable, or changed while hashed
+        problem, sha256 = one_line(exc), ""
+    return replace(submission, sha256=sha256, problem=problem or submission.problem)
+
+
+MAX_MANIFEST_BYTES = 1 << 20
+"""The largest manifest read: a real one is a few hundred bytes; a bigger file is refused
+unread rather than parsed into memory."""
+
+
+def _read_manifest(manifest: Path) -> str:
+    """The manifest's text: a regular file (a link, a FIFO or a device is refused without being
+    followed or read) of at most :data:`MAX_MANIFEST_BYTES`, in UTF-8."""
+    with os.fdopen(_open_regular(manifest), "rb") as handle:
+        data = handle.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes")
+    return data.decode("utf-8")
 
 
 def _parse(manifest: Path) -> Submission:
     root = manifest.parent
     name = root.name
     try:
-        spec = tomllib.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        spec = tomllib.loads(_read_manifest(manifest))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and TOMLDecodeError included
         return Submission(name=name, root=root, problem=f"{MANIFEST}: cannot parse: {exc}")
     meta = {key: spec.get(key, "") for key in ("team", "method", "description")}
     reference = spec.get("reference", False)
     if not all(isinstance(v, str) for v in meta.values()) or not isinstance(reference, bool):
         return Submission(name=name, root=root, problem=f"{MANIFEST}: team, method and "
                           "description must be strings and reference a boolean")
+    if any(ord(char) < 32 for key in ("team", "method") for char in meta[key]):
+        return Submission(name=name, root=root, problem=f"{MANIFEST}: team and method must be "
+                          "one line without control characters")
     tracks = spec.get("tracks", {})
     if not isinstance(tracks, dict) or not tracks:
         return Submission(name=name, root=root, reference=reference,
@@ -215,25 +268,121 @@ def _parse(manifest: Path) -> Submission:
 
 IGNORED_NAMES = frozenset({"__pycache__", ".DS_Store", ".ipynb_checkpoints"})
 """Files and folders that never change what a submission answers (caches, OS litter)."""
+_LINK = 1 << 63
+"""Set in the length field of a link's target in the digest: no file's length reaches it."""
+_SPECIAL = 1 << 62
+"""Set, with the file type bits, in the length field of a FIFO, socket or device."""
 
 
-def submission_files(root: Path) -> list[Path]:
-    """The submission's files in a stable order, caches and OS litter left out."""
-    files = [path for path in root.rglob("*")
-             if path.is_file() and not IGNORED_NAMES.intersection(path.relative_to(root).parts)]
-    return sorted(files, key=lambda path: path.relative_to(root).as_posix())
+@dataclass(frozen=True)
+class FolderEntry:
+    """A file, link or special file of a submission folder, as :func:`os.lstat` sees it."""
+
+    relative: str
+    """Its path in the folder, ``/``-separated (a name that is not UTF-8 keeps its bytes as
+    surrogates, :func:`os.fsdecode`)."""
+    path: Path
+    mode: int
+    """Its own ``st_mode``: a link is never followed."""
+
+
+def folder_entries(root: Path) -> list[FolderEntry]:
+    """Everything in the submission folder but folders, caches and OS litter, sorted by relative
+    path. Nothing is followed or opened: a link to ``/`` or a link loop is one entry, a FIFO is
+    listed, not read. A folder that is itself a link is not entered (:func:`folder_problem`)."""
+    if root.is_symlink():
+        return []
+    found = []
+    pending = [(root, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                children = [(entry.name, entry.stat(follow_symlinks=False).st_mode)
+                            for entry in listing if entry.name not in IGNORED_NAMES]
+        except OSError as exc:  # unreadable, or nested past the longest path the system takes
+            raise SubmissionError(f"cannot list the folder '{prefix or '.'}': "
+                                  f"{exc.strerror or exc}") from None
+        for name, mode in children:
+            relative, path = prefix + name, folder / name
+            if stat.S_ISDIR(mode):
+                pending.append((path, relative + "/"))
+            else:
+                found.append(FolderEntry(relative, path, mode))
+    return sorted(found, key=lambda entry: entry.relative)
+
+
+def folder_problem(root: Path, entries: list[FolderEntry]) -> str | None:
+    """Why the folder cannot be graded, on one line, or None: the folder is a link, or holds a
+    file whose name is not UTF-8 (it could not be named in a row), a FIFO, socket or device
+    (nothing a submission needs; opening one can block or read the grader's machine), or a link
+    leading out of the folder (bound into the sandbox, it would reach the grader's files)."""
+    if root.is_symlink():
+        return "the submission folder is a symbolic link; submit the folder itself"
+    for entry in entries:
+        try:
+            entry.relative.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(entry.relative).decode("utf-8", "backslashreplace")
+            return f"the file name '{clipped(shown)}' is not UTF-8; rename it"
+        if stat.S_ISLNK(entry.mode):
+            target = os.readlink(entry.path)
+            inside = os.path.normpath(os.path.join(os.path.dirname(entry.relative), target))
+            if os.path.isabs(target) or inside == ".." or inside.startswith("../"):
+                return (f"'{clipped(entry.relative)}' is a symbolic link out of the submission "
+                        f"folder (to '{clipped(target)}')")
+        elif not stat.S_ISREG(entry.mode):
+            return (f"'{clipped(entry.relative)}' is not a regular file (a FIFO, socket or "
+                    "device); a submission holds files, folders and links inside it only")
+    return None
+
+
+def _open_regular(path: Path) -> int:
+    """A descriptor of ``path`` if it is a regular file; OSError (a link, a FIFO: never followed,
+    never blocked on) otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path.name} is not a regular file")
+    return fd
 
 
 def submission_digest(root: Path) -> str:
+    """sha256 of the submission folder (hex); see :func:`digest_of`."""
+    return digest_of(root, folder_entries(root))
+
+
+def digest_of(root: Path, entries: list[FolderEntry]) -> str:
     """sha256 over the folder's relative file names and contents (hex).
 
     Names are hashed with the contents so that renaming a file changes the digest; lengths
-    delimit the fields so that no two different folders can feed the hash the same bytes.
+    delimit the fields so that no two different folders can feed the hash the same bytes. A
+    link is hashed as its target's text (length tagged :data:`_LINK`), never followed; a special
+    file as its type (tagged :data:`_SPECIAL`), never opened. Regular files are hashed as they
+    always were, so the digests of existing submissions, and the records keyed by them, hold.
     """
     digest = hashlib.sha256()
-    for path in submission_files(root):
-        name = path.relative_to(root).as_posix().encode("utf-8")
-        data = path.read_bytes()
-        digest.update(len(name).to_bytes(8, "big") + name + len(data).to_bytes(8, "big"))
-        digest.update(data)
+    for entry in entries:
+        name = os.fsencode(entry.relative)
+        digest.update(len(name).to_bytes(8, "big") + name)
+        if stat.S_ISLNK(entry.mode):
+            target = os.fsencode(os.readlink(entry.path))
+            digest.update((_LINK | len(target)).to_bytes(8, "big") + target)
+        elif not stat.S_ISREG(entry.mode):
+            digest.update((_SPECIAL | stat.S_IFMT(entry.mode)).to_bytes(8, "big"))
+        else:
+            _hash_file(digest, entry.path)
     return digest.hexdigest()
+
+
+def _hash_file(digest: Any, path: Path) -> None:
+    """Feed a regular file's length and bytes to ``digest``, a block at a time."""
+    with os.fdopen(_open_regular(path), "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        digest.update(size.to_bytes(8, "big"))
+        read = 0
+        while block := handle.read(1 << 20):
+            read += len(block)
+            digest.update(block)
+    if read != size:
+        raise SubmissionError(f"'{path.name}' changed while it was read")

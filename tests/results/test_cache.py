@@ -165,12 +165,20 @@ def test_baseline_from_another_environment_is_refused_naming_the_difference(tmp_
 
 
 def test_entries_round_trip_and_unusable_ones_are_misses(tmp_path):
+    """An entry is written by the grader but lives on disk: one that is not a valid record, or
+    a record of another submission or track, is a miss (graded again), never a result."""
+    from harness.results.record import error_record
+
     cache = ResultCache(tmp_path / "cache")
-    record = {"submission": "alpha", "track": "t", "status": "ok", "error": None, "asr": 0.25,
-              "per_trigger": {"x": 0.1 + 0.2}}
-    assert cache.get("k1") is None and cache.entries() == []
+    meta = {"submission": "alpha", "team": "a", "method": "m", "reference": False,
+            "sha256": "a" * 64}
+    record = error_record(meta, "t", "model.h5: not a Keras model")
+    expect = {**meta, "track": "t", "sample": None}
+    assert cache.get("k1", expect) is None and cache.entries() == []
     cache.put("k1", record)
-    assert cache.get("k1") == record
+    assert cache.get("k1", expect) == record
+    assert cache.get("k1", {**expect, "submission": "beta"}) is None
+    assert cache.get("k1", {**expect, "track": "u"}) is None
     assert [path.name for path in cache.entries()] == ["k1.json"]
     (tmp_path / "cache" / ".k2.json.0123.tmp").write_text("{")  # a write killed halfway
     assert [path.name for path in cache.entries()] == ["k1.json"]
@@ -180,12 +188,14 @@ def test_entries_round_trip_and_unusable_ones_are_misses(tmp_path):
         "k5": json.dumps({"key": "k5", "record": {**record, "status": "maybe"}}),
         "k6": json.dumps({"key": "k6", "record": {**record, "status": "error", "error": " "}}),
         "k7": json.dumps(["k7"]),
+        "k9": json.dumps({"key": "k9", "record": {**record, "status": "ok"}}),  # no scores
+        "k10": json.dumps({"key": "k10", "record": {**record, "n_clean": [1]}}),
     }
     for key, text in broken.items():
         cache.path(key).write_text(text)
-        assert cache.get(key) is None, key
+        assert cache.get(key, expect) is None, key
     cache.path("k8").write_bytes(b"\xff\xfe")
-    assert cache.get("k8") is None
+    assert cache.get("k8", expect) is None
 
 
 def test_yardsticks_are_kept_apart_from_records(tmp_path):
@@ -196,9 +206,11 @@ def test_yardsticks_are_kept_apart_from_records(tmp_path):
                  "images": 115, "poisoned": 23}
     cache.put("y1", yardstick, kind="yardstick")
     assert cache.get_yardstick("y1") == yardstick
-    assert cache.get("y1") is None and cache.entries() == []
+    assert cache.get("y1", {}) is None and cache.entries() == []
     cache.put("r1", {"status": "ok"})
     assert cache.get_yardstick("r1") is None
+    cache.put("y2", {**yardstick, "p_asr": float("inf")}, kind="yardstick")
+    assert cache.get_yardstick("y2") is None
 
 
 # Grading runs ------------------------------------------------------------------------------------
@@ -303,7 +315,7 @@ def test_unreadable_entries_are_regraded_not_fatal(contest, bench, fresh, tmp_pa
     assert result.returncode == 1, result.stdout + result.stderr
     assert sources(result.stdout) == "harness: graded: partial; from cache: alpha, beta"
     assert same_outputs(out, fresh)
-    assert cache.get(partial[0].stem) is not None  # rewritten
+    assert cache.get(partial[0].stem, {"submission": "partial"}) is not None  # rewritten
 
 
 def test_no_cache_reads_and_writes_nothing(contest, bench, tmp_path):
@@ -442,6 +454,14 @@ def test_changed_since_usage_errors_and_unusable_baselines(contest, bench, fresh
     assert missing.returncode == 2 and "--baseline:" in missing.stderr
     assert "none.json: no such file" in missing.stderr
     results = json.loads((fresh / "results.json").read_text())
+    forged = json.loads(json.dumps(results))
+    next(r for r in forged["results"] if r["status"] == "ok")["asr"] = 0.0  # outcomes untouched
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    refused = grade(root, bench, tmp_path / "out", "--changed-since", "HEAD", "--baseline",
+                    tmp_path / "forged.json", "-q")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "baseline: invalid results file" in refused.stderr and "but its outcomes give" in \
+        refused.stderr and "Traceback" not in refused.stdout + refused.stderr
     results["benchmark"]["provenance"]["tensorflow"] = "0.1"  # graded with another TensorFlow
     (tmp_path / "other.json").write_text(json.dumps(results))
     other = grade(root, bench, tmp_path / "out", "--changed-since", "HEAD", "--baseline",

@@ -60,16 +60,18 @@ def scores(
     false_flag_rate: float = 0.0,
     robust_acc: float | None = None,
 ) -> dict:
-    """Scores as score_track returns them, for 1000 clean images and poisoned sets of 100."""
-    asr = sum(per_trigger.values()) / len(per_trigger)
+    """Scores as score_track returns them, for 1000 clean images and poisoned sets of 100: the
+    rates are those the images give (``clean_acc`` 0.9781 is 978 right), as a results file is
+    checked against its outcomes."""
     clean_hits = round(clean_acc * N_CLEAN)
-    attack = np.concatenate([first(round(r * N_PER_TRIGGER), N_PER_TRIGGER)
-                             for r in per_trigger.values()])
+    hits = {trigger: round(rate * N_PER_TRIGGER) for trigger, rate in per_trigger.items()}
+    attack = np.concatenate([first(hit, N_PER_TRIGGER) for hit in hits.values()])
     attack_hits, n_poisoned = int(attack.sum()), attack.size
+    clean_acc, asr = clean_hits / N_CLEAN, attack_hits / n_poisoned
     return {
         "clean_acc": clean_acc,
         "asr": asr,
-        "per_trigger": per_trigger,
+        "per_trigger": {trigger: hit / N_PER_TRIGGER for trigger, hit in hits.items()},
         "detect_rate": detect_rate,
         "false_flag_rate": false_flag_rate,
         "robust_acc": robust_acc,
@@ -341,7 +343,7 @@ def test_read_results_reports_a_bad_file_in_one_line(tmp_path: Path) -> None:
         read_results(path)
     broken = {**ok_record(meta("a"), "sunglasses", scores(0.9, {"sunglasses": 0.1})), "asr": None}
     path.write_text(json.dumps({"benchmark": BENCHMARK, "results": [broken]}))
-    with pytest.raises(HarnessError, match="no valid asr"):
+    with pytest.raises(HarnessError, match="asr of OK record .* must be a number, got None"):
         read_results(path)
 
 
@@ -632,9 +634,10 @@ def test_golden_leaderboard(monkeypatch) -> None:
 def test_der_is_measured_against_the_tracks_badnet_row() -> None:
     records = ranking.with_der(golden_records())
     by_pair = {(r["submission"], r["track"]): r for r in records}
-    # fine-pruning on sunglasses: ASR drops 1.0 -> 0.031, clean acc 0.9781 -> 0.9512
+    # fine-pruning on sunglasses: ASR drops 1.0 -> 0.03, clean acc 0.978 -> 0.951 (of 1000
+    # images: 0.9781 and 0.9512 as given round to those)
     assert by_pair["fine-pruning", "sunglasses"]["der"] == pytest.approx(
-        (0.969 - 0.0269 + 1) / 2, abs=1e-6)
+        (0.97 - 0.027 + 1) / 2, abs=1e-6)
     assert by_pair["badnet-original", "sunglasses"]["der"] == 0.5
     assert by_pair["neural-cleanse", "multi-trigger"]["der"] is None  # an error row
 
@@ -669,9 +672,9 @@ def test_csv_has_one_row_per_record_with_the_json_values(tmp_path: Path) -> None
     assert {"der", "params", "macs_per_image", "passes_per_image", "clean_acc_ci_low",
             "asr[eyebrows]", "asr[sunglasses]"} <= set(table.columns)
     row = table[(table.submission == "fine-pruning") & (table.track == "sunglasses")].iloc[0]
-    assert row.clean_acc == 0.9512 and row.params == 601_643 and row.badnet == False  # noqa: E712
-    assert row.der == pytest.approx(0.97105)
-    assert row["asr[sunglasses]"] == 0.031 and pd.isna(row["asr[eyebrows]"])
+    assert row.clean_acc == 0.951 and row.params == 601_643 and row.badnet == False  # noqa: E712
+    assert row.der == pytest.approx(0.9715)
+    assert row["asr[sunglasses]"] == 0.03 and pd.isna(row["asr[eyebrows]"])
     failed = table[table.status == "error"].iloc[0]
     assert failed.error.startswith("eval.py exited") and pd.isna(failed.clean_acc)
     assert leaderboard.render_csv(list(reversed(golden_records()))) == path.read_text()
@@ -955,3 +958,91 @@ def test_csv_splits_the_p_asr_interval_like_the_others(tmp_path: Path) -> None:
     assert twin.p_error == PROBE_ERROR and pd.isna(twin.p_asr) and pd.isna(twin.p_asr_ci_low)
     plain = pd.read_csv(__import__("io").StringIO(leaderboard.render_csv(golden_records())))
     assert not any(c.startswith("p_") for c in plain.columns)
+
+
+# A results file is checked against its outcomes ------------------------------------------------
+
+
+def forged(change) -> dict:
+    """``results.json`` of the golden records with ``change(records)`` applied, as JSON text
+    would carry it (NaN and infinities as Python's writer spells them)."""
+    payload = json.loads(json.dumps({"benchmark": BENCHMARK, "harness_version": __version__,
+                                     "results": ranking.canonical(golden_records())}))
+    change(payload["results"])
+    return payload
+
+
+def first_ok(records: list[dict]) -> dict:
+    return next(r for r in records if r["status"] == "ok" and r["submission"] == "fine-pruning")
+
+
+def set_field(key, value):
+    def change(records):
+        first_ok(records)[key] = value
+    return change
+
+
+BAD_FILES = {
+    "asr lowered, outcomes untouched": (set_field("asr", 0.0), "asr of OK record"),
+    "utility raised": (set_field("utility", 0.99), "utility of OK record"),
+    "interval narrowed": (set_field("asr_ci", [0.029, 0.031]), "asr_ci of OK record"),
+    "one trigger's ASR": (set_field("per_trigger", {"sunglasses": 0.0}), "per_trigger"),
+    "a string for a number": (set_field("clean_acc", "0.951"), "clean_acc of OK record"),
+    "a list for a dict": (set_field("outcomes", ["AAAA"]), "invalid outcomes"),
+    "a dict for a string": (set_field("team", {"x": 1}), "'team' must be a string"),
+    "NaN": (set_field("detect_rate", float("nan")), "NaN is not a JSON number"),
+    "infinity": (set_field("macs_per_image", float("inf")), "Infinity is not a JSON number"),
+    "a huge int": (set_field("n_clean", 10 ** 400), "outcomes"),
+    "a huge int for a rate": (set_field("false_flag_rate", 10 ** 300), "false_flag_rate"),
+    "a missing key": (lambda records: first_ok(records).pop("n_poisoned"), "lacks n_poisoned"),
+    "an unknown key": (set_field("rank", 1), "unknown keys ['rank']"),
+    "nested garbage": (set_field("p_asr_ci", [[0.1], {"a": None}]), "p_asr_ci"),
+    "an error row with scores": (
+        lambda records: next(r for r in records if r["status"] == "error").update(asr=0.0),
+        "has measurements: asr"),
+    "a record that is a list": (lambda records: records.append([1, 2]), "must be a mapping"),
+    "a flag rate past the wrong answers": (set_field("false_flag_rate", 0.5),
+                                           "false_flag_rate of OK record"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_a_forged_or_mistyped_results_file_is_one_line(case: str, tmp_path: Path) -> None:
+    """Every field of every record is checked; clean accuracy, ASR, utility and their
+    intervals are recomputed from the packed outcomes and must agree: a record ranked first by
+    editing its numbers, or a file of wrong types, is refused in one line, not rendered."""
+    change, message = BAD_FILES[case]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(forged(change)))
+    with pytest.raises(HarnessError) as refused:
+        read_results(path)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert len(str(refused.value)) <= 500
+
+
+def test_a_deeply_nested_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(HarnessError, match="cannot read results file"):
+        read_results(path)
+
+
+def test_harness_render_refuses_a_forged_file_in_one_line_with_status_2(tmp_path: Path) -> None:
+    """Through ``python -m harness render`` as CI runs it: one line, exit 2, no traceback; the
+    committed results.json still renders to the committed bytes."""
+    from tests.conftest import REPO, run_harness
+
+    for case in ("asr lowered, outcomes untouched", "a string for a number", "NaN"):
+        path = tmp_path / "results.json"
+        path.write_text(json.dumps(forged(BAD_FILES[case][0])))
+        result = run_harness("render", path, "--out", tmp_path / "site", cwd=tmp_path)
+        assert result.returncode == 2, case
+        assert result.stderr.startswith("harness: error: invalid results file") or \
+            result.stderr.startswith("harness: error: cannot read results file"), result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert not (tmp_path / "site" / "leaderboard.md").exists()
+    result = run_harness("render", REPO / "results.json", "--out", tmp_path / "site",
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("leaderboard.md", "results.json", "results.csv", "index.html"):
+        assert (tmp_path / "site" / name).read_bytes() == (REPO / name).read_bytes(), name

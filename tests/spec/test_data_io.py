@@ -245,3 +245,44 @@ def test_an_unparsable_manifest_fails_every_track(tmp_path):
     sub = load_submission(manifest(tmp_path, "team = [unclosed"))
     with pytest.raises(SubmissionError, match="cannot parse"):
         sub.entry("anything")
+
+
+def test_the_digest_follows_no_link_opens_no_fifo_and_keeps_regular_files_as_they_were(tmp_path):
+    """Regular files hash as they always did (records keyed by old digests hold); a link is its
+    target's text, never followed (a link to /proc/self/mem or a loop is read in no time); a
+    FIFO is listed, never opened (it would block); names need not be UTF-8."""
+    import hashlib
+    import os
+
+    from harness.spec.submissions import submission_digest
+
+    folder = tmp_path / "team"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_bytes(b"abc")
+    (folder / "sub" / "b.txt").write_bytes(b"")
+    old = hashlib.sha256()
+    for name, data in ((b"a.txt", b"abc"), (b"sub/b.txt", b"")):
+        old.update(len(name).to_bytes(8, "big") + name + len(data).to_bytes(8, "big") + data)
+    assert submission_digest(folder) == old.hexdigest()
+    os.symlink("/proc/self/mem", folder / "mem")
+    os.symlink("loop", folder / "loop")
+    os.mkfifo(folder / "pipe")
+    (Path(os.fsdecode(bytes(folder) + b"/caf\xe9"))).write_bytes(b"x")
+    linked = submission_digest(folder)
+    assert linked != old.hexdigest()
+    (folder / "mem").unlink()
+    os.symlink("/proc/self/environ", folder / "mem")
+    assert submission_digest(folder) != linked  # the link's target, not what it points to
+
+
+def test_a_manifest_that_is_a_link_or_a_fifo_is_refused_unread(tmp_path):
+    import os
+
+    folder = tmp_path / "team"
+    folder.mkdir()
+    os.mkfifo(folder / "submission.toml")
+    assert "is not a regular file" in load_submission(folder / "submission.toml").problem
+    (folder / "submission.toml").unlink()
+    os.symlink("/dev/zero", folder / "submission.toml")
+    assert "symbolic link out of the submission folder" in \
+        load_submission(folder / "submission.toml").problem
