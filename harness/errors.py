@@ -3,7 +3,8 @@
 Every failure that is the fault of a submission becomes a :class:`SubmissionError` (an error row in
 the leaderboard, the run goes on); every failure of the benchmark itself (a corrupt or missing data
 file, a bad track file) becomes a :class:`BenchmarkError` (a usage error: exit status 2). Messages
-are one line and name the file at fault, because they are printed verbatim in the leaderboard.
+are one line (:func:`harness.text.safe_line`: they often quote a submission's code or log) and
+name the file at fault, because they are printed verbatim in the leaderboard.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 
+from harness.text import safe_line
+
 
 class HarnessError(Exception):
     """Base class: an expected failure with a one-line, user-facing message."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(safe_line(message))
 
 
 class SubmissionError(HarnessError):
@@ -47,8 +50,8 @@ is given in a row or a note."""
 
 
 def clipped(text: str, limit: int = LINE_CHARS) -> str:
-    """Someone else's text as one line of at most ``limit`` characters."""
-    return " ".join(text.split())[:limit]
+    """Someone else's text as one safe line of at most ``limit`` characters."""
+    return safe_line(text)[:limit]
 
 
 def one_line(exc: BaseException) -> str:

@@ -28,6 +28,11 @@
 # Exit status: 0 graded (error rows, say a track left out, are reported, not fatal); 1 the pull
 # request breaks a rule or its submission fails `harness check`; 2 the check or the grading could
 # not run.
+#
+# Team text (folder and file names, manifests, the tools' output quoting them) is shown, never
+# obeyed: the log shows the tools' output between ::stop-commands::TOKEN and ::TOKEN::, where
+# GitHub runs no workflow command (TOKEN is random, so the output cannot resume them), and the
+# summary shows names and output through harness/text.py, the grader's one policy for team text.
 set -euo pipefail
 
 base="${BASE_REF:?set BASE_REF to the commit the pull request merges into}"
@@ -38,11 +43,22 @@ submissions="${SUBMISSIONS:-submissions}"
 submissions="${submissions#./}"
 submissions="${submissions%/}"
 python="${PYTHON:-python}"
+token="$("$python" -c 'import secrets; print(secrets.token_hex(16))')"
 benchmark=()
 if [[ -n "${BENCHMARK:-}" ]]; then
   benchmark=(--benchmark "$BENCHMARK")
 fi
 cd "$(git rev-parse --show-toplevel)"
+
+# Each argument as one line of Markdown that shows it literally (no link, image, code or HTML).
+md() {
+  "$python" -c 'import sys; from harness.text import markdown
+print("\n".join(map(markdown, sys.argv[1:])))' "$@"
+}
+# Standard input as a code block that no line of it can close.
+fenced() {
+  "$python" -c 'import sys; from harness.text import fenced; print(fenced(sys.stdin.read()))'
+}
 for where in . "$pr_dir"; do
   if ! git -C "$where" rev-parse --verify --quiet "$base^{commit}" > /dev/null; then
     echo "BASE_REF $base is not a commit in $where (fetch with fetch-depth: 0)" >&2
@@ -54,9 +70,13 @@ if [[ -n "$(git status --porcelain -- "$submissions")" ]]; then
   exit 2
 fi
 
-# What the pull request changes, against where it branched off the base.
+# What the pull request changes, against where it branched off the base. With core.quotePath
+# (pinned: a runner's git config could turn it off) git writes a path holding a control
+# character, a quote, a backslash or a non-ASCII byte in C quotes ("submissions/\033..."): such a
+# path is never a submission folder here, only listed.
 fork="$(git -C "$pr_dir" merge-base "$base" HEAD)"
-mapfile -t files < <(git -C "$pr_dir" diff --name-only --no-renames "$fork" HEAD)
+mapfile -t files < <(git -C "$pr_dir" -c core.quotePath=true diff --name-only --no-renames \
+                       "$fork" HEAD)
 changed=()
 outside=()
 for file in "${files[@]}"; do
@@ -76,14 +96,14 @@ mapfile -t changed < <(printf '%s\n' "${changed[@]}" | sed '/^$/d' | sort -u)
     echo "Changed outside \`$submissions/\` (not used: this job runs the base branch's grader," \
          "tracks and data):"
     echo
-    printf -- '- `%s`\n' "${outside[@]}"
+    md "${outside[@]}" | sed 's/^/- /'
     echo
   fi
 } >> "$summary"
 
 refuse() {
   echo "::error::$1"
-  echo "- **refused: $1**" >> "$summary"
+  echo "- **refused: $(md "$1")**" >> "$summary"
   exit 1
 }
 
@@ -124,22 +144,25 @@ broken=()
 for name in "${changed[@]}"; do
   folder="$submissions/$name"
   if [[ ! -d "$folder" ]]; then
-    echo "- $name: removed" >> "$summary"
+    echo "- $(md "$name"): removed" >> "$summary"
     continue
   fi
   echo "::group::harness check $folder"
   status=0
   output="$("$python" -m harness check "$folder" "${benchmark[@]}" 2>&1)" || status=$?
+  echo "::stop-commands::$token"
   echo "$output"
+  echo "::$token::"
   echo "::endgroup::"
+  shown="$(md "$name")"
   case "$status" in
-    0) echo "- $name: valid" >> "$summary" ;;
+    0) echo "- $shown: valid" >> "$summary" ;;
     1) invalid+=("$name")
        echo "::error::submission $name is invalid; run: python -m harness check $folder"
-       { echo "- **$name: invalid**"; echo; echo '```'; echo "$output"; echo '```'; } >> "$summary" ;;
+       { echo "- **$shown: invalid**"; echo; fenced <<< "$output"; } >> "$summary" ;;
     *) broken+=("$name")
-       { echo "- $name: the check could not run (exit $status)"; echo; echo '```'
-         echo "$output"; echo '```'; } >> "$summary" ;;
+       { echo "- $shown: the check could not run (exit $status)"; echo
+         fenced <<< "$output"; } >> "$summary" ;;
   esac
 done
 echo >> "$summary"
@@ -163,8 +186,10 @@ if git cat-file -e "$base:results.json" 2>/dev/null; then
 fi
 
 status=0
+echo "::stop-commands::$token"
 "$python" -m harness grade "$submissions" --changed-since "$base" --summary-md "$summary" \
   --junitxml grade.xml "${benchmark[@]}" "${baseline[@]}" || status=$?
+echo "::$token::"
 case "$status" in
   0) ;;
   1) echo "::warning::some tracks have error rows; see the job summary" ;;

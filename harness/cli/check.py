@@ -5,7 +5,8 @@ error row shows up here first, as one line that says what to fix. Only public da
 images of each track's validation set), so teams can run it on the bundle from ``export-public``
 as well as organizers on the full benchmark. Each entry runs exactly as the grader runs it (in
 the sandboxed worker, through ``harness.grading.item``), so passing here means the grader can run
-it.
+it. Every line is printed through :func:`harness.text.safe_line`: the report quotes the manifest's
+keys and values, file names and the entry's own errors, and CI echoes it into its log.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from harness.spec.data import ContestSet, DataStore
 from harness.spec.submissions import MANIFEST, Submission, load_submission
 from harness.spec.tracks import Benchmark, PublicTrack, load_bundle
 from harness.synthetic.materialize import generate_missing
+from harness.text import safe_line
 
 KEY_PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy")
 """Packages whose versions the environment line shows."""
@@ -46,8 +48,10 @@ class Check:
     message: str = ""
 
     def line(self) -> str:
+        """One line, whatever the team's text in it (a track key may hold a newline)."""
         status = "ok" if self.passed else "FAIL"
-        return f"{status:<5} {self.what}" + (f": {self.message}" if self.message else "")
+        message = safe_line(self.message)
+        return f"{status:<5} {safe_line(self.what)}" + (f": {message}" if message else "")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,7 +85,7 @@ def check_folder(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = Fal
             print(f"harness: {unsandboxed_warning(mode)}", file=sys.stderr)
         benchmark = load_bundle(benchmark_root)
         generate_missing(benchmark, [track.validation for track in benchmark.tracks])
-        print(f"checking {folder} on {benchmark.name} ({len(benchmark.tracks)} tracks)",
+        print(f"checking {safe_line(folder)} on {benchmark.name} ({len(benchmark.tracks)} tracks)",
               flush=True)
         failed = total = 0
         options = GradeOptions(allow_unsafe=allow_unsafe, build=build, limits=limits,

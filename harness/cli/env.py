@@ -32,6 +32,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore
     from harness.spec.submissions import MANIFEST, load_submission
     from harness.spec.tracks import load_bundle
+    from harness.text import safe_line
 
     try:
         benchmark = load_bundle(benchmark_folder(args))
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
             try:
                 spec = environment_spec(entry, submission.root, track)
             except SubmissionError as exc:
-                print(f"FAIL  {submission.name} on {track.name}: {exc}")
+                print(safe_line(f"FAIL  {submission.name} on {track.name}: {exc}"))
                 failed += 1
                 continue
             if spec is not None:
@@ -60,10 +61,10 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
         try:
             built = store.ensure(spec)
         except SubmissionError as exc:
-            print(f"FAIL  {spec.name} (for {who}): {exc}")
+            print(safe_line(f"FAIL  {spec.name} (for {who}): {exc}"))
             failed += 1
             continue
-        print(f"ok    {spec.name} (for {who}): {built.how}, {len(built.packages)} packages, "
-              f"{built.folder}")
+        print(f"ok    {spec.name} (for {safe_line(who)}): {built.how}, "
+              f"{len(built.packages)} packages, {built.folder}")
     print(f"{len(specs)} environments in {store.folder}; {failed} failed")
     return 1 if failed else 0

@@ -1,6 +1,7 @@
 """What the terminal shows while grading: a progress bar over each item's images (on the
 terminal ``harness grade`` hands over, since pytest captures the process's own), and each item's
-scores or one-line error on its line of the session.
+scores or one-line error on its line of the session (one safe line: the error quotes the
+submission's code or log).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tqdm import tqdm
 from harness.plugin.results import RECORD, SOURCE
 from harness.plugin.reuse import BASELINE, CACHED, GRADED
 from harness.plugin.session import SESSION, xdist_worker
+from harness.text import safe_line
 
 TERMINAL = pytest.StashKey[TextIO]()
 """The terminal for progress bars (absent: no bars, e.g. output is not a terminal)."""
@@ -54,5 +56,5 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
         return "passed", ".", (word + reused, {"green": True})
     if report.failed:
         # str(longrepr), not longreprtext: under xdist the latter starts with the worker's name
-        return "failed", "F", (f"FAILED ({report.longrepr}){reused}", {"red": True})
+        return "failed", "F", (f"FAILED ({safe_line(report.longrepr)}){reused}", {"red": True})
     return None

@@ -23,6 +23,7 @@ from harness.render.plots import write_samples
 from harness.render.summary import append_summary, render_summary
 from harness.results.io import write_atomic, write_results
 from harness.results.provenance import environment
+from harness.text import safe_line
 
 RECORD = "harness_record"
 """Name of the user property that carries an item's result record on its test report."""
@@ -120,14 +121,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def _sources_line(results: Results, reuse: Reuse) -> str:
     """One line saying which submissions were graded now and where the others' records came
-    from (a submission resumed halfway appears under both)."""
+    from (a submission resumed halfway appears under both). Names are folder names, chosen by
+    teams: each is one safe line."""
     def names(source: str) -> str:
-        found = sorted(name for name, sources in results.sources.items() if source in sources)
+        found = sorted(safe_line(name) for name, sources in results.sources.items()
+                       if source in sources)
         return ", ".join(found) or "none"
 
     parts = []
     if reuse.changed_since is not None:
-        changed = ", ".join(sorted(results.changed_names)) or "none"
+        changed = ", ".join(sorted(map(safe_line, results.changed_names))) or "none"
         parts.append(f"changed since {reuse.changed_since}: {changed}")
     parts.append(f"graded: {names(GRADED)}")
     if reuse.session.cache is not None:

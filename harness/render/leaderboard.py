@@ -5,6 +5,10 @@ the Markdown renderer below and by the web page (:mod:`harness.render.page`), so
 same numbers, intervals and shared ranks. Rendering makes text only; the caller writes it, with
 the plots (:mod:`harness.render.outputs`). The text is byte-for-byte reproducible from
 ``results.json`` (no timestamps), so that a leaderboard can be committed, diffed and re-derived.
+
+Team text (names, team, method, errors) enters the board as one safe line
+(:func:`harness.text.safe_line`); each layout escapes its own syntax on top: Markdown here
+(:func:`harness.text.markdown`), HTML by the page's autoescaping, CSV cells against formulas.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from harness.results.record import (
     outcomes_of,
     probe_error,
 )
+from harness.text import csv_cell, safe_line
+from harness.text import markdown as markdown_text
 
 MISSING = "-"
 """How the leaderboard shows a value that does not exist (failed track, unknown true labels)."""
@@ -114,8 +120,8 @@ class Board:
 
 
 def _text(value: str) -> str:
-    """Free text made safe for a table cell: one line, ``|`` cannot end the cell, none is ``-``."""
-    return " ".join(value.split()).replace("|", "\\|") or MISSING
+    """Free text as a cell: one safe line, and never empty (empty text shows as missing)."""
+    return safe_line(value) or MISSING
 
 
 def _name(record: Mapping[str, Any]) -> str:
@@ -343,9 +349,13 @@ def board(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) ->
 def _markdown_table(table: Table) -> str:
     """Lay out pre-formatted cells with tabulate; numbers are right-aligned, text left-aligned.
 
+    The text columns hold team text, escaped as Markdown (a header's ``|`` is escaped too);
     ``disable_numparse`` stops tabulate from re-formatting the already formatted numbers.
     """
-    frame = pd.DataFrame(table.rows, columns=table.columns)
+    rows = [{column: markdown_text(cell) if column in table.left else cell
+             for column, cell in row.items()} for row in table.rows]
+    frame = pd.DataFrame(rows, columns=table.columns)
+    frame.columns = [column.replace("|", "\\|") for column in table.columns]  # trigger names
     align = ["left" if column in table.left else "right" for column in table.columns]
     return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
 
@@ -400,7 +410,8 @@ def _track_section(track: TrackBoard) -> str:
 
 
 def _errors_section(errors: Sequence[tuple[str, str, str]]) -> str:
-    lines = [f"- {name} / {track}: {error}" for name, track, error in errors]
+    lines = [f"- {markdown_text(name)} / {track}: {markdown_text(error)}"
+             for name, track, error in errors]
     return "## Errors\n\n" + ("\n".join(lines) if lines else "None.")
 
 
@@ -414,7 +425,7 @@ def _footer(provenance: Provenance) -> str:
             f"- Data (sha256, first {HASH_CHARS} hex digits):",
             *data,
             f"- Submissions (sha256 of the folder's files, first {HASH_CHARS} hex digits):",
-            *(f"  - {name}: {digest}" for name, digest in provenance.submissions),
+            *(f"  - {markdown_text(name)}: {digest}" for name, digest in provenance.submissions),
             f"- Graded with: {provenance.versions}",
             f"- Rendered by harness {provenance.harness}",
         ]
@@ -441,9 +452,7 @@ def markdown(shown: Board) -> str:
 def _pareto_points(ok: Sequence[Mapping[str, Any]]) -> list[plots.Point]:
     return [
         plots.Point(
-            label=f"{record['submission']} {REFERENCE_MARK}"
-            if record["reference"]
-            else record["submission"],
+            label=_name(record),
             reference=record["reference"],
             asr=record["asr"],
             asr_ci=tuple(record["asr_ci"]),
@@ -458,12 +467,19 @@ def _pareto_points(ok: Sequence[Mapping[str, Any]]) -> list[plots.Point]:
 # Export ------------------------------------------------------------------------------------------
 
 
+TEAM_TEXT_COLUMNS = ("submission", "team", "method", "error", "p_error")
+"""The CSV columns whose text comes from a team (a name, or an error that quotes its code or
+log): only these are neutralised against spreadsheet formulas, the others hold the grader's own
+values (a negative utility stays a number)."""
+
+
 def render_csv(records: Sequence[Mapping[str, Any]]) -> str:
     """Every record as a CSV row, in ``results.json``'s order and with its values: the columns of
     a record less the packed outcomes, an interval as ``<key>_low``/``<key>_high`` and the
     per-trigger ASRs as ``asr[<trigger>]`` (empty where a track has no such trigger). The
     retuning probe's columns (:data:`PROBE_KEYS`) appear only when some record has a value in
-    one, so results graded without the probe give the file they gave before it existed."""
+    one, so results graded without the probe give the file they gave before it existed. Cells of
+    :data:`TEAM_TEXT_COLUMNS` are one safe line that no spreadsheet runs as a formula."""
     rows = canonical(records)
     triggers = sorted({trigger for record in rows for trigger in record["per_trigger"]})
     probed = any(record[key] is not None for record in rows for key in PROBE_KEYS)
@@ -472,7 +488,8 @@ def render_csv(records: Sequence[Mapping[str, Any]]) -> str:
     plain = [key for key in keys if key not in ("per_trigger", "outcomes", *intervals)]
     flat = []
     for record in rows:
-        row = {key: record[key] for key in plain}
+        row = {key: csv_cell(record[key]) if key in TEAM_TEXT_COLUMNS and record[key] is not None
+               else record[key] for key in plain}
         for key in intervals:
             row[f"{key}_low"], row[f"{key}_high"] = record[key] or (None, None)
         row.update({f"asr[{name}]": record["per_trigger"].get(name) for name in triggers})

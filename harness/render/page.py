@@ -6,7 +6,9 @@ single file with inline CSS and a few lines of plain JavaScript that sort a tabl
 clicked (without JavaScript the tables show in the board's order). It requests nothing from the
 network and links its pictures by relative path (``plots/...``), so the folder works from a plain
 file server, ``file://`` or GitHub Pages. Autoescaping is on: names and error messages come from
-submissions. The same board renders to the same bytes (no timestamps, no random ids).
+submissions, and reach the page as the board holds them (one line, control characters escaped),
+never as markup, an attribute or a link. The same board renders to the same bytes (no timestamps,
+no random ids).
 """
 
 from __future__ import annotations
@@ -22,14 +24,10 @@ from harness.render.leaderboard import HASH_CHARS, Board
 TEMPLATE = "leaderboard.html.j2"
 
 
-def _cell(text: object) -> str:
-    """A board cell as the page shows it: ``|`` needs no escape outside a Markdown table."""
-    return str(text).replace("\\|", "|")
-
-
-def _interval(text: str) -> tuple[str, str]:
-    """``"0.931 [0.927, 0.935]"`` as ``("0.931", "[0.927, 0.935]")``; other cells as ``(text, "")``
-    (the page sets the interval in a lighter type)."""
+def _interval(cell: object) -> tuple[str, str]:
+    """``"0.931 [0.927, 0.935]"`` as ``("0.931", "[0.927, 0.935]")``; other cells (a count is an
+    int) as ``(text, "")`` (the page sets the interval in a lighter type)."""
+    text = str(cell)
     value, bracket, rest = text.partition(" [")
     return (value, bracket.strip() + rest) if bracket and rest.endswith("]") else (text, "")
 
@@ -44,7 +42,6 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.filters["cell"] = _cell
     environment.filters["interval"] = _interval
     return environment
 

@@ -3,7 +3,8 @@
 The leaderboard answers "who leads"; a pull request's author asks "how did *my* submission do",
 so the summary shows only the submissions graded in this run: their overall rank and score, and
 one row per track with the numbers or the error. It holds no links: the full leaderboard travels
-as a job artifact, whose address the grader cannot know.
+as a job artifact, whose address the grader cannot know. Names and errors are team text, shown
+through :func:`harness.text.markdown`: never markup, always one line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from harness.results.ranking import rank
+from harness.text import markdown
 
 
 def _number(value: float | None) -> str:
@@ -22,11 +24,6 @@ def _number(value: float | None) -> str:
 
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _cell(text: str) -> str:
-    """One table cell: one line, and a ``|`` that cannot end the cell early."""
-    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def render_summary(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
@@ -41,14 +38,14 @@ def render_summary(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, 
                   f"baseline. {ranked}.", ""]
         return "\n".join(lines)
     names = sorted(graded)
-    lines += [f"Graded in this run: {', '.join(names)}. {ranked} on "
+    lines += [f"Graded in this run: {', '.join(map(markdown, names))}. {ranked} on "
               f"{_plural(len(benchmark['tracks']), 'track')}; the full table is in "
               "leaderboard.md.", ""]
     rows = {row["submission"]: row for row in ranking}
     for name in names:
         row = rows[name]
         tied = " (tied)" if row["tied"] else ""  # statistically indistinguishable
-        lines += [f"### {_cell(name)}: rank {row['rank']}{tied} of {total}, score "
+        lines += [f"### {markdown(name)}: rank {row['rank']}{tied} of {total}, score "
                   f"{_number(row['score'])} ({row['tracks_ok']} tracks ok)", "",
                   "| track | clean acc | ASR | utility | error |",
                   "|---|---:|---:|---:|---|"]
@@ -56,12 +53,12 @@ def render_summary(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, 
         for track in benchmark["tracks"]:
             record = mine.get(track)
             if record is None:
-                lines.append(f"| {_cell(track)} | - | - | - | not graded |")
+                lines.append(f"| {markdown(track)} | - | - | - | not graded |")
             elif record["status"] == "ok":
-                lines.append(f"| {_cell(track)} | {_number(record['clean_acc'])} | "
+                lines.append(f"| {markdown(track)} | {_number(record['clean_acc'])} | "
                              f"{_number(record['asr'])} | {_number(record['utility'])} | |")
             else:
-                lines.append(f"| {_cell(track)} | - | - | - | {_cell(record['error'])} |")
+                lines.append(f"| {markdown(track)} | - | - | - | {markdown(record['error'])} |")
         lines.append("")
     return "\n".join(lines)
 

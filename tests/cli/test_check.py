@@ -136,3 +136,27 @@ def test_usage_and_benchmark_errors_exit_2(bench, tmp_path):
     nowhere = run_harness("check", "x", "--benchmark", tmp_path / "nowhere", cwd=tmp_path)
     assert nowhere.returncode == 2
     assert nowhere.stderr.strip().endswith("benchmark folder not found")
+
+
+def test_hostile_manifest_text_is_reported_on_one_line_each(tmp_path, capsys) -> None:
+    """A track key with a newline and a workflow command, file names with terminal escapes: each
+    check is still one line, its control characters escaped, and nothing it quotes starts a line
+    (CI echoes the report into its log, where a line starting ``::`` is a command)."""
+    from harness.cli.check import check_submission
+    from harness.spec.tracks import load_bundle
+    from tests.conftest import REPO
+
+    injected = "x\n::error title=Grader::All submissions passed"
+    folder = write_submission(tmp_path, "evil", {
+        injected: {"model": "m.h5"},
+        "sunglasses": {"model": "\x1b]8;;http://evil.example\x07m\x1b[31m.h5"},
+    }, team="\x9b2J", method="ok")
+    for check in check_submission(folder, load_bundle(REPO / "data")):
+        print(check.line())
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert not any(line.startswith("::") for line in lines), out
+    assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in out.replace("\n", "")), out
+    assert "FAIL  [tracks.x ::error title=Grader::All submissions passed]: not a track" in out
+    assert ("FAIL  sunglasses: entry: submission.toml [tracks.sunglasses]: file "
+            "'\\x1b]8;;http://evil.example\\x07m\\x1b[31m.h5' not found") in lines

@@ -157,7 +157,7 @@ def test_valid_submission_is_checked_graded_and_merged(repo, tmp_path):
 
     text = summary.read_text()
     assert "## Submission checks" in text and "- beta: valid" in text
-    assert "not used: this job runs the base branch's grader" in text and "- `results.json`" in text
+    assert "not used: this job runs the base branch's grader" in text and "- results.json" in text
     assert "Graded in this run: beta. 2 entries are ranked on 1 track" in text
     assert "### beta: rank " in text and "### alpha" not in text
     assert "graded: beta; from cache: none; from baseline" in result.stdout
@@ -186,7 +186,7 @@ def test_edited_scoring_code_and_track_files_are_listed_and_never_used(repo, tmp
     result, base = run_script(repo, summary)
     assert result.returncode == 0, result.stdout + result.stderr
     text = summary.read_text()
-    assert "- `harness/grading/scoring.py`" in text and f"- `bench/tracks/{TRACK}.toml`" in text
+    assert "- harness/grading/scoring.py" in text and f"- bench/tracks/{TRACK}.toml" in text
     by = {r["submission"]: r for r in json.loads((base / "results.json").read_text())["results"]}
     assert by["gamma"]["utility"] == by["alpha"]["utility"] < 1.0
     assert by["gamma"]["asr"] == by["alpha"]["asr"] > 0.5  # scored against the base's target
@@ -238,6 +238,53 @@ def test_invalid_submission_fails_the_job_before_grading(repo, tmp_path):
     assert "- **broken: invalid**" in text and "missing.h5" in text
     assert "::error::submission broken is invalid" in result.stdout
     assert not (base / "grade.xml").exists()
+
+
+def outside_paused_commands(log: str) -> list[str]:
+    """The lines of a job log that GitHub reads for workflow commands: all but those between
+    ``::stop-commands::TOKEN`` and ``::TOKEN::``."""
+    read, token = [], None
+    for line in log.splitlines():
+        if token is None and line.startswith("::stop-commands::"):
+            token = line.removeprefix("::stop-commands::")
+        elif token is not None and line == f"::{token}::":
+            token = None
+        elif token is None:
+            read.append(line)
+    return read
+
+
+def test_team_text_reaches_the_log_and_the_summary_as_text(repo, tmp_path):
+    """A manifest that injects a workflow command through a track key, and file names that
+    would close the summary's code spans and add a remote image: the log pauses commands around
+    the tools' output, and the summary shows every name and line as text."""
+    injected = "::error title=Grader::All submissions passed"
+    image = "![x](http://evil.example/p.png)"
+
+    def change(root: Path) -> None:
+        write_submission(root / "submissions", "evil", {
+            TRACK: {"model": "missing.h5"},
+            f"x\n{injected}\n```\n{image}": {"model": "m.h5"},
+        }, {"notes.txt": b"no model\n"}, team="\x1b[31mred")
+        (root / "`![x](p.png)`").write_text("outside the submissions folder\n")  # no "/"
+
+    pull_request(repo, "hostile", change)
+    summary = tmp_path / "summary.md"
+    result, _ = run_script(repo, summary)
+    assert result.returncode == 1, result.stdout + result.stderr
+    log = result.stdout + result.stderr
+    read = outside_paused_commands(result.stdout)
+    assert len(read) < len(result.stdout.splitlines())  # the check's output was paused
+    assert not any(injected in line for line in read), read
+    assert "::error::submission evil is invalid" in read[-1]  # our own command still runs
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", log + summary.read_text())
+    head, block = summary.read_text().split("- **evil: invalid**\n\n", 1)
+    fence = block.split("\n", 1)[0]
+    assert fence == "````"  # longer than the ``` the report quotes, so it cannot close early
+    inside, after = block[len(fence) + 1:].split(f"\n{fence}\n", 1)
+    assert "```" in inside and image in inside  # shown literally, in the code block
+    assert not re.search(r"(?<!\\)!\[|<img", head + after)  # no image outside it
+    assert "- \\`\\!\\[x\\](p.png)\\`" in head  # the file outside, as text
 
 
 def test_unknown_base_ref_is_an_error(repo, tmp_path):

@@ -868,7 +868,7 @@ def test_yardstick_sentence_under_the_track_table() -> None:
     assert multi.retuning == (
         "Retuning probe: each model entry fine-tuned on 120 attacker images (24 with a "
         f"trigger; {BUDGET}), then answering a sample of the test images again. Yardstick: "
-        r"not measured (no clean \| model).")
+        "not measured (no clean | model).")  # a paragraph: no table to escape "|" from
     text = render_leaderboard(benchmark, probed_records())
     body = section(text, "## Track: sunglasses")
     table_end = body.index("\n\n", body.index("|"))
