@@ -43,11 +43,13 @@ def parser() -> argparse.ArgumentParser:
         new,
         reference,
         render,
+        sandbox,
     )
 
     top = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     commands = top.add_subparsers(dest="command", required=True)
-    for command in (grade, benchmark, reference, check, env, new, bench, render, export):
+    for command in (grade, benchmark, reference, check, env, new, bench, render, export,
+                    sandbox):
         command.add_parser(commands)
     return top
 

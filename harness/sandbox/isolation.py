@@ -271,11 +271,12 @@ def command(mode: Mode, *, submission: Path, inputs: Path, log_fd: int, uid: int
             {"PATH": env["PATH"]})
 
 
-def sandboxed(mode: Mode, argv: Sequence[str], *, writable: Path, environment: Path,
+def sandboxed(mode: Mode, argv: Sequence[str], *, writable: Path, environment: Path | None,
               uid: int | None) -> list[str]:
     """``argv`` run in a sandbox of :func:`_system` with ``writable`` bound read-write at its
     own path and nothing else of the grader's: how an environment's interpreter runs while the
-    environment is built (:mod:`harness.sandbox.environments`)."""
+    environment is built (:mod:`harness.sandbox.environments`), and how ``harness sandbox``
+    looks at a sandbox from inside."""
     args = [*_system(mode, environment), *_parents(str(writable)), "--bind", str(writable),
             str(writable), "--chdir", "/tmp", "--remount-ro", "/",
             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp"]

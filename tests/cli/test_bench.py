@@ -13,7 +13,7 @@ import pytest
 
 from harness.cli import bench, main
 from harness.errors import HarnessError
-from harness.grading.stats import pack_outcomes
+from harness.grading.stats import newcombe_difference, pack_outcomes, wilson
 from harness.results.io import read_results
 from harness.results.record import error_record, ok_record
 from harness.spec.tracks import load_benchmark
@@ -31,12 +31,16 @@ def record(submission: str, track: str, macs: float | None = 1e6, passes: float 
     if status != "ok":
         return error_record(meta, track, "broken")
     n_clean, n_poisoned = TRACKS.get(track, (1, 1))
-    scores = {"clean_acc": 0.9, "asr": 0.1, "detect_rate": 0.0, "false_flag_rate": 0.0,
-              "robust_acc": None, "utility": 0.8, "n_clean": n_clean, "n_poisoned": n_poisoned,
-              "n_invalid": 0, "per_trigger": {}, "clean_acc_ci": [0.8, 0.95],
-              "asr_ci": [0.05, 0.2], "utility_ci": [0.6, 0.9],
-              "outcomes": {"clean": pack_outcomes(np.ones(n_clean, bool)),
-                           "attack": pack_outcomes(np.zeros(n_poisoned, bool))},
+    right, hits = round(0.9 * n_clean), round(0.1 * n_poisoned)  # as a results file is checked
+    scores = {"clean_acc": right / n_clean, "asr": hits / n_poisoned, "detect_rate": 0.0,
+              "false_flag_rate": 0.0, "robust_acc": None,
+              "utility": right / n_clean - hits / n_poisoned, "n_clean": n_clean,
+              "n_poisoned": n_poisoned, "n_invalid": 0, "per_trigger": {"t": hits / n_poisoned},
+              "clean_acc_ci": list(wilson(right, n_clean)),
+              "asr_ci": list(wilson(hits, n_poisoned)),
+              "utility_ci": list(newcombe_difference(right, n_clean, hits, n_poisoned)),
+              "outcomes": {"clean": pack_outcomes(np.arange(n_clean) < right),
+                           "attack": pack_outcomes(np.arange(n_poisoned) < hits)},
               "params": 1000, "macs_per_image": macs, "passes_per_image": passes}
     return ok_record(meta, track, scores, badnet=badnet)
 

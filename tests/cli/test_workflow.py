@@ -107,6 +107,17 @@ def test_workflow_runs_the_tested_script():
     assert os.access(SCRIPT, os.X_OK)
 
 
+def test_the_job_proves_a_sandbox_before_any_submission_runs():
+    """GitHub's Ubuntu 24.04 runners forbid bwrap's user namespace through AppArmor: the job
+    lifts that, then `harness sandbox` (exit 2 without a sandbox) runs before the first step
+    that runs or builds anything of a submission's."""
+    text = WORKFLOW.read_text()
+    lift = text.index("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
+    prove = text.index("run: python -m harness sandbox")
+    assert lift < prove < text.index("python -m harness env build") < text.index("grade-pr.sh")
+    assert "continue-on-error" not in text[lift:prove + 40]
+
+
 def job_permissions(text: str) -> dict[str, dict[str, str]]:
     """Each job's ``permissions:`` block of a workflow, as {job: {scope: access}}."""
     jobs = re.split(r"^  ([\w-]+):\n", text.split("\njobs:\n", 1)[1], flags=re.MULTILINE)[1:]

@@ -323,6 +323,24 @@ def test_without_namespaces_nothing_is_graded(tiny_benchmark, tmp_path):
 
 
 @needs_bwrap
+def test_harness_sandbox_proves_isolation_or_fails(tmp_path):
+    """What CI runs before grading: exit 0 with one line where the sandbox holds (here, as the
+    grader's user and as an ordinary one), exit 2 with one line where none can be built."""
+    command: list[str | Path] = [sys.executable, "-m", "harness", "sandbox"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for argv in (command, ordinary_user(command, tmp_path)):
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().endswith("no root, no capability, no network")
+    result = subprocess.run(without_namespaces(command), capture_output=True, text=True,
+                            env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("harness: error: no sandbox: bubblewrap "
+                                                   "cannot create namespaces")
+
+
+@needs_bwrap
 def test_allow_unsandboxed_grades_with_limits_only_and_says_so(tiny_benchmark, tmp_path):
     """The organizer's explicit choice: graded, one warning, and the provenance (results.json
     and the board) says the run had no sandbox."""
