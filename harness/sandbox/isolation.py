@@ -277,8 +277,9 @@ def sandboxed(mode: Mode, argv: Sequence[str], *, writable: Path, environment: P
     own path and nothing else of the grader's: how an environment's interpreter runs while the
     environment is built (:mod:`harness.sandbox.environments`), and how ``harness sandbox``
     looks at a sandbox from inside."""
-    args = [*_system(mode, environment), *_parents(str(writable)), "--bind", str(writable),
-            str(writable), "--chdir", "/tmp", "--remount-ro", "/",
+    args = [*_system(mode, environment), "--perms", "1777", "--tmpfs", "/dev/shm",  # semaphores
+            *_parents(str(writable)), "--bind", str(writable), str(writable),
+            "--chdir", "/tmp", "--remount-ro", "/",
             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp"]
     return [*args, *_unprivileged(mode, uid), *argv]
 

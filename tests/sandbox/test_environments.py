@@ -435,3 +435,52 @@ def test_ray_nodes_run_entries_in_their_environment_with_their_placed_files(cont
     assert remote.returncode == 0, remote.stdout[-2000:] + remote.stderr[-2000:]
     for name in ("results.json", "leaderboard.md"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+
+
+def wheel_with_a_pth(folder: Path, canary: Path) -> Path:
+    """A hand-made pure wheel whose ``.pth`` file writes ``canary`` whenever an interpreter of
+    the environment it is installed in starts with ``site``: what a hostile package can ship."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {"evilpkg/__init__.py": b"VALUE = 1\n",
+             "evilpkg.pth": f"import os; open({str(canary)!r}, 'w').write('ran')\n".encode(),
+             "evilpkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: evilpkg\n"
+                                               b"Version: 1.0\n",
+             "evilpkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: hand\n"
+                                            b"Root-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = [f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest())}"
+              .replace("b'", "").replace("'", "").rstrip("=") + f",{len(data)}"
+              for name, data in files.items()]
+    files["evilpkg-1.0.dist-info/RECORD"] = ("\n".join(
+        [*record, "evilpkg-1.0.dist-info/RECORD,,"]) + "\n").encode()
+    path = folder / "evilpkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sandbox.detect().bwrap is None, reason="compiling needs the sandbox")
+def test_a_wheels_pth_never_runs_outside_the_sandbox(tmp_path, monkeypatch):
+    """Building an environment starts none of its interpreters outside the sandbox: the
+    package is installed, listed and byte-compiled (inside the sandbox, without site), and the
+    canary its .pth would write on the grader's machine never appears."""
+    wheels, canary = tmp_path / "wheels", tmp_path / "canary.txt"
+    wheels.mkdir()
+    wheel_with_a_pth(wheels, canary)
+    monkeypatch.setenv("UV_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("UV_NO_INDEX", "1")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "requirements.txt").write_text("evilpkg==1.0\n")
+    spec = resolve(None, tmp_path / "sub" / "requirements.txt", REPO / "data", tmp_path / "sub")
+    assert spec is not None
+    built = EnvironmentStore(tmp_path / "environments").build(spec)
+    assert built.packages == {"evilpkg": "1.0"}
+    assert not canary.exists()
+    site = built.folder / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" \
+        / "site-packages"
+    assert list((site / "evilpkg" / "__pycache__").glob("__init__.*.pyc"))  # compiled inside
+    assert all(path.lstat().st_uid == os.getuid() for path in site.rglob("*"))

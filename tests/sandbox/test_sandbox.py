@@ -27,7 +27,7 @@ from harness.errors import SubmissionError
 from harness.results.provenance import UNSANDBOXED
 from harness.sandbox import isolation as sandbox
 from harness.sandbox.isolation import Limits
-from harness.sandbox.runner import Cost, Workers, run_entry, shareable
+from harness.sandbox.runner import Cost, Worker, Workers, run_entry, shareable
 from harness.spec.submissions import TrackEntry
 from harness.spec.tracks import load_benchmark
 from tests.conftest import EVAL_SCRIPT, REPO, benchmark_subset, lambda_model, write_submission
@@ -414,6 +414,29 @@ def test_a_model_entrys_worker_answers_every_track_in_turn(tmp_path):
     assert second.startup < first.startup / 2
     assert shareable(entry, allow_unsafe=False) and not shareable(entry, allow_unsafe=True)
     assert not shareable(TrackEntry(kind="eval", path=root / "eval.py"), allow_unsafe=False)
+    chosen = TrackEntry(kind="model", path=root / "a.keras", requirements=root / "req.txt")
+    assert not shareable(chosen, allow_unsafe=False)  # its packages are the team's code
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_a_worker_sees_the_images_of_its_current_item_only(tmp_path):
+    """A worker answering two image files in turn (as a model entry's answers every track)
+    finds one file in its input folder each time: never another item's, whose clean images it
+    could match against this one's to tell the poisoned ones apart."""
+    root = tmp_path / "submission"
+    root.mkdir()
+    (root / "eval.py").write_text("import os\nprint(len(os.listdir('/input')))\n")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("one.npy", "two.npy"):
+        np.save(folder / name, IMAGES)
+        (folder / name).chmod(0o644)
+    entry = TrackEntry(kind="eval", path=root / "eval.py", args=("{image}",))
+    with Worker(root, limits=Limits(), tracks=2) as worker:
+        seen = [worker.answer(entry, folder / name, num_classes=10, input_scale=1.0)
+                .labels.tolist() for name in ("one.npy", "two.npy")]
+    assert seen == [[1, 1, 1], [1, 1, 1]]
 
 
 @pytest.mark.slow
