@@ -46,6 +46,7 @@ from harness.sandbox.isolation import require, unsandboxed_warning
 from harness.spec.submissions import MANIFEST, Submission, load_submission
 from harness.spec.tracks import Track
 from harness.synthetic.materialize import generate_missing
+from harness.text import visible
 
 BACKEND = pytest.StashKey[Backend]()
 """Where this session's items are answered (``--harness-backend``)."""
@@ -127,11 +128,12 @@ class SubmissionsDir(pytest.Directory):
             return
         for entry in scandir(self.path):
             path = Path(entry.path)
-            if not _named_in_utf8(path):
-                self.warn(pytest.PytestWarning(f"{os.fsencode(entry.name)!r}: not collected: "
-                                               "a submission folder is named in UTF-8"))
-            elif entry.is_dir(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False):
                 if self.ihook.pytest_ignore_collect(collection_path=path, config=self.config):
+                    continue
+                if shown_name(path.name) != path.name:  # named as it is shown, see below
+                    yield SubmissionsDir.from_parent(self, path=path, name=shown_name(path.name),
+                                                     nodeid=_nodeid(self, path))
                     continue
                 folder = self.ihook.pytest_collect_directory(path=path, parent=self)
                 if folder is not None:
@@ -141,13 +143,22 @@ class SubmissionsDir(pytest.Directory):
                                                           parent=self)
 
 
-def _named_in_utf8(path: Path) -> bool:
-    """Whether a row, a node id and a terminal line can name ``path``."""
-    try:
-        path.name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def shown_name(name: str) -> str:
+    """A folder's name as every output can show it: as it is when it is UTF-8 text without
+    control characters, else with the bytes that are not and the control characters escaped
+    (``bad\\xff``, ``a\\x1b[31m``). pytest prints node ids as they are (the ``-v`` lines,
+    JUnit XML), so such a folder's nodes are named by this, and its submission is an error row
+    under this name asking for a plain one."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return visible(text)
+
+
+def _nodeid(parent: pytest.Collector, folder: Path) -> str:
+    """The node id of ``folder`` in ``parent``, with its name as shown."""
+    if folder == parent.path:
+        return parent.nodeid
+    return f"{parent.nodeid}/{shown_name(folder.name)}" if parent.nodeid else \
+        shown_name(folder.name)
 
 
 class SubmissionFile(pytest.File):
@@ -157,8 +168,24 @@ class SubmissionFile(pytest.File):
     def ihook(self) -> pluggy.HookRelay:
         return self.config.hook  # see SubmissionsDir.ihook
 
+    @classmethod
+    def from_parent(cls, parent: pytest.Collector, **kwargs: Any) -> SubmissionFile:  # type: ignore[override]
+        """A manifest in a folder named with bytes or characters no output may show raw gets
+        a node id made of the shown name (see :func:`shown_name`)."""
+        path = kwargs["path"]
+        if shown_name(path.parent.name) != path.parent.name:
+            kwargs.setdefault("nodeid", f"{_nodeid(parent, path.parent)}/{MANIFEST}")
+        return super().from_parent(parent, **kwargs)
+
     def collect(self) -> Iterator[TrackItem]:
         submission = _load(self.path)
+        name = shown_name(submission.root.name)
+        if name != submission.root.name:
+            submission = Submission(
+                name=name, root=submission.root,
+                problem=f"the folder's name '{name}' is not plain text (it has control "
+                        "characters or is not UTF-8); rename it, e.g. as `python -m harness "
+                        "new NAME` would accept it")
         for track in self.config.stash[SESSION].benchmark.tracks:
             yield TrackItem.from_parent(self, name=track.name, submission=submission,
                                         track=track)
@@ -257,8 +284,13 @@ class TrackItem(pytest.Item):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)
 
-    def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, 0, f"{self.submission.name} on {self.track.name}"
+    def reportinfo(self) -> tuple[Path | str, int, str]:
+        """Where the item is, as reports show it: its manifest, or for a folder whose name
+        cannot be shown raw, its node id's file part (see :func:`shown_name`)."""
+        path: Path | str = self.path
+        if shown_name(self.path.parent.name) != self.path.parent.name:
+            path = self.nodeid.split("::")[0]
+        return path, 0, f"{self.submission.name} on {self.track.name}"
 
 
 def _track_items(session: pytest.Session) -> list[TrackItem]:

@@ -129,6 +129,10 @@ def hostile(tiny_benchmark: Path, tmp_path_factory: pytest.TempPathFactory
     os.symlink(subs / "good" / "submission.toml", manifest_link / "submission.toml")
     write_submission(outside, "elsewhere", model, {"model.h5": badnet})
     os.symlink(outside / "elsewhere", subs / "folder-link")
+    # Folders named with a terminal escape and with a byte that is not UTF-8.
+    write_submission(subs, "ansi\x1b[31mred", model, {"model.h5": badnet})
+    os.rename(write_submission(subs, "latin", model, {"model.h5": badnet}),
+              os.fsdecode(bytes(subs) + b"/caf\xe9"))
     huge = write_submission(subs, "huge-manifest", model, {"model.h5": badnet})
     with open(huge / "submission.toml", "a") as handle:
         handle.write(f"# {'x' * (1 << 21)}\n")
@@ -148,6 +152,8 @@ HOSTILE_ROWS = {
     "manifest-link": "'submission.toml' is a symbolic link out of the submission folder",
     "folder-link": "the submission folder is a symbolic link",
     "huge-manifest": "submission.toml: cannot parse: larger than 1048576 bytes",
+    "ansi\\x1b[31mred": "the folder's name 'ansi\\x1b[31mred' is not plain text",
+    "caf\\xe9": "the folder's name 'caf\\xe9' is not plain text",
 }
 """Each refused folder and what its row says (in part)."""
 
@@ -174,6 +180,7 @@ def test_one_teams_folder_is_its_own_error_row_and_stops_nobody(hostile):
     result, results, _ = hostile
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+    assert "\x1b" not in result.stdout + result.stderr  # the folder's escape is shown escaped
     by = {record["submission"]: record for record in json.loads(results.read_text())["results"]}
     assert set(by) == {"good", "package", "link-loop", *HOSTILE_ROWS}
     assert by["good"]["status"] == by["link-loop"]["status"] == "ok"
