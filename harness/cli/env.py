@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
             try:
                 spec = environment_spec(entry, submission.root, track)
             except SubmissionError as exc:
-                print(safe_line(f"FAIL  {submission.name} on {track.name}: {exc}"))
+                print(f"FAIL  {safe_line(submission.name)} on {track.name}: {exc}")
                 failed += 1
                 continue
             if spec is not None:
@@ -61,10 +61,10 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
         try:
             built = store.ensure(spec)
         except SubmissionError as exc:
-            print(safe_line(f"FAIL  {spec.name} (for {who}): {exc}"))
+            print(f"FAIL  {safe_line(spec.name)} (for {safe_line(who)}): {exc}")
             failed += 1
             continue
-        print(f"ok    {spec.name} (for {safe_line(who)}): {built.how}, "
+        print(f"ok    {safe_line(spec.name)} (for {safe_line(who)}): {built.how}, "
               f"{len(built.packages)} packages, {built.folder}")
     print(f"{len(specs)} environments in {store.folder}; {failed} failed")
     return 1 if failed else 0

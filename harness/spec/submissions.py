@@ -250,9 +250,6 @@ def _parse(manifest: Path) -> Submission:
     if not all(isinstance(v, str) for v in meta.values()) or not isinstance(reference, bool):
         return Submission(name=name, root=root, problem=f"{MANIFEST}: team, method and "
                           "description must be strings and reference a boolean")
-    if any(ord(char) < 32 for key in ("team", "method") for char in meta[key]):
-        return Submission(name=name, root=root, problem=f"{MANIFEST}: team and method must be "
-                          "one line without control characters")
     tracks = spec.get("tracks", {})
     if not isinstance(tracks, dict) or not tracks:
         return Submission(name=name, root=root, reference=reference,

@@ -158,5 +158,5 @@ def test_hostile_manifest_text_is_reported_on_one_line_each(tmp_path, capsys) ->
     assert not any(line.startswith("::") for line in lines), out
     assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in out.replace("\n", "")), out
     assert "FAIL  [tracks.x ::error title=Grader::All submissions passed]: not a track" in out
-    assert ("FAIL  sunglasses: entry: submission.toml [tracks.sunglasses]: file "
-            "'\\x1b]8;;http://evil.example\\x07m\\x1b[31m.h5' not found") in lines
+    assert ("FAIL  sunglasses: entry: submission.toml [tracks.sunglasses]: the path "
+            "'\\x1b]8;;http://evil.example\\x07m\\x1b[31m.h5' holds a control character") in lines

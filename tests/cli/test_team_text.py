@@ -76,7 +76,7 @@ def test_no_control_character_in_any_output_or_on_the_terminal(graded) -> None:
     for name, text in texts.items():
         assert not CONTROL.search(text), name
         assert not any(line.lstrip().startswith("::") for line in text.splitlines()), name
-    assert "FAILED (submission.toml [tracks.sunglasses]: file '\\x1b]8;;" in result.stdout
+    assert "FAILED (submission.toml [tracks.sunglasses]: the path '\\x1b]8;;" in result.stdout
 
 
 def test_markdown_and_html_show_team_text_as_text(graded) -> None:

@@ -114,7 +114,8 @@ def test_the_job_proves_a_sandbox_before_any_submission_runs():
     text = WORKFLOW.read_text()
     lift = text.index("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
     prove = text.index("run: python -m harness sandbox")
-    assert lift < prove < text.index("python -m harness env build") < text.index("grade-pr.sh")
+    assert lift < prove < text.index("python -m harness env build") \
+        < text.index("bash .github/scripts/grade-pr.sh")
     assert "continue-on-error" not in text[lift:prove + 40]
 
 

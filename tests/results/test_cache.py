@@ -436,7 +436,7 @@ def test_changed_since_grades_changed_and_untracked_and_merges_like_a_full_run(
     assert text.startswith("# Earlier output\n")  # appended, as a CI job summary expects
     assert "Graded in this run: beta, gamma, partial. 4 entries are ranked on 1 track;" in text
     assert "### beta: rank " in text and "### alpha" not in text
-    assert "| sunglasses | - | - | - | no [tracks.sunglasses] entry in submission.toml" in text
+    assert "| sunglasses | - | - | - | no \\[tracks.sunglasses\\] entry in submission.toml" in text
     assert "](" not in text and "http" not in text  # no links
 
 
