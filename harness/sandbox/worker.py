@@ -1,4 +1,5 @@
-"""The process that runs one submission, inside the sandbox: ``python -m harness.sandbox.worker``.
+"""The process that runs one submission, inside the sandbox: :func:`main`, started by
+:func:`harness.sandbox.isolation.command` as an isolated interpreter (``python -I``).
 
 It starts Python and TensorFlow once, loads the submission (a model file, weights, or a script)
 and answers every image of one unlabeled file, streaming the answers back in chunks. The grader
