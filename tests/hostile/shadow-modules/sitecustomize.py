@@ -1,12 +1,2 @@
-"""Shadows a module the worker imports: if it ever runs, it tries to leave a mark outside
-the sandbox and stops the worker, so the entry could not be graded like the BadNet it holds."""
-import json
-import os
-
-for target in json.load(open(os.path.join(os.path.dirname(__file__), "probe.json")))["paths"]:
-    try:
-        with open(target, "w") as handle:
-            handle.write("a module of the submission ran")
-    except OSError:
-        pass
-raise SystemExit(3)
+"""Shadows a module the worker imports (see shadow_mark.py): an import error stops the worker too."""
+import shadow_mark  # noqa: F401
