@@ -13,6 +13,7 @@ out unchanged, so the committed outputs do not depend on this module.
 
 from __future__ import annotations
 
+import os
 import re
 
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -71,3 +72,10 @@ def csv_cell(text: str) -> str:
     through here: the grader's own numbers may be negative and stay numbers."""
     line = safe_line(text)
     return f"'{line}" if line.startswith(FORMULA_STARTS) else line
+
+
+def file_name(name: str) -> str:
+    """A file or folder name as every output can show it: as it is when it is UTF-8 text
+    without control characters, else with the bytes that are not UTF-8 and the control
+    characters escaped (``caf\\xe9``, ``a\\x1b[31m``)."""
+    return visible(os.fsencode(name).decode("utf-8", "backslashreplace"))

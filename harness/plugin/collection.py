@@ -46,7 +46,7 @@ from harness.sandbox.isolation import require, unsandboxed_warning
 from harness.spec.submissions import MANIFEST, Submission, load_submission
 from harness.spec.tracks import Track
 from harness.synthetic.materialize import generate_missing
-from harness.text import visible
+from harness.text import file_name
 
 BACKEND = pytest.StashKey[Backend]()
 """Where this session's items are answered (``--harness-backend``)."""
@@ -131,8 +131,8 @@ class SubmissionsDir(pytest.Directory):
             if entry.is_dir(follow_symlinks=False):
                 if self.ihook.pytest_ignore_collect(collection_path=path, config=self.config):
                     continue
-                if shown_name(path.name) != path.name:  # named as it is shown, see below
-                    yield SubmissionsDir.from_parent(self, path=path, name=shown_name(path.name),
+                if file_name(path.name) != path.name:  # node ids are printed raw: as shown
+                    yield SubmissionsDir.from_parent(self, path=path, name=file_name(path.name),
                                                      nodeid=_nodeid(self, path))
                     continue
                 folder = self.ihook.pytest_collect_directory(path=path, parent=self)
@@ -143,22 +143,12 @@ class SubmissionsDir(pytest.Directory):
                                                           parent=self)
 
 
-def shown_name(name: str) -> str:
-    """A folder's name as every output can show it: as it is when it is UTF-8 text without
-    control characters, else with the bytes that are not and the control characters escaped
-    (``bad\\xff``, ``a\\x1b[31m``). pytest prints node ids as they are (the ``-v`` lines,
-    JUnit XML), so such a folder's nodes are named by this, and its submission is an error row
-    under this name asking for a plain one."""
-    text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    return visible(text)
-
-
 def _nodeid(parent: pytest.Collector, folder: Path) -> str:
     """The node id of ``folder`` in ``parent``, with its name as shown."""
     if folder == parent.path:
         return parent.nodeid
-    return f"{parent.nodeid}/{shown_name(folder.name)}" if parent.nodeid else \
-        shown_name(folder.name)
+    return f"{parent.nodeid}/{file_name(folder.name)}" if parent.nodeid else \
+        file_name(folder.name)
 
 
 class SubmissionFile(pytest.File):
@@ -171,15 +161,15 @@ class SubmissionFile(pytest.File):
     @classmethod
     def from_parent(cls, parent: pytest.Collector, **kwargs: Any) -> SubmissionFile:  # type: ignore[override]
         """A manifest in a folder named with bytes or characters no output may show raw gets
-        a node id made of the shown name (see :func:`shown_name`)."""
+        a node id made of the shown name (see :func:`harness.text.file_name`)."""
         path = kwargs["path"]
-        if shown_name(path.parent.name) != path.parent.name:
+        if file_name(path.parent.name) != path.parent.name:
             kwargs.setdefault("nodeid", f"{_nodeid(parent, path.parent)}/{MANIFEST}")
         return super().from_parent(parent, **kwargs)
 
     def collect(self) -> Iterator[TrackItem]:
         submission = _load(self.path)
-        name = shown_name(submission.root.name)
+        name = file_name(submission.root.name)
         if name != submission.root.name:
             submission = Submission(
                 name=name, root=submission.root,
@@ -286,9 +276,9 @@ class TrackItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path | str, int, str]:
         """Where the item is, as reports show it: its manifest, or for a folder whose name
-        cannot be shown raw, its node id's file part (see :func:`shown_name`)."""
+        cannot be shown raw, its node id's file part (see :func:`harness.text.file_name`)."""
         path: Path | str = self.path
-        if shown_name(self.path.parent.name) != self.path.parent.name:
+        if file_name(self.path.parent.name) != self.path.parent.name:
             path = self.nodeid.split("::")[0]
         return path, 0, f"{self.submission.name} on {self.track.name}"
 

@@ -315,7 +315,7 @@ def _compile(venv: Path) -> None:
     if mode.bwrap is None:
         return
     uid = isolation.worker_uid(mode)
-    _own(venv, uid)
+    isolation.give(venv, uid)
     try:
         argv = [str(venv / "bin" / "python"), "-I", "-S", "-m", "compileall", "-q", "-j", "0",
                 str(_site_packages(venv))]
@@ -324,15 +324,7 @@ def _compile(venv: Path) -> None:
     except subprocess.TimeoutExpired:
         pass
     finally:
-        _own(venv, os.getuid() if uid is not None else None)
-
-
-def _own(folder: Path, uid: int | None) -> None:
-    """Give everything under ``folder`` to ``uid`` (None: leave it), links themselves only."""
-    if uid is None:
-        return
-    for path in [folder, *folder.rglob("*")]:
-        os.chown(path, uid, uid, follow_symlinks=False)
+        isolation.give(venv, os.getuid() if uid is not None else None)
 
 
 def _cause(stderr: str) -> str:

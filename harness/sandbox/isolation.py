@@ -323,9 +323,15 @@ def private_copy(source: Path, target: Path, uid: int | None) -> None:
     device) is left out unopened: opening one could block or read a device.
     """
     shutil.copytree(source, target, symlinks=True, ignore=_special_files)
-    if uid is not None:  # the worker runs as ``uid`` and may write in its own copy
-        for path in [target, *target.rglob("*")]:
-            os.chown(path, uid, uid, follow_symlinks=False)
+    give(target, uid)  # the worker runs as ``uid`` and may write in its own copy
+
+
+def give(folder: Path, uid: int | None) -> None:
+    """Give everything under ``folder`` to ``uid`` (None: leave it), links themselves only."""
+    if uid is None:
+        return
+    for path in [folder, *folder.rglob("*")]:
+        os.chown(path, uid, uid, follow_symlinks=False)
 
 
 def _special_files(folder: str, names: list[str]) -> set[str]:

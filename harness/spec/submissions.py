@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from harness.errors import BenchmarkError, SubmissionError, clipped, one_line
 from harness.spec.tracks import parse_scale
+from harness.text import file_name
 
 MANIFEST = "submission.toml"
 EntryKind = Literal["model", "weights", "eval"]
@@ -320,8 +321,7 @@ def folder_problem(root: Path, entries: list[FolderEntry]) -> str | None:
         try:
             entry.relative.encode("utf-8")
         except UnicodeEncodeError:
-            shown = os.fsencode(entry.relative).decode("utf-8", "backslashreplace")
-            return f"the file name '{clipped(shown)}' is not UTF-8; rename it"
+            return f"the file name '{clipped(file_name(entry.relative))}' is not UTF-8; rename it"
         if stat.S_ISLNK(entry.mode):
             target = os.readlink(entry.path)
             inside = os.path.normpath(os.path.join(os.path.dirname(entry.relative), target))
