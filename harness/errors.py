@@ -36,6 +36,11 @@ class SandboxError(BenchmarkError):
     unless the organizer allowed resource limits only."""
 
 
+class ContestError(BenchmarkError):
+    """A contest file, its split record or its ledger is missing, invalid or inconsistent: the
+    organizers' configuration, so a usage error (exit status 2) like a broken benchmark."""
+
+
 class TransientSubmissionError(SubmissionError):
     """A submission failed for a reason that may not recur (a timeout on a busy machine).
 

@@ -123,9 +123,18 @@ BACKEND = (
 PROGRESS_FD = Option("progress-fd", metavar="FD", type=int,
                      help="terminal file descriptor for progress bars (set by harness grade)")
 
+SPLIT = Option("split", metavar="FILE",
+               help="a contest's split record: score each hidden set's public part, and seal "
+                    "the private part's records (set by harness contest)")
+SEALED = Option("sealed", metavar="DIR",
+                help="with --harness-split: where the private part's results.json goes, never "
+                     "beside the published outputs (set by harness contest)")
+CONTEST = (SPLIT, SEALED)
+"""What ``harness contest`` sets: never offered by ``harness grade``."""
+
 USER = WHAT + REUSE + BACKEND
 """The options ``harness grade`` offers and forwards."""
-OPTIONS = (*USER, PROGRESS_FD)
+OPTIONS = (*USER, PROGRESS_FD, *CONTEST)
 
 
 def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:

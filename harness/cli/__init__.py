@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
         bench,
         benchmark,
         check,
+        contest,
         env,
         export,
         grade,
@@ -49,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     commands = top.add_subparsers(dest="command", required=True)
     for command in (grade, benchmark, reference, check, env, new, bench, render, export,
-                    sandbox):
+                    sandbox, contest):
         command.add_parser(commands)
     return top
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +52,24 @@ class TrackImages:
     """Indices into each file of the images graded (all of them unless sampled)."""
     order: np.ndarray
     """Position in ``path`` of each graded image, sets concatenated in ``files`` order."""
+    public: tuple[np.ndarray, ...] | None = None
+    """In a contest, which graded images of each set are in the public part (a mask aligned
+    with ``picks``); None outside a contest."""
 
     def split(self, labels: np.ndarray) -> list[np.ndarray]:
         """Answers in file order: one array per set, aligned with ``picks``."""
         ordered = labels[self.order]
         bounds = np.cumsum([len(pick) for pick in self.picks])[:-1]
         return np.split(ordered, bounds)
+
+    def part(self, public: bool) -> TrackImages:
+        """The images of the public part (or of the private one) alone: the same file and
+        answers, scored on that part's images only, so one pass yields both parts."""
+        assert self.public is not None, "a part of images graded outside a contest"
+        keep = [mask if public else ~mask for mask in self.public]
+        return TrackImages(self.path, self.files,
+                           tuple(pick[kept] for pick, kept in zip(self.picks, keep, strict=True)),
+                           self.order[np.concatenate(keep)])
 
 
 class Handover:
@@ -71,9 +84,13 @@ class Handover:
     """
 
     def __init__(self, store: DataStore, sample: int | None = None,
-                 folder: Path | None = None) -> None:
+                 folder: Path | None = None, split: Mapping[str, np.ndarray] | None = None
+                 ) -> None:
         self.store = store
         self.sample = sample
+        self.split = split
+        """A contest's public part of each hidden set (:mod:`harness.contest.split`): it
+        decides how answers are scored, not the file, so it is not part of :meth:`key`."""
         self._folder = folder.resolve() if folder is not None else None  # other processes read it
         self._directory: tempfile.TemporaryDirectory[str] | None = None
         self._tracks: dict[str, TrackImages] = {}
@@ -115,7 +132,9 @@ class Handover:
             [data.images[pick] for data, pick in zip(sets, picks, strict=True)])[shuffle])
         order = np.empty_like(shuffle)
         order[shuffle] = np.arange(len(shuffle))
-        return TrackImages(path, files, tuple(picks), order)
+        public = None if self.split is None else tuple(
+            self.split[data.sha256][pick] for data, pick in zip(sets, picks, strict=True))
+        return TrackImages(path, files, tuple(picks), order, public)
 
     def retuning(self, track: Track) -> Retune:
         """The track's retuning set as the files a worker reads, written once (like the mixed

@@ -30,6 +30,9 @@ from harness.spec.tracks import PublicTrack, Track
 MEASURED_KEYS = ("peak_rss", "startup", "answering", "probe")
 """Keys among the scores of what answering took (:func:`measured`) and the retuning probe's
 wall time (None: not probed)."""
+SEALED = "sealed"
+"""In a contest, the key of the private part's scores beside the public part's (which are the
+scores themselves): see :func:`score_answers`."""
 @dataclass(frozen=True)
 class GradeOptions:
     """Everything besides the submission and the data that decides a result."""
@@ -147,12 +150,19 @@ def probe_track(entry: TrackEntry, root: Path, track: Track, handover: Handover,
         scores = score_answers(track, mixed, handover.store, answers)
     except SubmissionError as exc:
         message = in_folder(one_line(exc), root.resolve())
-        return ({**dict.fromkeys(PROBE_KEYS), "p_error": message,
-                 "probe": round(time.monotonic() - started, 3)},
-                isinstance(exc, TransientSubmissionError))
+        public = private = {**dict.fromkeys(PROBE_KEYS), "p_error": message}
+        transient = isinstance(exc, TransientSubmissionError)
+    else:
+        public, transient = _probe_keys(scores), False
+        private = _probe_keys(scores[SEALED]) if SEALED in scores else public
+    sealed = {SEALED: private} if mixed.public is not None else {}
+    return {**public, "probe": round(time.monotonic() - started, 3), **sealed}, transient
+
+
+def _probe_keys(scores: dict[str, Any]) -> dict[str, Any]:
+    """The retuning probe's :data:`PROBE_KEYS` from the scores of the retuned model."""
     return {"p_asr": scores["asr"], "p_asr_ci": scores["asr_ci"],
-            "p_clean_acc": scores["clean_acc"], "p_error": None,
-            "probe": round(time.monotonic() - started, 3)}, False
+            "p_clean_acc": scores["clean_acc"], "p_error": None}
 
 
 def yardstick(track: Track, handover: Handover, options: GradeOptions,
@@ -175,10 +185,22 @@ def yardstick(track: Track, handover: Handover, options: GradeOptions,
 
 def score_answers(track: Track, mixed: TrackImages, store: DataStore, answers: Answers) -> dict:
     """Score a submission's answers on a track's mixed file, wherever they were computed (here
-    or on a cluster node): the labels never leave this process."""
+    or on a cluster node): the labels never leave this process.
+
+    In a contest (``mixed.public`` set) the scores are the public part's, and the private
+    part's are under :data:`SEALED`: one pass, both parts, never mixed."""
     total = len(answers.labels)
     if answers.invalid > Limits.invalid_fraction * total:
         raise SubmissionError(invalid_message(answers.invalid, total, answers.first_error))
+    if mixed.public is None:
+        return _score_part(track, mixed, store, answers)
+    return {**_score_part(track, mixed.part(public=True), store, answers),
+            SEALED: _score_part(track, mixed.part(public=False), store, answers)}
+
+
+def _score_part(track: Track, mixed: TrackImages, store: DataStore, answers: Answers) -> dict:
+    """:func:`score_answers` on the images ``mixed`` picks (all, or one part)."""
+    total = len(answers.labels)
     n = track.num_classes
     clean_answers, *poisoned_answers = mixed.split(answers.labels)
     clean = store.get(track.test, n)

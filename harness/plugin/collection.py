@@ -36,13 +36,20 @@ from harness.errors import (
     one_line,
 )
 from harness.grading.backends import Backend, Request, backend
-from harness.grading.item import MEASURED_KEYS, environment_spec, is_badnet, probe_track
+from harness.grading.item import (
+    MEASURED_KEYS,
+    SEALED,
+    environment_spec,
+    is_badnet,
+    probe_track,
+)
 from harness.plugin import progress
-from harness.plugin.results import CHANGED, RECORD, SOURCE, TIMING
+from harness.plugin.results import CHANGED, RECORD, SEALED_RECORD, SOURCE, TIMING
 from harness.plugin.reuse import REUSE, Reuse
 from harness.plugin.session import SESSION, Session, xdist_controller, xdist_worker
 from harness.results.record import Record, error_record, ok_record
 from harness.sandbox.isolation import require, unsandboxed_warning
+from harness.sandbox.retuning import PROBE_KEYS
 from harness.spec.submissions import MANIFEST, Submission, load_submission
 from harness.spec.tracks import Track
 from harness.synthetic.materialize import generate_missing
@@ -225,40 +232,56 @@ class TrackItem(pytest.Item):
         return Request(self.nodeid, self.submission.entry(self.track.name),
                        self.submission.root, self.track)
 
-    def _scores(self, session: Session, request: Request) -> tuple[dict[str, Any], bool]:
+    def _scores(self, session: Session, request: Request
+                ) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
         """Scores of the entry on the track, the retuning probe's included (it runs here
-        whatever the backend), and whether they hold a failure that may not recur (the probe
-        timed out)."""
+        whatever the backend); in a contest, the private part's beside them (else None); and
+        whether they hold a failure that may not recur (the probe timed out)."""
         what = f"{request.root.name} on {request.track.name}"
         scores = self.config.stash[BACKEND].scores(
             request, lambda total: progress.bar(self.config, what, total))
         probe, transient = probe_track(request.entry, request.root, request.track,
                                        session.probe_handover, session.grading,
                                        session.probe_workers, len(session.benchmark.tracks))
-        return {**scores, **probe}, transient
+        sealed = scores.pop(SEALED, None)
+        sealed_probe = probe.pop(SEALED, {})
+        if sealed is not None:
+            sealed = {**sealed, **{key: probe[key] for key in PROBE_KEYS}, **sealed_probe}
+        return {**scores, **probe}, sealed, transient
 
     def _grade(self, reuse: Reuse) -> Record:
         """Grade now; store the record in the cache at once, so that a run killed later still
-        keeps it, unless it is a failure that may not recur (a timeout)."""
+        keeps it, unless it is a failure that may not recur (a timeout). In a contest the
+        private part's record travels apart (:data:`SEALED_RECORD`)."""
         session = reuse.session
         started = time.monotonic()
         took: dict[str, Any] = dict.fromkeys(MEASURED_KEYS)
+        sealed: Record | None = None
         try:
             request = self.request()
-            scores, transient = self._scores(session, request)
+            scores, private, transient = self._scores(session, request)
             took = {key: scores.pop(key) for key in MEASURED_KEYS}
         except BenchmarkError:
             raise
         except Exception as exc:  # untrusted models fail in arbitrary ways inside TensorFlow
             message = in_folder(one_line(exc), self.submission.root.resolve())
             record = error_record(self.submission.meta, self.track.name, message)
+            sealed = record
             cacheable = not isinstance(exc, TransientSubmissionError)
         else:
             sha256 = reuse.fingerprint(self.track)["badnet_sha256"]
             badnet = is_badnet(request.entry, self.track, sha256)
             record = ok_record(self.submission.meta, self.track.name, scores,
                                sample=session.grading.sample, badnet=badnet)
+            if private is not None:
+                private = {key: value for key, value in private.items()
+                           if key not in MEASURED_KEYS}
+                sealed = ok_record(self.submission.meta, self.track.name, private,
+                                   sample=session.grading.sample, badnet=badnet)
             cacheable = not transient
+        if session.sealed is not None:
+            assert sealed is not None, "a contest's item without its private record"
+            self.user_properties.append((SEALED_RECORD, sealed))
         self.user_properties.append((TIMING, {"seconds": round(time.monotonic() - started, 3),
                                               **took}))
         if session.cache is not None and cacheable:

@@ -35,6 +35,9 @@ TIMINGS_FILE = "timings.json"
 """Where those go: measured, so never part of the byte-stable outputs."""
 CHANGED = "harness_changed"
 """User property, with ``--changed-since``: whether the item's submission changed."""
+SEALED_RECORD = "harness_sealed_record"
+"""In a contest, the user property that carries the private part's record (the published one,
+:data:`RECORD`, holds the public part): written to the sealed folder only."""
 
 
 @dataclass(eq=False)  # registered as a plugin, so hashed by identity
@@ -50,7 +53,8 @@ class Results:
     controller) need not be one that collected them."""
     timings: list[dict[str, Any]] = field(default_factory=list)
     """Wall time and peak memory of each item graded in this run."""
-
+    sealed: list[dict[str, Any]] = field(default_factory=list)
+    """In a contest, the private part's records."""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect each item's record from its report, where every item's result arrives."""
@@ -59,6 +63,8 @@ class Results:
         if report.when != "call" or record is None:
             return
         self.records.append(record)
+        if SEALED_RECORD in properties:
+            self.sealed.append(properties[SEALED_RECORD])
         if TIMING in properties:
             self.timings.append({"submission": record["submission"], "track": record["track"],
                                  **properties[TIMING]})
@@ -104,6 +110,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     write_results(out / "results.json", benchmark, results.records)
     write_outputs(out, benchmark, results.records)
     write_samples(out, tracks, grading.store)
+    if grading.sealed is not None:
+        # The yardstick above is the public part's: the private board shows the same row.
+        grading.sealed.mkdir(parents=True, exist_ok=True)
+        write_results(grading.sealed / "results.json", benchmark, results.sealed)
     timings = {"items": sorted(results.timings, key=lambda item: (item["submission"],
                                                                    item["track"])),
                "render_seconds": round(time.monotonic() - rendering, 3),

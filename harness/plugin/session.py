@@ -14,6 +14,7 @@ from typing import Protocol
 import pytest
 
 from harness import __version__
+from harness.contest.split import load_split
 from harness.errors import BenchmarkError
 from harness.grading.handover import Handover
 from harness.grading.item import GradeOptions
@@ -23,6 +24,7 @@ from harness.sandbox.isolation import Limits, detect
 from harness.sandbox.runner import Workers
 from harness.spec.data import DataStore
 from harness.spec.tracks import Benchmark, Track, load_benchmark
+from harness.synthetic.materialize import generate_missing
 
 
 @dataclass(eq=False)
@@ -40,6 +42,9 @@ class Session:
     """The images the retuning probe answers (a sample of each test set) and retuning sets."""
     probe_workers: Workers = field(default_factory=Workers)
     """The retuning probe's worker, kept for the submission's next track (single-threaded)."""
+    sealed: Path | None = None
+    """In a contest, where the private part's results go (the published ones hold the public
+    part only); None outside a contest."""
 
     def close(self) -> None:
         self.probe_workers.close()
@@ -83,15 +88,30 @@ def pytest_configure(config: pytest.Config) -> None:
                            build=not config.getoption("harness_no_build"),
                            retune=not config.getoption("harness_no_retune"))
     out = Path(config.getoption("harness_out"))
+    split_record, sealed = config.getoption("harness_split"), config.getoption("harness_sealed")
+    if (split_record is None) != (sealed is None):
+        raise pytest.UsageError("--harness-split and --harness-sealed go together")
+    if split_record is not None and getattr(config.option, "xmlpath", None):
+        # The private part's records ride on the reports, which a JUnit XML report prints.
+        raise pytest.UsageError("a contest's grading writes no JUnit XML report")
     cache = None
-    if not config.getoption("harness_no_cache"):
+    # A cached record holds one part only: a contest grades every version afresh.
+    if not config.getoption("harness_no_cache") and split_record is None:
         cache = ResultCache(Path(config.getoption("harness_cache") or out / FOLDER_NAME))
     store = _data_store(config, cache)
+    split = None
+    if split_record is not None:
+        try:
+            generate_missing(benchmark)
+            split = load_split(Path(split_record), benchmark, store)
+        except BenchmarkError as exc:
+            raise pytest.UsageError(str(exc)) from None
     images = _images_folder(config, cache)
     config.stash[SESSION] = Session(
         benchmark=benchmark, out=out, grading=grading, cache=cache, store=store,
-        handover=Handover(store, grading.sample, folder=images),
-        probe_handover=Handover(store, grading.probe_sample, folder=images))
+        handover=Handover(store, grading.sample, folder=images, split=split),
+        probe_handover=Handover(store, grading.probe_sample, folder=images, split=split),
+        sealed=None if sealed is None else Path(sealed))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
