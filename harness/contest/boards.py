@@ -27,9 +27,9 @@ from harness.contest.config import Contest, Team, iso
 from harness.contest.ledger import Entry
 from harness.contest.submit import check_version_files
 from harness.errors import ContestError
-from harness.render.outputs import LEADERBOARD_FILE, write_outputs
+from harness.render.outputs import LEADERBOARD_FILE, RESULTS_FILE, write_outputs
 from harness.render.plots import pyplot
-from harness.results.io import read_results, write_atomic
+from harness.results.io import read_results, write_atomic, write_results
 from harness.results.ranking import rank
 from harness.text import markdown
 
@@ -206,6 +206,14 @@ def history_sections(contest: Contest, entries: Sequence[Entry], tracks: Sequenc
     return "\n".join(parts)
 
 
+def _write(out: Path, benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
+           ) -> None:
+    """The board's results.json and renderings, as ``harness render`` writes them."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_results(out / RESULTS_FILE, benchmark, records)
+    write_outputs(out, benchmark, records)
+
+
 def _append(out: Path, text: str) -> None:
     board = out / LEADERBOARD_FILE
     write_atomic(board, board.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + text)
@@ -226,7 +234,7 @@ def write_public_board(contest: Contest, entries: Sequence[Entry], out: Path,
     """The board of the contest as it stands at ``moment``: public part only."""
     picked = counted(contest, entries, final=False)
     benchmark, records = board_results(contest, list(picked.values()), "public")
-    write_outputs(out, benchmark, records)
+    _write(out, benchmark, records)
     phase = contest.phase_at(moment)
     state = (f"phase {phase.name}, until {iso(phase.end)}" if phase is not None else
              f"closed at {iso(contest.closes)}" if moment >= contest.closes else
@@ -262,7 +270,7 @@ def write_final_board(contest: Contest, entries: Sequence[Entry], out: Path,
     picked = list(counted(contest, entries, final=True).values())
     benchmark, records = board_results(contest, picked, "sealed")
     public_benchmark, public_records = board_results(contest, picked, "public")
-    write_outputs(out, benchmark, records)
+    _write(out, benchmark, records)
     _prepend(out, _heading(contest, "final board") +
              f"Closed at {iso(contest.closes)}. Ranked on the private part of the hidden test "
              f"sets ({1 - contest.public_share:.0%} of each), which no board showed before; "
