@@ -15,10 +15,6 @@ the clock, for rehearsals and tests; without it, the machine's clock in UTC.
 from __future__ import annotations
 
 import argparse
-import io
-import subprocess
-import tarfile
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,57 +103,22 @@ def _submit(contest: Contest, moment: datetime, args: argparse.Namespace) -> int
                          moment=moment))
 
 
-def _git(repo: str, *args: str) -> str:
-    return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
-                          check=True).stdout
-
-
 def _pr(contest: Contest, moment: datetime, args: argparse.Namespace) -> int:
-    from harness.contest import ledger
     from harness.contest.config import iso
-    from harness.contest.submit import submit
-    from harness.errors import ContestError
-    from harness.text import markdown, safe_line
+    from harness.contest.pull import submit_pull_request
+    from harness.text import fenced, markdown, safe_line
 
-    try:
-        head = _git(args.repo, "rev-parse", "--verify", f"{args.head}^{{commit}}").strip()
-        changed = _git(args.repo, "diff", "--name-only", "-z", f"{args.base}...{head}")
-    except subprocess.CalledProcessError as exc:
-        raise ContestError(f"git: {safe_line(exc.stderr) or exc}") from None
-    if any(line["commit"] == head for line in ledger.read(contest.state)):
-        print(f"commit {head[:12]} was answered before")
+    answer = submit_pull_request(contest, Path(args.repo), base=args.base, head=args.head,
+                                 login=args.login, moment=moment)
+    if answer is None:
+        print(f"commit {args.head} was answered before")
         return 0
-    team = contest.team_of_login(args.login)
-    folders = {path.split("/")[1] if path.startswith("submissions/") and path.count("/") >= 2
-               else None for path in changed.split("\0") if path}
-    if team is None:
-        reason = f"{args.login} is not a member of any team of the contest"
-    elif folders != {team.folder}:
-        reason = (f"a pull request may change submissions/{team.folder}/ only (the folder of "
-                  f"{team.name}); this one changes "
-                  + (", ".join(sorted(str(folder) if folder else "files outside submissions/"
-                                      for folder in folders)) or "nothing"))
-    else:
-        reason = None
-    if reason is not None:
-        answer_text, code = f"refused: {reason}", 1
-    else:
-        assert team is not None
-        with tempfile.TemporaryDirectory() as work:
-            archive = subprocess.run(
-                ["git", "-C", args.repo, "archive", "--format=tar", head,
-                 f"submissions/{team.folder}"], capture_output=True, check=True).stdout
-            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-                tar.extractall(work, filter="data")  # no absolute paths, links out, devices
-            answer = submit(contest, Path(work) / "submissions" / team.folder,
-                            login=args.login, moment=moment, commit=head)
-        answer_text, code = answer.message, answer.exit_code
-    print(safe_line(answer_text))
+    head = answer.entry["commit"] if answer.entry is not None else None
     if args.reply:
         Path(args.reply).write_text(
-            f"**{markdown(contest.name)}** (backdoor-grader), commit `{head[:12]}`, "
-            f"{iso(moment)}:\n\n{markdown(answer_text)}\n", encoding="utf-8")
-    return code
+            f"**{markdown(contest.name)}** (backdoor-grader), commit `{str(head)[:12]}`, "
+            f"{iso(moment)}:\n\n{fenced(safe_line(answer.message))}\n", encoding="utf-8")
+    return _print(answer)
 
 
 def _choose(contest: Contest, moment: datetime, args: argparse.Namespace) -> int:

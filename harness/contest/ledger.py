@@ -1,12 +1,13 @@
 """The ledger: every version the contest saw, one JSON line each, appended and never rewritten.
 
-A line says what happened to a version of a team's folder (graded, refused, or chosen for the
-final board), when, in which phase, for whom. Graded lines carry the public part's numbers and
-name the two results files written for the version: the public one (``versions/``) and the
-sealed private one (``sealed/``), each with its sha256, so a results file changed afterwards is
-caught. Each line holds the sha256 of the line before it (``prev``): a line edited, removed or
-reordered breaks the chain and :func:`read` refuses the ledger, so the history a board shows
-is the history that happened. Quotas count from these lines (:mod:`harness.contest.rules`).
+A line says what happened to a version of a team's folder (graded, seen again unchanged,
+refused, or chosen for the final board), when, in which phase, for whom. Graded lines carry the
+public part's numbers and name the two results files written for the version: the public one
+(``versions/``) and the sealed private one (``sealed/``), each with its sha256, so a results
+file changed afterwards is caught. Each line holds the sha256 of the line before it (``prev``):
+a line edited, removed or reordered breaks the chain and :func:`read` refuses the ledger, so the
+history a board shows is the history that happened. Quotas count from these lines
+(:mod:`harness.contest.rules`).
 
 Appends take an exclusive lock on the ledger, so two submissions handled at once (a scheduled
 job and an organizer's command) cannot interleave their lines or both take the last slot.
@@ -29,7 +30,9 @@ LEDGER_FILE = "ledger.jsonl"
 GENESIS = "0" * 64
 """``prev`` of the first line."""
 
-Kind = Literal["graded", "refused", "chosen"]
+Kind = Literal["graded", "unchanged", "refused", "chosen"]
+"""``unchanged``: a version whose folder the team had graded before, seen again (answered from
+the earlier line, neither graded nor counted)."""
 Status = Literal["ok", "failed"]
 """A graded version is ``failed`` when it graded on no track (every record an error)."""
 
@@ -76,7 +79,7 @@ class Entry(TypedDict):
 
 
 ENTRY_KEYS = frozenset(Entry.__annotations__)
-KINDS: tuple[Kind, ...] = ("graded", "refused", "chosen")
+KINDS: tuple[Kind, ...] = ("graded", "unchanged", "refused", "chosen")
 
 
 def entry(kind: Kind, **fields: Any) -> dict[str, Any]:

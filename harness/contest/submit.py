@@ -168,9 +168,12 @@ def submit(contest: Contest, folder: Path, *, login: str | None, moment: datetim
             return Answer("refused", f"refused: {decision.reason}", line)
         if isinstance(decision, Unchanged):
             earlier = decision.earlier
+            line = ledger.append(entry("unchanged", **common, team=earlier["team"],
+                                       phase=None if (phase := contest.phase_at(moment)) is None
+                                       else phase.name))
             return Answer("unchanged", f"unchanged: this folder (version "
                           f"{earlier['version'][:12]}) was graded at {earlier['time']}; it is "
-                          "not graded or counted again", earlier)
+                          "not graded or counted again", line)
         assert isinstance(decision, Admitted)
         return _graded(contest, ledger, staged, common, decision)
 
