@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.contest.config import Contest, Team, iso
-from harness.contest.ledger import Entry
+from harness.contest.ledger import Entry, head
 from harness.contest.submit import check_version_files
 from harness.errors import ContestError
 from harness.render.outputs import LEADERBOARD_FILE, RESULTS_FILE, write_outputs
@@ -174,9 +174,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def history_sections(contest: Contest, entries: Sequence[Entry], tracks: Sequence[str],
                      final: bool) -> str:
-    """The board's "History" and "All results" sections (Markdown)."""
+    """The board's "History" and "All results" sections (Markdown), and the ledger's head."""
     lines = graded(entries)
     parts = ["## History", "",
+             f"Rendered from the contest's ledger of {len(entries)} lines, whose last line has "
+             f"sha256 `{head(list(entries))}`.", "",
              "Public score of every graded version of each team, in the order they were "
              "graded" + ("" if final else "; a blind phase's versions stay sealed until the "
                          "final board") + ".", "",

@@ -6,7 +6,8 @@ public part's numbers and name the two results files written for the version: th
 (``versions/``) and the sealed private one (``sealed/``), each with its sha256, so a results
 file changed afterwards is caught. Each line holds the sha256 of the line before it (``prev``):
 a line edited, removed or reordered breaks the chain and :func:`read` refuses the ledger, so the
-history a board shows is the history that happened. Quotas count from these lines
+history a board shows is the history that happened; the last lines have no successor to catch
+their rewrite, so every board states the ledger's head (:func:`head`). Quotas count from these lines
 (:mod:`harness.contest.rules`).
 
 Appends take an exclusive lock on the ledger, so two submissions handled at once (a scheduled
@@ -115,6 +116,13 @@ def _parse(path: Path, data: bytes) -> list[Entry]:
         prev = hashlib.sha256(raw).hexdigest()
         entries.append(value)  # type: ignore[arg-type]
     return entries
+
+
+def head(entries: list[Entry]) -> str:
+    """sha256 of the last line (:data:`GENESIS` for none): what the next line's ``prev`` will be.
+    The chain cannot catch a rewrite of the last lines by itself; every board states the head
+    it was rendered from, so a history rewritten later contradicts what was published."""
+    return hashlib.sha256(_line(dict(entries[-1]))).hexdigest() if entries else GENESIS
 
 
 def read(state: Path) -> list[Entry]:

@@ -110,6 +110,10 @@ def write_record(path: Path, record: SplitRecord) -> None:
     write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def read_record(path: Path) -> SplitRecord:
     """The split record, its shape checked; ContestError (one line) if it is not one."""
     try:
@@ -118,10 +122,14 @@ def read_record(path: Path) -> SplitRecord:
         raise ContestError(f"cannot read split record {path}: {exc}") from None
     keys = set(SplitRecord.__annotations__)
     if not isinstance(record, dict) or set(record) != keys or record["format"] != FORMAT \
-            or not isinstance(record["files"], dict):
+            or not isinstance(record["files"], dict) or not _integer(record["seed"]) \
+            or isinstance(record["public"], bool) \
+            or not isinstance(record["public"], int | float) or not 0 < record["public"] < 1:
         raise ContestError(f"{path} is not a split record (format {FORMAT})")
     for sha256, entry in record["files"].items():
-        if not isinstance(entry, dict) or set(entry) != set(SplitFile.__annotations__):
+        if not isinstance(entry, dict) or set(entry) != set(SplitFile.__annotations__) \
+                or not isinstance(entry["name"], str) or not _integer(entry["images"]) \
+                or not _integer(entry["public"]) or not isinstance(entry["indices_sha256"], str):
             raise ContestError(f"{path}: the entry of file {sha256[:12]} is not valid")
     return record  # type: ignore[return-value]
 
