@@ -97,7 +97,8 @@ def _files(root: Path) -> dict[str, str]:
     found = {}
     for item in folder_entries(root):
         if stat.S_ISREG(item.mode):
-            found[item.relative] = hashlib.sha256(item.path.read_bytes()).hexdigest()
+            with item.path.open("rb") as handle:  # weights can be large: read in blocks
+                found[item.relative] = hashlib.file_digest(handle, "sha256").hexdigest()
     return found
 
 
