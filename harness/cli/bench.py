@@ -34,10 +34,11 @@ from typing import Any, Self
 
 import numpy as np
 
-from harness.cli import benchmark_folder, usage_error
-from harness.errors import HarnessError, positive_int
+from harness.cli import benchmark_folder, submissions_folder
+from harness.errors import HarnessError, UsageError, positive_int
 from harness.grading.handover import Handover
 from harness.grading.item import GradeOptions, answer, input_scale, score_answers
+from harness.nets.quiet import import_tensorflow
 from harness.options import BENCHMARK, add_arguments
 from harness.results.io import read_results
 from harness.results.record import Record
@@ -786,33 +787,25 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
                                          ("-n", args.numprocesses), ("--sample", args.sample))
                 if value]
         if used:
-            return usage_error(ValueError(f"{', '.join(used)}: only with --end-to-end"))
+            raise UsageError(f"{', '.join(used)}: only with --end-to-end")
     elif args.model:
-        return usage_error(ValueError("--model: not with --end-to-end (it grades a folder)"))
+        raise UsageError("--model: not with --end-to-end (it grades a folder)")
     track = args.track or (None if args.end_to_end else DEFAULT_TRACK)
-    try:
-        benchmark = load_benchmark(benchmark_folder(args))
-        if track is not None:
-            benchmark.track(track)
-    except HarnessError as exc:
-        return usage_error(exc)
-    except KeyError:
-        return usage_error(ValueError(f"no track {track!r}"))
+    benchmark = load_benchmark(benchmark_folder(args))
+    if track is not None:
+        benchmark.track(track)
     if args.end_to_end:
-        submissions = Path(args.submissions or "submissions")
-        if not submissions.is_dir():
-            return usage_error(ValueError(f"{submissions}: no such folder"))
-        try:
-            whole = end_to_end(benchmark_folder(args), submissions, track, args.numprocesses,
-                               args.sample, args.rounds)
-        except HarnessError as exc:
-            return usage_error(exc)
+        submissions = submissions_folder(args.submissions or "submissions")
+        import_tensorflow()
+        whole = end_to_end(benchmark_folder(args), submissions, track, args.numprocesses,
+                           args.sample, args.rounds)
         print()
         print(end_to_end_header(whole))
         print()
         print(end_to_end_table(whole))
         return 0
     generate_missing(benchmark)
+    import_tensorflow()
     model = Path(args.model) if args.model else None
     result = measure(benchmark, track or DEFAULT_TRACK, model, rounds=args.rounds)
     print()

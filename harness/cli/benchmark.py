@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli import REPO
+from harness.nets.quiet import import_tensorflow
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,6 +21,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
+    import_tensorflow()
     from harness.synthetic.build import build
 
     build(scale=args.scale, out=Path(args.out), only=args.only)

@@ -34,7 +34,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from harness.errors import BenchmarkError
+from harness.errors import BenchmarkError, UsageError
 
 LabelKind = Literal["true", "target"]
 
@@ -129,7 +129,8 @@ class Benchmark(Generic[TrackT]):
         for track in self.tracks:
             if track.name == name:
                 return track
-        raise KeyError(name)
+        raise UsageError(f"no track {name!r} in {self.root} "
+                         f"(tracks: {', '.join(track.name for track in self.tracks)})")
 
     def data_files(self) -> list[DataFile]:
         """Each distinct data file once, in track order (tracks may share files)."""

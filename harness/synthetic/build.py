@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from harness.errors import UsageError
 from harness.nets.deepid import model_input, save_legacy_h5
 from harness.spec.data import DataStore
 from harness.spec.tracks import DataFile
@@ -120,8 +121,12 @@ def build(scale: str = "full", out: Path = Path("data"), only: list[str] | None 
           seed: int = DEFAULT_SEED, verbose: int = 2) -> dict[str, Any]:
     """Rebuild data, BadNets, the clean model and track files; returns (and writes) the build
     report. ``only`` names the BadNets (tracks) to retrain, and ``"clean"`` for the clean model;
-    None retrains all."""
-
+    None retrains all. A name in ``only`` that is neither is refused before anything is written."""
+    known = [recipe.name for recipe in TRACKS] + [CLEAN]
+    unknown = [name for name in only or () if name not in known]
+    if unknown:
+        raise UsageError(f"no BadNet {', '.join(map(repr, unknown))} to rebuild "
+                         f"(known: {', '.join(known)})")
     spec = SCALES[scale]
     store = DataStore()  # each data file is read once for all BadNets' evaluations
     out.mkdir(parents=True, exist_ok=True)
