@@ -15,14 +15,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def default_benchmark() -> Path:
-    """The embedded benchmark: ``data/`` of the checkout the package runs from, else of cwd."""
-    bundled = REPO / "data"
-    return bundled if (bundled / "tracks").is_dir() else Path("data")
+from harness.spec.layout import default_benchmark
 
 
 def benchmark_folder(args: argparse.Namespace) -> Path:

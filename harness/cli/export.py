@@ -22,9 +22,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.spec.export import export_public
     from harness.spec.tracks import load_bundle
+    from harness.synthetic.materialize import generate_missing
 
     out = Path(args.dir)
-    files = export_public(load_bundle(benchmark_folder(args)), out)
+    benchmark = load_bundle(benchmark_folder(args))
+    generate_missing(benchmark, [data for data in benchmark.data_files() if not data.hidden])
+    files = export_public(benchmark, out)
     print(f"wrote the public bundle to {out} ({len(files)} files; see {out / 'README.md'}):")
     for name in files:
         print(f"  {name}")

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.cli import default_benchmark, submissions_folder
+from harness.cli import benchmark_folder, submissions_folder
 from harness.errors import UsageError
 from harness.options import BACKEND, REUSE, WHAT, add_arguments, forward
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     # Plugins installed in the environment stay out of a grading run: results must not depend on
     # what else is installed, and conftest.py files in submissions are untrusted code.
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    args.benchmark = str(args.benchmark or default_benchmark())
+    args.benchmark = str(benchmark_folder(args))
     # Each item's line carries its scores or its one-line error, so pytest's traceback and
     # short-summary sections would only repeat them (-rN --tb=no).
     pytest_args = [

@@ -21,6 +21,7 @@ import tomli_w
 from harness.errors import UsageError
 from harness.nets.deepid import model_input, save_legacy_h5
 from harness.spec.data import DataStore
+from harness.spec.layout import META, TRACKS_DIR
 from harness.spec.tracks import DataFile
 from harness.synthetic import attacks
 from harness.synthetic.materialize import write_data
@@ -140,14 +141,14 @@ def build(scale: str = "full", out: Path = Path("data"), only: list[str] | None 
     start = time.perf_counter()
     files = write_data(out / CACHE, spec, seed)
     report["data_seconds"] = round(time.perf_counter() - start, 1)
-    (out / "benchmark.toml").write_text(tomli_w.dumps({
+    (out / META).write_text(tomli_w.dumps({
         "name": f"embedded synthetic YouTube-Face ({scale})",
         "description": "Procedural faces in the CSAW-HackML-2020 file format; data files are "
                        "regenerated from the seed on first use and checked against the track "
                        "files' sha256.",
         "generate": {"scale": scale, "seed": seed, "cache": CACHE}}))
     for recipe in TRACKS:
-        track_path = out / "tracks" / f"{recipe.name}.toml"
+        track_path = out / TRACKS_DIR / f"{recipe.name}.toml"
         track_path.parent.mkdir(exist_ok=True)
         track_path.write_text(tomli_w.dumps(track_spec(recipe, spec, files)))
         if only is not None and recipe.name not in only:
