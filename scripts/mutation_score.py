@@ -35,7 +35,7 @@ def part(module: str, function: str) -> str:
         return "answer parsing (worker.parse_answer)" if function == "parse_answer" else ""
     if module == "ranking":
         return "ranking (ranking.py)"
-    if module in ("record", "io", "leaderboard"):
+    if module in ("record", "io", "board", "leaderboard", "results_csv"):
         return f"{module}.py"
     if module == "cache":
         return "cache key and baseline" if function in CACHE_KEY else "cache entries"

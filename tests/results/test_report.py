@@ -14,9 +14,10 @@ import pytest
 from harness import __version__
 from harness.errors import HarnessError
 from harness.grading import stats
-from harness.render import leaderboard
-from harness.render.leaderboard import board, render_leaderboard
+from harness.render.board import INTRO, PROBE_LEGEND, board
+from harness.render.leaderboard import markdown
 from harness.render.outputs import write_plots
+from harness.render.results_csv import render_csv
 from harness.results import ranking
 from harness.results import record as schema
 from harness.results.io import read_results, write_atomic, write_results
@@ -185,7 +186,7 @@ def probed_benchmark(**yardsticks: dict) -> dict:
 
 
 def render(records: list[dict]) -> str:
-    return render_leaderboard(BENCHMARK, records)
+    return markdown(board(BENCHMARK, records))
 
 
 def section(text: str, heading: str) -> str:
@@ -365,7 +366,7 @@ def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path: Path, mon
 def test_writes_leave_only_the_target_files(tmp_path: Path) -> None:
     write_results(tmp_path / "results.json", BENCHMARK, golden_records())
     for _ in range(2):
-        write_atomic(tmp_path / "leaderboard.md", render_leaderboard(BENCHMARK, golden_records()))
+        write_atomic(tmp_path / "leaderboard.md", markdown(board(BENCHMARK, golden_records())))
         write_plots(tmp_path, board(BENCHMARK, golden_records()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.md", "plots", "results.json"]
     assert (tmp_path / "leaderboard.md").read_text() == render(golden_records())
@@ -375,7 +376,7 @@ def test_writes_leave_only_the_target_files(tmp_path: Path) -> None:
 
 def test_plots_are_written_and_linked_for_tracks_with_results(tmp_path: Path) -> None:
     records = [r for r in golden_records() if r["track"] == "sunglasses"]
-    write_atomic(tmp_path / "leaderboard.md", render_leaderboard(BENCHMARK, records))
+    write_atomic(tmp_path / "leaderboard.md", markdown(board(BENCHMARK, records)))
     assert not (tmp_path / "plots").exists()  # rendering writes text; the caller, the plots
     write_plots(tmp_path, board(BENCHMARK, records))
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["sunglasses.png"]
@@ -404,7 +405,7 @@ def test_rank_orders_by_score_then_clean_acc_then_name() -> None:
     assert column(table, "submission") == ["top", "c", "a", "b"]
     assert column(table, "rank") == [1, 2, 2, 2]  # equal scores: the images cannot order them
     assert column(table, "tied") == [False, True, True, True]
-    assert all(list(row) == list(ranking.RANK_COLUMNS) for row in table)
+    assert all(list(row) == list(Ranked.__annotations__) for row in table)
 
 
 def test_clearly_different_rows_do_not_tie() -> None:
@@ -515,7 +516,7 @@ def test_rendering_is_deterministic_and_order_independent() -> None:
 def test_rendering_from_results_json_gives_the_same_bytes(tmp_path: Path) -> None:
     write_results(tmp_path / "results.json", BENCHMARK, golden_records())
     benchmark, records = read_results(tmp_path / "results.json")
-    assert render_leaderboard(benchmark, records) == render(golden_records())
+    assert markdown(board(benchmark, records)) == render(golden_records())
 
 
 def test_error_rows_at_the_bottom_of_track_table_and_in_errors_section() -> None:
@@ -623,7 +624,7 @@ def test_golden_leaderboard(monkeypatch) -> None:
     """Regenerate with ``HARNESS_UPDATE_GOLDEN=1 pytest tests/results/test_report.py``, then review
     it."""
     # the golden file outlives version bumps
-    monkeypatch.setattr(leaderboard, "__version__", "0.0.0")
+    monkeypatch.setattr("harness.render.board.__version__", "0.0.0")
     text = render(golden_records())
     if os.environ.get("HARNESS_UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
@@ -665,7 +666,7 @@ def test_csv_has_one_row_per_record_with_the_json_values(tmp_path: Path) -> None
     import pandas as pd
 
     path = tmp_path / "results.csv"
-    path.write_text(leaderboard.render_csv(golden_records()), encoding="utf-8")
+    path.write_text(render_csv(golden_records()), encoding="utf-8")
     table = pd.read_csv(path)
     assert len(table) == len(golden_records())
     assert "outcomes" not in table.columns
@@ -677,7 +678,7 @@ def test_csv_has_one_row_per_record_with_the_json_values(tmp_path: Path) -> None
     assert row["asr[sunglasses]"] == 0.03 and pd.isna(row["asr[eyebrows]"])
     failed = table[table.status == "error"].iloc[0]
     assert failed.error.startswith("eval.py exited") and pd.isna(failed.clean_acc)
-    assert leaderboard.render_csv(list(reversed(golden_records()))) == path.read_text()
+    assert render_csv(list(reversed(golden_records()))) == path.read_text()
 
 
 # Retuning probe ----------------------------------------------------------------------------------
@@ -746,7 +747,7 @@ def test_results_written_before_the_probe_read_as_not_probed(tmp_path: Path) -> 
     assert all(list(record) == list(RECORD_KEYS) for record in records)
     assert all(record[key] is None for record in records for key in schema.PROBE_KEYS)
     assert render(old) == render(records) == render(golden_records())
-    assert leaderboard.render_csv(old) == leaderboard.render_csv(golden_records())
+    assert render_csv(old) == render_csv(golden_records())
 
 
 def test_probe_results_round_trip_rounded(tmp_path: Path) -> None:
@@ -759,8 +760,8 @@ def test_probe_results_round_trip_rounded(tmp_path: Path) -> None:
     pruning = next(r for r in stored if (r["submission"], r["track"]) ==
                    ("fine-pruning", "sunglasses"))
     assert pruning["p_asr"] == 0.875123 and pruning["p_asr_ci"] == [0.86, 0.889123]
-    assert render_leaderboard(stored_benchmark, stored) == \
-        render_leaderboard(benchmark, probed_records()[:2] + [pruning] + probed_records()[3:])
+    assert markdown(board(stored_benchmark, stored)) == \
+        markdown(board(benchmark, probed_records()[:2] + [pruning] + probed_records()[3:]))
 
 
 def test_retuning_summary_is_canonical() -> None:
@@ -810,7 +811,7 @@ def test_a_bad_retuning_entry_is_refused_in_one_line(tmp_path: Path, retuning: o
 
 
 def test_track_table_shows_p_asr_with_its_interval_after_der() -> None:
-    text = render_leaderboard(probed_benchmark(), probed_records())
+    text = markdown(board(probed_benchmark(), probed_records()))
     body = section(text, "## Track: sunglasses")
     header = table_header(body)
     assert header[header.index("DER") + 1] == "P-ASR"
@@ -847,7 +848,7 @@ def test_p_asr_shows_only_where_the_probe_left_a_trace() -> None:
     assert "P-ASR" in table_header(section(render(failed), "## Track: multi-trigger"))
     assert "mean P-ASR" not in table_header(section(render(failed), "## Overall"))
     benchmark = probed_benchmark(multi_trigger=yardstick(0.2))
-    text = render_leaderboard(benchmark, golden_records())
+    text = markdown(board(benchmark, golden_records()))
     assert "P-ASR" in table_header(section(text, "## Track: multi-trigger"))
     assert "P-ASR" not in section(text, "## Track: sunglasses")
     assert {row[table_header(section(text, "## Track: multi-trigger")).index("P-ASR")]
@@ -857,7 +858,7 @@ def test_p_asr_shows_only_where_the_probe_left_a_trace() -> None:
 def test_yardstick_sentence_under_the_track_table() -> None:
     benchmark = probed_benchmark(sunglasses=yardstick(0.306),
                                  multi_trigger=yardstick(None, "no clean | model", 120, 24))
-    shown = leaderboard.board(benchmark, probed_records())
+    shown = board(benchmark, probed_records())
     sunglasses, multi = shown.tracks
     low, high = stats.wilson(61, N_PROBE)
     assert sunglasses.retuning == (
@@ -869,7 +870,7 @@ def test_yardstick_sentence_under_the_track_table() -> None:
         "Retuning probe: each model entry fine-tuned on 120 attacker images (24 with a "
         f"trigger; {BUDGET}), then answering a sample of the test images again. Yardstick: "
         "not measured (no clean | model).")  # a paragraph: no table to escape "|" from
-    text = render_leaderboard(benchmark, probed_records())
+    text = markdown(board(benchmark, probed_records()))
     body = section(text, "## Track: sunglasses")
     table_end = body.index("\n\n", body.index("|"))
     assert body[table_end:].lstrip().startswith(sunglasses.retuning)
@@ -880,9 +881,9 @@ def test_yardstick_sentence_under_the_track_table() -> None:
 def test_without_a_yardstick_only_the_probe_is_described() -> None:
     sentence = ("Retuning probe: each model entry fine-tuned on the attacker's retuning set "
                 "{}, then answering a sample of the test images again.")
-    no_retuning = leaderboard.board(BENCHMARK, probed_records())
+    no_retuning = board(BENCHMARK, probed_records())
     assert no_retuning.tracks[0].retuning == sentence.format("").replace(" ,", ",")
-    other_track = leaderboard.board(probed_benchmark(multi_trigger=yardstick(0.2)),
+    other_track = board(probed_benchmark(multi_trigger=yardstick(0.2)),
                                     probed_records())
     assert other_track.tracks[0].retuning == sentence.format(f"({BUDGET})")
     assert "Yardstick" in (other_track.tracks[1].retuning or "")
@@ -891,7 +892,7 @@ def test_without_a_yardstick_only_the_probe_is_described() -> None:
 
 
 def test_overall_table_shows_the_mean_p_asr_and_ranks_as_before() -> None:
-    text = render_leaderboard(probed_benchmark(), probed_records())
+    text = markdown(board(probed_benchmark(), probed_records()))
     body = section(text, "## Overall")
     header = table_header(body)
     assert header[header.index("mean DER") + 1] == "mean P-ASR"
@@ -900,26 +901,26 @@ def test_overall_table_shows_the_mean_p_asr_and_ranks_as_before() -> None:
     assert means["badnet-original (ref)"] == "1.000"
     assert means["pruning-twin"] == means["strip-detector"] == "-"
     probed = rank(probed_benchmark(), probed_records())
-    assert all(list(row) == list(ranking.RANK_COLUMNS) for row in probed)
+    assert all(list(row) == list(Ranked.__annotations__) for row in probed)
     by_name = {row["submission"]: row for row in probed}
     assert by_name["neural-cleanse"]["mean_p_asr"] == 0.31
     assert np.isnan(by_name["strip-detector"]["mean_p_asr"])
     plain = rank(BENCHMARK, golden_records())
     assert all(np.isnan(column(plain, "mean_p_asr")))
-    columns = [c for c in ranking.RANK_COLUMNS if c != "mean_p_asr"]
+    columns = [c for c in Ranked.__annotations__ if c != "mean_p_asr"]
     assert cells(probed, columns) == cells(plain, columns)
     assert "mean P-ASR" not in render(golden_records())
 
 
 def test_legend_explains_p_asr_only_when_shown() -> None:
-    text = render_leaderboard(probed_benchmark(), probed_records())
+    text = markdown(board(probed_benchmark(), probed_records()))
     intro = text.split("\n## Overall", 1)[0]
-    assert leaderboard.PROBE_LEGEND in intro
-    assert "Min et al." in leaderboard.PROBE_LEGEND and "not scored" in leaderboard.PROBE_LEGEND
-    assert leaderboard.board(probed_benchmark(), probed_records()).intro == \
-        (*leaderboard.INTRO, leaderboard.PROBE_LEGEND)
-    assert leaderboard.board(BENCHMARK, golden_records()).intro == leaderboard.INTRO
-    assert leaderboard.PROBE_LEGEND not in render(golden_records())
+    assert PROBE_LEGEND in intro
+    assert "Min et al." in PROBE_LEGEND and "not scored" in PROBE_LEGEND
+    assert board(probed_benchmark(), probed_records()).intro == \
+        (*INTRO, PROBE_LEGEND)
+    assert board(BENCHMARK, golden_records()).intro == INTRO
+    assert PROBE_LEGEND not in render(golden_records())
 
 
 def test_probe_errors_are_listed_with_the_prefix_once() -> None:
@@ -942,7 +943,7 @@ def test_csv_splits_the_p_asr_interval_like_the_others(tmp_path: Path) -> None:
     import pandas as pd
 
     path = tmp_path / "results.csv"
-    path.write_text(leaderboard.render_csv(probed_records()), encoding="utf-8")
+    path.write_text(render_csv(probed_records()), encoding="utf-8")
     table = pd.read_csv(path)
     assert {"p_asr", "p_asr_ci_low", "p_asr_ci_high", "p_clean_acc", "p_error"} <= \
         set(table.columns)
@@ -956,7 +957,7 @@ def test_csv_splits_the_p_asr_interval_like_the_others(tmp_path: Path) -> None:
     assert row.p_asr_ci_low == round(low, 6) and row.p_asr_ci_high == round(high, 6)
     twin = table[(table.submission == "pruning-twin") & (table.track == "sunglasses")].iloc[0]
     assert twin.p_error == PROBE_ERROR and pd.isna(twin.p_asr) and pd.isna(twin.p_asr_ci_low)
-    plain = pd.read_csv(__import__("io").StringIO(leaderboard.render_csv(golden_records())))
+    plain = pd.read_csv(__import__("io").StringIO(render_csv(golden_records())))
     assert not any(c.startswith("p_") for c in plain.columns)
 
 

@@ -123,7 +123,7 @@ def serve(tmp_path: Path, load: LoadRequest, images: np.ndarray, monkeypatch, *,
     if keras:
         undo_keras_patches(monkeypatch)
     else:
-        monkeypatch.setattr(worker, "_patch_keras", lambda meter: None)  # process-wide
+        monkeypatch.setattr(worker, "patch_keras", lambda meter: None)  # process-wide
     monkeypatch.setattr(worker.sys, "path", list(worker.sys.path))
     replies = io.StringIO()
     worker.serve(io.StringIO(load.to_line()), replies)
@@ -227,7 +227,7 @@ def test_manifest_keys_for_real_scripts(tmp_path, table, top, expected):
 
 
 def undo_keras_patches(monkeypatch) -> None:
-    """Have ``monkeypatch`` undo what the worker's ``_patch_keras`` changes process-wide."""
+    """Have ``monkeypatch`` undo what the worker's ``patch_keras`` changes process-wide."""
     import keras
 
     for name in ("load_weights", "predict", "predict_on_batch", "__call__"):
@@ -381,20 +381,6 @@ def test_a_network_that_cannot_be_traced_makes_the_multiply_adds_unknown(tmp_pat
                     keras=True)
     assert (replies[-1].params, replies[-1].passes, replies[-1].macs) == (
         (55 * 47 * 3 + 5) * 10 + 10, len(IMAGES), None)
-
-
-def test_multiply_adds_inside_function_calls_count_and_inside_loops_are_unknown():
-    """A graph's function calls (a SavedModel's layers) add their operations; a loop's count is
-    not in the graph, so a network with one is unknown."""
-    import tensorflow as tf
-
-    weights = tf.Variable(tf.ones((4, 3)))
-    inner = tf.function(lambda x: tf.matmul(x, weights))
-    spec = tf.TensorSpec((2, 4))
-    called = tf.function(lambda x: inner(x) + inner(x)).get_concrete_function(spec)
-    looped = tf.function(lambda x: tf.map_fn(lambda row: tf.matmul(row[None], weights)[0], x))
-    assert worker._graph_macs(called.graph) == 2 * (2 * 4 * 3)
-    assert worker._graph_macs(looped.get_concrete_function(spec).graph) is None
 
 
 def test_a_worker_answers_file_after_file_until_its_input_ends(tmp_path, monkeypatch):
