@@ -19,7 +19,7 @@ from harness.render.montage import save_montage
 from harness.render.outputs import PAGE_FILE, write_outputs
 from harness.render.page import render_page
 from harness.results.record import error_record, ok_record
-from tests.results.test_report import (
+from tests.conftest import (
     BENCHMARK,
     PROBED,
     golden_records,

@@ -30,6 +30,7 @@ from harness.sandbox.protocol import (
 )
 from harness.spec.submissions import load_submission
 from tests.conftest import write_submission
+from tests.sandbox.conftest import IMAGES, TINY_MACS, TINY_PARAMS, TWO_NETWORKS, tiny_network
 
 
 def request(tmp_path: Path, script: Path, **changes) -> LoadRequest:
@@ -128,9 +129,6 @@ def serve(tmp_path: Path, load: LoadRequest, images: np.ndarray, monkeypatch, *,
     replies = io.StringIO()
     worker.serve(io.StringIO(load.to_line()), replies)
     return [read_reply(line) for line in replies.getvalue().splitlines()]
-
-
-IMAGES = np.random.default_rng(0).integers(0, 256, (3, 55, 47, 3), dtype=np.uint8)
 
 
 def test_a_predict_helper_is_not_taken_for_the_batch_entry(tmp_path, monkeypatch):
@@ -237,36 +235,6 @@ def undo_keras_patches(monkeypatch) -> None:
             monkeypatch.setattr(module, "load_model", keras.models.load_model)
 
 
-TINY_MACS = 53 * 45 * 4 * (3 * 3 * 3) + 24 * 20 * 4 * (3 * 3) + 1920 * 10
-"""One image through :func:`tiny_network`: 3x3 convolution of 3 into 4 channels (53x45 out),
-3x3 depthwise convolution of 4 channels (24x20 out, after 2x2 pooling), 1920 inputs x 10 outputs."""
-TINY_PARAMS = (3 * 3 * 3 * 4 + 4) + (3 * 3 * 4 + 4) + (1920 * 10 + 10)
-
-
-def tiny_network(path: Path | None = None, blends: int = 0):
-    """A small network with hand-countable cost, saved to ``path``; with ``blends``, wrapped
-    STRIP-style: the network applied to ``blends`` copies of the input inside the graph, and to
-    the input itself."""
-    import keras
-    from keras import ops
-
-    inputs = keras.Input((55, 47, 3))
-    x = keras.layers.Conv2D(4, (3, 3), activation="relu")(inputs)
-    x = keras.layers.MaxPooling2D((2, 2))(x)
-    x = keras.layers.DepthwiseConv2D((3, 3))(x)
-    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x))
-    model = inner = keras.Model(inputs, outputs)
-    if blends:
-        wrapped = keras.Input((55, 47, 3))
-        copies = ops.reshape(ops.repeat(ops.expand_dims(wrapped, 1), blends, axis=1),
-                             (-1, 55, 47, 3))
-        mean = ops.mean(ops.reshape(inner(copies), (-1, blends, 10)), axis=1)
-        model = keras.Model(wrapped, ops.add(mean, inner(wrapped)))
-    if path is not None:
-        model.save(path)
-    return model
-
-
 @pytest.mark.parametrize("blends", [0, 3])
 def test_a_model_entry_reports_its_parameters_passes_and_multiply_adds(tmp_path, monkeypatch,
                                                                        blends):
@@ -292,19 +260,6 @@ from PIL import Image
 model = keras.models.load_model(sys.argv[1])
 x = np.asarray(Image.open(sys.argv[2]), dtype="float32")[None] / 255.0
 print(int(np.argmax(model.predict(x, verbose=0))))
-"""
-TWO_NETWORKS = """\
-import sys
-import keras
-import numpy as np
-from PIL import Image
-
-first = keras.models.load_model(sys.argv[1])
-second = keras.models.load_model(sys.argv[2])
-x = np.asarray(Image.open(sys.argv[3]), dtype="float32")[None] / 255.0
-a = int(np.argmax(first.predict(x, verbose=0)))
-b = int(np.argmax(second.predict(x, steps=1)))  # Keras's own predict, not the fast one
-print(b if a == b else 10)
 """
 EAGER_AND_BATCH = """\
 import sys
