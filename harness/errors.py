@@ -2,7 +2,8 @@
 
 Every failure that is the fault of a submission becomes a :class:`SubmissionError` (an error row in
 the leaderboard, the run goes on); every failure of the benchmark itself (a corrupt or missing data
-file, a bad track file) becomes a :class:`BenchmarkError` (a usage error: exit status 2). Messages
+file, a bad track file) becomes a :class:`BenchmarkError`, and a command's bad argument a
+:class:`UsageError` (both: exit status 2, answered once, by :func:`harness.cli.main`). Messages
 are one line (:func:`harness.text.safe_line`: they often quote a submission's code or log) and
 name the file at fault, because they are printed verbatim in the leaderboard.
 """
@@ -28,6 +29,12 @@ class SubmissionError(HarnessError):
 
 class BenchmarkError(HarnessError):
     """A benchmark (track file or data file) is missing, corrupt or inconsistent."""
+
+
+class UsageError(HarnessError):
+    """A command names what is not there (a folder, a track, a defense) or combines options that
+    exclude each other: like a broken benchmark, it stops the command before anything is read or
+    written, with exit status 2."""
 
 
 class SandboxError(BenchmarkError):

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.cli import default_benchmark
 from harness.defenses.reference import DEFENSES, load_badnet
 from harness.grading.handover import Handover
 from harness.grading.item import grade_trusted
@@ -25,6 +24,7 @@ from harness.nets.pruning import prune_channels
 from harness.results.io import read_results
 from harness.sandbox.models import KerasPredictor
 from harness.spec.data import DataStore
+from harness.spec.layout import default_benchmark
 from harness.spec.tracks import load_benchmark
 
 

@@ -21,7 +21,6 @@ import keras
 import numpy as np
 import pandas as pd
 
-from harness.cli import default_benchmark
 from harness.defenses.base import Context
 from harness.defenses.finetune import fine_tune
 from harness.defenses.prune import pruned_copy, sweep
@@ -31,6 +30,7 @@ from harness.grading.item import grade_trusted
 from harness.nets.deepid import model_input
 from harness.sandbox.models import KerasPredictor
 from harness.spec.data import DataStore
+from harness.spec.layout import default_benchmark
 from harness.spec.tracks import Track, load_benchmark
 from harness.synthetic.build import DEFAULT_SEED
 from harness.synthetic.recipe import SCALES, TRACKS, VALIDATION_STREAM, split, take

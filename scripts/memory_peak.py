@@ -24,11 +24,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tabulate import tabulate
 
-PROC = Path("/proc")
+from harness.bench.processes import PROC, processes, tree
+
 SANDBOXED, GRADING = "sandboxed workers", "grading"
 
 
@@ -40,21 +40,6 @@ class Peaks:
     largest: dict[str, int] = field(default_factory=lambda: {GRADING: 0, SANDBOXED: 0})
     processes: dict[str, int] = field(default_factory=lambda: {GRADING: 0, SANDBOXED: 0})
     samples: int = 0
-
-
-def _children() -> dict[int, list[int]]:
-    """Every process's children, from ``/proc/PID/stat`` (field 4 is the parent's PID)."""
-    children: dict[int, list[int]] = {}
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # exited meanwhile
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    return children
 
 
 def _command(pid: int) -> str:
@@ -75,17 +60,15 @@ def _pss_kib(pid: int) -> int | None:
 
 
 def _tree(root: int) -> dict[int, str]:
-    """The processes under ``root`` (itself included), each with its group."""
-    children, groups = _children(), {}
-    stack = [(root, False)]
-    while stack:
-        pid, sandboxed = stack.pop()
-        words = _command(pid).split()
-        sandboxed = sandboxed or bool(words) and (
-            Path(words[0]).name == "bwrap" or "harness.sandbox.worker" in words)
-        groups[pid] = SANDBOXED if sandboxed else GRADING
-        stack.extend((child, sandboxed) for child in children.get(pid, ()))
-    return groups
+    """The processes under ``root`` (itself included), each with its group: sandboxed when it or
+    one of its ancestors up to ``root`` is a ``bwrap`` or a worker."""
+    table = processes()
+
+    def sandbox(pid: int) -> bool:
+        return table[pid].name == "bwrap" or "harness.sandbox.worker" in _command(pid).split()
+
+    return {pid: SANDBOXED if any(sandbox(ancestor) for ancestor in line) else GRADING
+            for pid, line in tree(root, table).items()}
 
 
 def sample(root: int, peaks: Peaks) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli import default_benchmark
 from harness.render.montage import save_montage
 from harness.spec.data import DataStore
+from harness.spec.layout import default_benchmark
 from harness.spec.tracks import load_benchmark
 from harness.synthetic.materialize import generate_missing
 

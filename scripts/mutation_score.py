@@ -29,17 +29,21 @@ CACHE_KEY = {"cache_key", "track_fingerprint", "Baseline.__init__", "Baseline.ge
 KILLED, SURVIVED, NO_TESTS = {1, 3}, {0}, {5, 33}
 
 
+PARTS = {"scoring": "an item's scores", "stats": "intervals and paired tests",
+         "ranking": "ranking, DER and shared ranks", "record": "records and results files",
+         "io": "records and results files", "board": "rendering (board, Markdown, CSV)",
+         "leaderboard": "rendering (board, Markdown, CSV)",
+         "results_csv": "rendering (board, Markdown, CSV)"}
+"""The behaviour each module's mutants test, as the table (docs/testing.md) names it."""
+
+
 def part(module: str, function: str) -> str:
     """Which part of the code a mutant belongs to, as the table groups them."""
     if module == "worker":
-        return "answer parsing (worker.parse_answer)" if function == "parse_answer" else ""
-    if module == "ranking":
-        return "ranking (ranking.py)"
-    if module in ("record", "io", "leaderboard"):
-        return f"{module}.py"
+        return "answer parsing" if function == "parse_answer" else ""
     if module == "cache":
         return "cache key and baseline" if function in CACHE_KEY else "cache entries"
-    return {"scoring": "scoring.py", "stats": "stats.py"}[module]
+    return PARTS[module]
 
 
 def mutants() -> list[tuple[str, str, int | None]]:

@@ -22,13 +22,14 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 from pathlib import Path
 
 import numpy as np
 import tomli_w
+
+from harness.bench.processes import Poller, processes, status_bytes, tree
 
 REPO = Path(__file__).resolve().parents[1]
 NOISE = 0.02
@@ -75,42 +76,19 @@ def generate(references: Path, out: Path, teams: int, seed: int) -> Path:
     return folder
 
 
-class TreeMemory:
+class TreeMemory(Poller):
     """Peak RSS of one process and of its whole tree, polled from /proc."""
 
     def __init__(self, root: int, interval: float = 0.5) -> None:
-        self.root, self.interval = root, interval
+        super().__init__(interval)
+        self.root = root
         self.single = self.total = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval):
-            parents, rss = {}, {}
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit():
-                    try:
-                        lines = (entry / "status").read_text().splitlines()
-                    except OSError:
-                        continue
-                    fields = dict(line.split(":", 1) for line in lines if ":" in line)
-                    parents[int(entry.name)] = int(fields.get("PPid", "0"))
-                    rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
-            tree = []
-            for pid in rss:
-                ancestor = pid
-                while ancestor not in (0, 1, self.root):
-                    ancestor = parents.get(ancestor, 0)
-                if ancestor == self.root:
-                    tree.append(rss[pid])
-            if tree:
-                self.single = max(self.single, max(tree))
-                self.total = max(self.total, sum(tree))
+    def sample(self) -> None:
+        sizes = [status_bytes(pid, "VmRSS") for pid in tree(self.root, processes())]
+        if sizes:
+            self.single = max(self.single, max(sizes))
+            self.total = max(self.total, sum(sizes))
 
 
 def grade(submissions: Path, out: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -126,9 +104,8 @@ def grade(submissions: Path, out: Path, args: argparse.Namespace) -> dict[str, f
     start = time.perf_counter()
     with open(out.parent / f"{out.name}.log", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        memory = TreeMemory(process.pid)
-        code = process.wait()
-        memory.stop()
+        with TreeMemory(process.pid) as memory:
+            code = process.wait()
     seconds = time.perf_counter() - start
     return {"exit": code, "seconds": seconds, "single": memory.single, "total": memory.total}
 

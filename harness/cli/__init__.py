@@ -4,7 +4,8 @@ builders (``env build``, ``benchmark build``, ``reference build``).
 One module per subcommand, each with ``add_parser(commands)`` and ``run(args, passthrough)``;
 ``grade`` is a thin front for pytest with the grading plugin, so pytest's own options (-k, -x,
 --junitxml, -q) behave as pytest users expect and its exit status is kept: 0 all passed, 1 some
-submission failed, 2 a usage or benchmark error.
+submission failed, 2 a usage or benchmark error. The grader's own errors (a bad argument, a broken
+benchmark, no sandbox) are answered once, by :func:`main`, in argparse's one usage-error line.
 """
 
 from __future__ import annotations
@@ -13,13 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def default_benchmark() -> Path:
-    """The embedded benchmark: ``data/`` of the checkout the package runs from, else of cwd."""
-    bundled = REPO / "data"
-    return bundled if (bundled / "tracks").is_dir() else Path("data")
+from harness.errors import HarnessError, UsageError
+from harness.spec.layout import default_benchmark
 
 
 def benchmark_folder(args: argparse.Namespace) -> Path:
@@ -27,9 +23,13 @@ def benchmark_folder(args: argparse.Namespace) -> Path:
     return Path(args.benchmark or default_benchmark())
 
 
-def usage_error(exc: Exception) -> int:
-    print(f"harness: error: {exc}", file=sys.stderr)
-    return 2
+def submissions_folder(text: str) -> Path:
+    """The submissions folder a command was given; a usage error if there is none, before
+    anything is read or written (``grade`` also takes one submission's manifest)."""
+    path = Path(text)
+    if not path.exists():
+        raise UsageError(f"{path}: no such folder")
+    return path
 
 
 def parser() -> argparse.ArgumentParser:
@@ -62,5 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(argv)
-    code: int = args.run(args, passthrough)
+    try:
+        code: int = args.run(args, passthrough)
+    except HarnessError as exc:  # one line, as argparse answers a usage error; never a traceback
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
     return code

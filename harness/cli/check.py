@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.cli import benchmark_folder
-from harness.errors import BenchmarkError, SubmissionError, in_folder, one_line
+from harness.errors import SubmissionError, UsageError, in_folder, one_line
 from harness.grading.item import GradeOptions, answer_array, environment_spec, placed_files
 from harness.options import ALLOW_UNSAFE, ALLOW_UNSANDBOXED, ENV_CACHE, NO_BUILD, add_arguments
 from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore
@@ -76,27 +76,27 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
 def check_folder(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = False,
                  allow_unsandboxed: bool = False, environments: EnvironmentStore | None = None,
                  build: bool = True) -> int:
-    """Print every check of ``folder`` against the benchmark; 0 all passed, 1 some failed, 2 when
-    the benchmark itself is unusable (not the author's fault)."""
+    """Print every check of ``folder`` against the benchmark; 0 all passed, 1 some failed. No
+    such folder, an unusable benchmark or no sandbox (not the author's fault) raise before any
+    check runs."""
+    if not folder.is_dir():
+        raise UsageError(f"{folder} does not exist; scaffold it with: python -m harness new "
+                         f"{folder.name} --dir {folder.parent}")
     limits = Limits(allow_unsandboxed=allow_unsandboxed)
-    try:
-        mode = require(limits)  # a submission runs below: not without a sandbox, unless allowed
-        if mode.bwrap is None:
-            print(f"harness: {unsandboxed_warning(mode)}", file=sys.stderr)
-        benchmark = load_bundle(benchmark_root)
-        generate_missing(benchmark, [track.validation for track in benchmark.tracks])
-        print(f"checking {safe_line(folder)} on {benchmark.name} ({len(benchmark.tracks)} tracks)",
-              flush=True)
-        failed = total = 0
-        options = GradeOptions(allow_unsafe=allow_unsafe, build=build, limits=limits,
-                               environments=environments or EnvironmentStore())
-        for result in check_submission(folder, benchmark, options):
-            print(result.line(), flush=True)
-            total += 1
-            failed += not result.passed
-    except BenchmarkError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return 2
+    mode = require(limits)  # a submission runs below: not without a sandbox, unless allowed
+    if mode.bwrap is None:
+        print(f"harness: {unsandboxed_warning(mode)}", file=sys.stderr)
+    benchmark = load_bundle(benchmark_root)
+    generate_missing(benchmark, [track.validation for track in benchmark.tracks])
+    print(f"checking {safe_line(folder)} on {benchmark.name} ({len(benchmark.tracks)} tracks)",
+          flush=True)
+    failed = total = 0
+    options = GradeOptions(allow_unsafe=allow_unsafe, build=build, limits=limits,
+                           environments=environments or EnvironmentStore())
+    for result in check_submission(folder, benchmark, options):
+        print(result.line(), flush=True)
+        total += 1
+        failed += not result.passed
     if failed:
         print(f"{failed} of {total} checks failed; fix them and run the check again")
         return 1
@@ -106,15 +106,12 @@ def check_folder(folder: Path, benchmark_root: Path, *, allow_unsafe: bool = Fal
 
 def check_submission(folder: Path, benchmark: Benchmark[PublicTrack],
                      options: GradeOptions | None = None) -> Iterator[Check]:
-    """Yield the checks in order, each as soon as it is known (loading a model takes seconds).
+    """Yield the checks of an existing ``folder`` in order, each as soon as it is known (loading
+    a model takes seconds).
 
-    Stops early only when nothing further can be checked (no folder, no readable manifest).
+    Stops early only when nothing further can be checked (no readable manifest).
     """
     manifest = folder / MANIFEST
-    if not folder.is_dir():
-        yield Check(False, "folder", f"{folder} does not exist; scaffold it with: python -m "
-                                     f"harness new {folder.name} --dir {folder.parent}")
-        return
     if not manifest.is_file():
         yield Check(False, "folder", f"no {MANIFEST} in {folder}; `python -m harness new` "
                                      "writes a commented template")

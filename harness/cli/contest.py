@@ -19,9 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.cli import usage_error
-from harness.errors import HarnessError
-
 if TYPE_CHECKING:
     from harness.contest.config import Contest
     from harness.contest.submit import Answer
@@ -71,12 +68,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     from harness.contest.config import load_contest, parse_time
 
-    try:
-        contest = load_contest(Path(args.contest))
-        moment = parse_time(args.now, "--now") if args.now else datetime.now(UTC)
-        return ACTIONS[args.action](contest, moment, args)
-    except HarnessError as exc:
-        return usage_error(exc)
+    contest = load_contest(Path(args.contest))
+    moment = parse_time(args.now, "--now") if args.now else datetime.now(UTC)
+    return ACTIONS[args.action](contest, moment, args)
 
 
 def _open(contest: Contest, moment: datetime, args: argparse.Namespace) -> int:

@@ -4,9 +4,8 @@ grading, so that ``harness grade --no-build`` runs offline."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from harness.cli import benchmark_folder, usage_error
+from harness.cli import benchmark_folder, submissions_folder
 from harness.options import BENCHMARK, ENV_CACHE, add_arguments
 
 
@@ -27,21 +26,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     """Build every environment that the submissions' entries declare, one line each."""
-    from harness.errors import HarnessError, SubmissionError
+    from harness.errors import SubmissionError
     from harness.grading.item import environment_spec
     from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore
     from harness.spec.submissions import MANIFEST, load_submission
     from harness.spec.tracks import load_bundle
     from harness.text import safe_line
 
-    try:
-        benchmark = load_bundle(benchmark_folder(args))
-    except HarnessError as exc:
-        return usage_error(exc)
+    submissions = submissions_folder(args.submissions)
+    benchmark = load_bundle(benchmark_folder(args))
     store = EnvironmentStore(args.env_cache)
     specs: dict[str, tuple[EnvironmentSpec, list[str]]] = {}
     failed = 0
-    for manifest in sorted(Path(args.submissions).glob(f"*/{MANIFEST}")):
+    for manifest in sorted(submissions.glob(f"*/{MANIFEST}")):
         submission = load_submission(manifest)
         for track in benchmark.tracks:
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli import benchmark_folder, usage_error
+from harness.cli import benchmark_folder
 from harness.options import BENCHMARK, add_arguments
 
 
@@ -20,15 +20,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
-    from harness.errors import HarnessError
     from harness.spec.export import export_public
     from harness.spec.tracks import load_bundle
+    from harness.synthetic.materialize import generate_missing
 
     out = Path(args.dir)
-    try:
-        files = export_public(load_bundle(benchmark_folder(args)), out)
-    except HarnessError as exc:
-        return usage_error(exc)
+    benchmark = load_bundle(benchmark_folder(args))
+    generate_missing(benchmark, [data for data in benchmark.data_files() if not data.hidden])
+    files = export_public(benchmark, out)
     print(f"wrote the public bundle to {out} ({len(files)} files; see {out / 'README.md'}):")
     for name in files:
         print(f"  {name}")

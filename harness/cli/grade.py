@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from harness.cli import default_benchmark
+from harness.cli import benchmark_folder, submissions_folder
+from harness.errors import UsageError
 from harness.options import BACKEND, REUSE, WHAT, add_arguments, forward
 
 GRADE_INI = Path(__file__).parents[1] / "plugin" / "grade.ini"
@@ -41,14 +42,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     import pytest
 
-    submissions = Path(args.submissions)
-    if not submissions.exists():
-        print(f"harness: error: {submissions}: no such folder", file=sys.stderr)
-        return 2
+    submissions = submissions_folder(args.submissions)
     # Plugins installed in the environment stay out of a grading run: results must not depend on
     # what else is installed, and conftest.py files in submissions are untrusted code.
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    args.benchmark = str(args.benchmark or default_benchmark())
+    args.benchmark = str(benchmark_folder(args))
     # Each item's line carries its scores or its one-line error, so pytest's traceback and
     # short-summary sections would only repeat them (-rN --tb=no).
     pytest_args = [
@@ -69,7 +67,5 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
         pytest_args += ["-p", "xdist.plugin", "-n", str(args.numprocesses)]
     code = int(pytest.main(pytest_args + passthrough))
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
-        print(f"harness: error: no submissions (*/submission.toml) selected under {submissions}",
-              file=sys.stderr)
-        return 2
+        raise UsageError(f"no submissions (*/submission.toml) selected under {submissions}")
     return 2 if code == pytest.ExitCode.USAGE_ERROR else code

@@ -13,8 +13,8 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-from harness.cli import benchmark_folder, usage_error
-from harness.errors import HarnessError
+from harness.cli import benchmark_folder
+from harness.errors import UsageError
 from harness.spec.submissions import MANIFEST
 from harness.spec.tracks import Benchmark, PublicTrack, load_bundle
 
@@ -72,7 +72,7 @@ A submission to {benchmark} ({count} tracks).
 def check_name(name: str) -> None:
     """Refuse a name that is not a safe folder name, saying what is allowed."""
     if not SAFE_NAME.fullmatch(name):
-        raise HarnessError(f"{name!r} is not a safe submission name: use letters, digits, '.', "
+        raise UsageError(f"{name!r} is not a safe submission name: use letters, digits, '.', "
                            "'_' and '-', starting with a letter or digit, at most 64 characters")
 
 
@@ -105,7 +105,7 @@ def scaffold(name: str, parent: Path, benchmark: Benchmark[PublicTrack]) -> Path
     check_name(name)
     folder = parent / name
     if folder.exists():
-        raise HarnessError(f"{folder} already exists; pick another name or edit that folder")
+        raise UsageError(f"{folder} already exists; pick another name or edit that folder")
     folder.mkdir(parents=True)
     tables = "\n\n".join(_track_table(track) for track in benchmark.tracks)
     (folder / MANIFEST).write_text(f"{HEADER.format(folder=folder)}\n{tables}\n",
@@ -127,10 +127,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
-    try:
-        folder = scaffold(args.name, Path(args.dir), load_bundle(benchmark_folder(args)))
-    except HarnessError as exc:
-        return usage_error(exc)
+    folder = scaffold(args.name, Path(args.dir), load_bundle(benchmark_folder(args)))
     print(f"created {folder}/submission.toml and {folder}/README.md; fill them in, then run: "
           f"python -m harness check {folder}")
     return 0

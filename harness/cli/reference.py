@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli import benchmark_folder
+from harness.nets.quiet import import_tensorflow
 from harness.options import BENCHMARK, add_arguments
 
 
@@ -22,11 +23,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
-    from harness.defenses.reference import build
     from harness.spec.tracks import load_bundle
-    from harness.synthetic.materialize import generate_missing
 
     benchmark = load_bundle(benchmark_folder(args))
+    tracks = [benchmark.track(name) for name in args.track or ()] or list(benchmark.tracks)
+    import_tensorflow()  # before the defenses' modules import Keras
+    from harness.defenses.reference import DEFENSES, build, defense
+    from harness.synthetic.materialize import generate_missing
+
+    defenses = [defense(name) for name in args.defense or ()] or list(DEFENSES)
     generate_missing(benchmark)
-    build(benchmark, Path(args.out), tracks=args.track, defenses=args.defense)
+    build(tracks, defenses, Path(args.out))
     return 0

@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli import usage_error
-
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     render = commands.add_parser(
@@ -22,15 +20,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
-    from harness.errors import HarnessError
     from harness.render.outputs import render
 
     results = Path(args.results)
     out = Path(args.out) if args.out else results.parent
-    try:
-        notes = render(results, out)
-    except HarnessError as exc:
-        return usage_error(exc)
+    notes = render(results, out)
     for note in notes:
         print(f"harness: {note}", file=sys.stderr)
     print(f"rendered {results} into {out}: leaderboard.md, results.csv, index.html, plots/")

@@ -47,16 +47,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     mode = isolation.detect()
-    try:
-        if mode.bwrap is None:
-            raise SandboxError(f"no sandbox: {mode.note}; install {isolation.INSTALL}")
-        found = _inside(mode)
-    except SandboxError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return 2
+    if mode.bwrap is None:
+        raise SandboxError(f"no sandbox: {mode.note}; install {isolation.INSTALL}")
+    found = _inside(mode)
     if found != "isolated":
-        print(f"harness: error: the sandbox leaks: {found}", file=sys.stderr)
-        return 2
+        raise SandboxError(f"the sandbox leaks: {found}")
     print(f"harness: {mode.note}; checked from inside: no root, no capability, no network")
     return 0
 

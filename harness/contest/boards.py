@@ -27,8 +27,8 @@ from harness.contest.config import Contest, Team, iso
 from harness.contest.ledger import Entry, head
 from harness.contest.submit import check_version_files
 from harness.errors import ContestError
+from harness.render.agg import pyplot
 from harness.render.outputs import LEADERBOARD_FILE, RESULTS_FILE, write_outputs
-from harness.render.plots import pyplot
 from harness.results.io import read_results, write_atomic, write_results
 from harness.results.ranking import rank
 from harness.text import markdown

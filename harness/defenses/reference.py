@@ -12,7 +12,7 @@ import importlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,10 @@ from typing import Any
 import tomli_w
 
 from harness.defenses.base import Context, Repaired
+from harness.errors import UsageError
 from harness.spec.data import DataStore
 from harness.spec.submissions import MANIFEST, load_submission
-from harness.spec.tracks import Benchmark, PublicTrack
+from harness.spec.tracks import PublicTrack
 
 SEED = 2018  # the Fine-Pruning paper's year; any fixed value makes builds repeatable
 
@@ -77,7 +78,7 @@ def defense(name: str) -> DefenseSpec:
     for spec in DEFENSES:
         if spec.name == name:
             return spec
-    raise KeyError(f"unknown defense {name!r}; known: {[d.name for d in DEFENSES]}")
+    raise UsageError(f"no defense {name!r} (defenses: {', '.join(d.name for d in DEFENSES)})")
 
 
 def load_badnet(track: PublicTrack):
@@ -119,18 +120,15 @@ def _write_folder(spec: DefenseSpec, folder: Path, models: dict[str, str],
                            + "\n")
 
 
-def build(benchmark: Benchmark[PublicTrack], out: Path, tracks: list[str] | None = None,
-          defenses: list[str] | None = None) -> None:
-    """Build the selected defenses on the selected tracks (default: all of both)."""
+def build(tracks: Sequence[PublicTrack], defenses: Sequence[DefenseSpec], out: Path) -> None:
+    """Build each of ``defenses`` on each of ``tracks``, into a folder per defense in ``out``."""
     import keras
 
     store = DataStore()
-    selected = [defense(name) for name in defenses] if defenses else list(DEFENSES)
-    chosen_tracks = [benchmark.track(name) for name in tracks] if tracks else benchmark.tracks
-    for spec in selected:
+    for spec in defenses:
         folder = out / spec.name
         models, notes = {}, {}
-        for track in chosen_tracks:
+        for track in tracks:
             validation = store.get(track.validation, track.num_classes)
             ctx = Context(badnet=load_badnet(track), images=validation.images,
                           labels=validation.labels, scale=track.input_scale,

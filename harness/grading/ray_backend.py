@@ -34,7 +34,6 @@ from harness.errors import (
     in_folder,
     one_line,
 )
-from harness.grading.backends import Progress, Request
 from harness.grading.handover import Handover
 from harness.grading.item import (
     GradeOptions,
@@ -43,6 +42,7 @@ from harness.grading.item import (
     placed_files,
     score_answers,
 )
+from harness.grading.request import Progress, Request
 from harness.sandbox.environments import EnvironmentSpec
 from harness.sandbox.isolation import REASON_CHARS
 from harness.sandbox.runner import Answers, run_entry

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.render.agg import pyplot
+
 
 def grid(rows: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
     """Tile rows of images (each (m, H, W, 3) uint8) into one picture with white gaps."""
@@ -27,8 +29,6 @@ def grid(rows: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
 def save_montage(rows: Sequence[np.ndarray], names: Sequence[str], path: Path,
                  pixels_per_pixel: float = 2.0) -> None:
     """Write the rows as one PNG with a name left of each row."""
-    from harness.render.plots import pyplot
-
     plt = pyplot()
     picture = grid(rows)
     scale = pixels_per_pixel / 100  # at 100 dpi

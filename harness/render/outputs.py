@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.render import plots
-from harness.render.leaderboard import Board, board, markdown, render_csv
+from harness.render.board import Board, board
+from harness.render.leaderboard import markdown
+from harness.render.results_csv import render_csv
 from harness.results.io import read_results, write_atomic, write_results
 
 RESULTS_FILE = "results.json"

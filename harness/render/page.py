@@ -19,7 +19,7 @@ import hashlib
 
 import jinja2
 
-from harness.render.leaderboard import HASH_CHARS, Board
+from harness.render.board import HASH_CHARS, Board
 
 TEMPLATE = "leaderboard.html.j2"
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.render.agg import pyplot
 from harness.render.montage import save_montage
 from harness.spec.data import DataStore
 from harness.spec.tracks import Track
@@ -82,22 +83,6 @@ def _signed_sqrt(values: np.ndarray) -> np.ndarray:
 
 def _signed_square(values: np.ndarray) -> np.ndarray:
     return np.sign(values) * np.square(values)
-
-
-def pyplot():
-    """pyplot on the Agg backend: no display is needed and Agg renders the same bytes each time.
-
-    Text is never parsed as mathtext: labels carry submission names, and a name like
-    ``math$x^^y$`` would otherwise be a formula (which can fail to parse and end the run). Every
-    picture of the grader is drawn through here, so this is the one switch.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    matplotlib.rcParams["text.parse_math"] = False
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def pareto_png(track: str, points: Sequence[Point]) -> bytes:

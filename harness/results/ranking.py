@@ -52,10 +52,6 @@ class Ranked(TypedDict):
     """``"<OK tracks>/<tracks>"``."""
 
 
-RANK_COLUMNS = tuple(Ranked.__annotations__)
-"""The keys of a ranking row, in order."""
-
-
 def der(badnet: Mapping[str, Any], record: Mapping[str, Any]) -> float:
     """Defense effectiveness rating of an OK record against its track's BadNet row:
     ``[max(0, dASR) - max(0, dACC) + 1] / 2`` with ``dASR`` the drop in ASR and ``dACC`` the drop

@@ -45,11 +45,8 @@ from packaging.utils import canonicalize_name
 
 from harness.errors import SubmissionError, TransientSubmissionError
 from harness.sandbox import isolation
+from harness.spec.layout import CONSTRAINTS, ENVIRONMENTS_DIR
 
-ENVIRONMENTS_DIR = "environments"
-"""Folder of a benchmark holding its named environments (``<name>.txt``)."""
-CONSTRAINTS = "constraints.txt"
-"""The organizers' constraints, in the environments folder, applied to every build."""
 GRADER = "grader"
 """The name of the grader's own environment, for a track that overrides a top-level choice."""
 CACHE_VARIABLE = "HARNESS_ENV_CACHE"

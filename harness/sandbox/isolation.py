@@ -43,6 +43,7 @@ from pathlib import Path
 
 import harness
 from harness.errors import SandboxError, SubmissionError, clipped
+from harness.nets.quiet import TF_ENVIRONMENT
 
 REASON_CHARS = 200
 """The longest reason a warning quotes from a tool that failed (bubblewrap, Ray)."""
@@ -254,7 +255,7 @@ def command(mode: Mode, *, submission: Path, inputs: Path, log_fd: int, uid: int
     interpreter = sys.executable if environment is None else str(environment / "bin" / "python")
     package = Path(harness.__file__).resolve().parent
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-           "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_HOME": "/tmp/.keras",
+           **TF_ENVIRONMENT, "KERAS_HOME": "/tmp/.keras",
            "MPLCONFIGDIR": "/tmp/.matplotlib", "HARNESS_WORKER_LOG_FD": str(log_fd)}
     if mode.bwrap is None:
         return _python(interpreter, package.parent), env

@@ -21,8 +21,8 @@ from typing import Any
 import tomli_w
 
 from harness.errors import BenchmarkError, HarnessError
-from harness.sandbox.environments import ENVIRONMENTS_DIR
 from harness.spec.data import DataStore, sha256_file
+from harness.spec.layout import ENVIRONMENTS_DIR, META, TRACKS_DIR
 from harness.spec.tracks import Benchmark, DataFile, PublicTrack
 
 TRACK_KEYS = ("name", "public_description", "badnet", "badnet_architecture", "input_scale",
@@ -69,9 +69,6 @@ def export_public(benchmark: Benchmark[PublicTrack], out: Path) -> list[str]:
     if shared:  # it would go out as that track's BadNet
         raise BenchmarkError(f"{shared[0]} is both a BadNet and a clean model; the clean model "
                              "is never exported, so it must be a file of its own")
-    from harness.synthetic.materialize import generate_missing  # the generator: only here
-
-    generate_missing(benchmark, [f for f in benchmark.data_files() if not f.hidden])
     bundle = _Bundle(benchmark, copies={}, digests={}, tracks={})
     store = DataStore()
     for track in benchmark.tracks:
@@ -82,16 +79,16 @@ def export_public(benchmark: Benchmark[PublicTrack], out: Path) -> list[str]:
                          *((path, f"{ENVIRONMENTS_DIR}/{path.name}") for path in environments)]:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, out / name)
-    (out / "tracks").mkdir(parents=True, exist_ok=True)
+    (out / TRACKS_DIR).mkdir(parents=True, exist_ok=True)
     for file_name, spec in bundle.tracks.items():
-        (out / "tracks" / file_name).write_text(tomli_w.dumps(spec), encoding="utf-8")
-    (out / "benchmark.toml").write_text(tomli_w.dumps({
+        (out / TRACKS_DIR / file_name).write_text(tomli_w.dumps(spec), encoding="utf-8")
+    (out / META).write_text(tomli_w.dumps({
         "name": benchmark.name,
         "description": "Public bundle: the BadNets and the public data; the hidden test sets "
                        "stay with the organizers.",
         "public": True}), encoding="utf-8")
     (out / "README.md").write_text(_readme(bundle), encoding="utf-8")
-    return sorted(["README.md", "benchmark.toml", *(f"tracks/{n}" for n in bundle.tracks),
+    return sorted(["README.md", META, *(f"{TRACKS_DIR}/{n}" for n in bundle.tracks),
                    *bundle.copies.values(),
                    *(f"{ENVIRONMENTS_DIR}/{path.name}" for path in environments)])
 

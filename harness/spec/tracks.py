@@ -34,7 +34,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from harness.errors import BenchmarkError
+from harness.errors import BenchmarkError, UsageError
+from harness.spec.layout import META, TRACKS_DIR
 
 LabelKind = Literal["true", "target"]
 
@@ -129,7 +130,8 @@ class Benchmark(Generic[TrackT]):
         for track in self.tracks:
             if track.name == name:
                 return track
-        raise KeyError(name)
+        raise UsageError(f"no track {name!r} in {self.root} "
+                         f"(tracks: {', '.join(track.name for track in self.tracks)})")
 
     def data_files(self) -> list[DataFile]:
         """Each distinct data file once, in track order (tracks may share files)."""
@@ -270,7 +272,7 @@ def load_bundle(root: Path) -> Benchmark[PublicTrack]:
     if not root.is_dir():
         raise BenchmarkError(f"{root}: benchmark folder not found")
     meta: dict[str, Any] = {}
-    meta_path = root / "benchmark.toml"
+    meta_path = root / META
     if meta_path.exists():
         try:
             meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
@@ -279,9 +281,9 @@ def load_bundle(root: Path) -> Benchmark[PublicTrack]:
     public = meta.get("public", False)
     if not isinstance(public, bool):
         raise BenchmarkError(f"{meta_path}: 'public' must be true or false, got {public!r}")
-    track_files = sorted((root / "tracks").glob("*.toml"))
+    track_files = sorted((root / TRACKS_DIR).glob("*.toml"))
     if not track_files:
-        raise BenchmarkError(f"{root}: no track files under tracks/*.toml")
+        raise BenchmarkError(f"{root}: no track files under {TRACKS_DIR}/*.toml")
     tracks = tuple(load_track(path, root, public=public) for path in track_files)
     names = [t.name for t in tracks]
     duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from harness.errors import UsageError
 from harness.nets.deepid import model_input, save_legacy_h5
 from harness.spec.data import DataStore
+from harness.spec.layout import META, TRACKS_DIR
 from harness.spec.tracks import DataFile
 from harness.synthetic import attacks
 from harness.synthetic.materialize import write_data
@@ -120,8 +122,12 @@ def build(scale: str = "full", out: Path = Path("data"), only: list[str] | None 
           seed: int = DEFAULT_SEED, verbose: int = 2) -> dict[str, Any]:
     """Rebuild data, BadNets, the clean model and track files; returns (and writes) the build
     report. ``only`` names the BadNets (tracks) to retrain, and ``"clean"`` for the clean model;
-    None retrains all."""
-
+    None retrains all. A name in ``only`` that is neither is refused before anything is written."""
+    known = [recipe.name for recipe in TRACKS] + [CLEAN]
+    unknown = [name for name in only or () if name not in known]
+    if unknown:
+        raise UsageError(f"no BadNet {', '.join(map(repr, unknown))} to rebuild "
+                         f"(known: {', '.join(known)})")
     spec = SCALES[scale]
     store = DataStore()  # each data file is read once for all BadNets' evaluations
     out.mkdir(parents=True, exist_ok=True)
@@ -135,14 +141,14 @@ def build(scale: str = "full", out: Path = Path("data"), only: list[str] | None 
     start = time.perf_counter()
     files = write_data(out / CACHE, spec, seed)
     report["data_seconds"] = round(time.perf_counter() - start, 1)
-    (out / "benchmark.toml").write_text(tomli_w.dumps({
+    (out / META).write_text(tomli_w.dumps({
         "name": f"embedded synthetic YouTube-Face ({scale})",
         "description": "Procedural faces in the CSAW-HackML-2020 file format; data files are "
                        "regenerated from the seed on first use and checked against the track "
                        "files' sha256.",
         "generate": {"scale": scale, "seed": seed, "cache": CACHE}}))
     for recipe in TRACKS:
-        track_path = out / "tracks" / f"{recipe.name}.toml"
+        track_path = out / TRACKS_DIR / f"{recipe.name}.toml"
         track_path.parent.mkdir(exist_ok=True)
         track_path.write_text(tomli_w.dumps(track_spec(recipe, spec, files)))
         if only is not None and recipe.name not in only:

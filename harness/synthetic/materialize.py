@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.errors import BenchmarkError
 from harness.spec.data import write_contest_file
+from harness.spec.layout import META
 from harness.spec.tracks import Benchmark, DataFile, PublicTrack
 from harness.synthetic.recipe import SCALES, Scale, data_sets
 
@@ -50,7 +51,7 @@ def ensure_generated(benchmark: Benchmark[PublicTrack]) -> None:
     try:
         scale, seed = SCALES[recipe["scale"]], int(recipe["seed"])
     except (KeyError, TypeError, ValueError):
-        raise BenchmarkError(f"{benchmark.root / 'benchmark.toml'}: [generate] needs scale "
+        raise BenchmarkError(f"{benchmark.root / META}: [generate] needs scale "
                              f"({'/'.join(SCALES)}) and an integer seed") from None
     cache = benchmark.root / recipe.get("cache", "cache")
     print(f"harness: generating benchmark data into {cache} (first use; {len(missing)} "

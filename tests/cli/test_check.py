@@ -123,9 +123,9 @@ def test_unparsable_manifest_and_missing_folder_fail(bench, tmp_path):
     assert garbled.stdout.splitlines()[2].startswith("FAIL  manifest: submission.toml: cannot "
                                                      "parse: ")
     missing = run_harness("check", "subs/nobody", "--benchmark", bench, cwd=tmp_path)
-    assert missing.returncode == 1
-    assert lines(missing, "FAIL") == ["FAIL  folder: subs/nobody does not exist; scaffold it "
-                                      "with: python -m harness new nobody --dir subs"]
+    assert missing.returncode == 2 and not missing.stdout  # a usage error, not a failed check
+    assert missing.stderr == ("harness: error: subs/nobody does not exist; scaffold it with: "
+                              "python -m harness new nobody --dir subs\n")
     (tmp_path / "empty").mkdir()
     empty = run_harness("check", "empty", "--benchmark", bench, cwd=tmp_path)
     assert empty.returncode == 1 and "FAIL  folder: no submission.toml in empty" in empty.stdout
@@ -133,6 +133,7 @@ def test_unparsable_manifest_and_missing_folder_fail(bench, tmp_path):
 
 def test_usage_and_benchmark_errors_exit_2(bench, tmp_path):
     assert run_harness("check", cwd=tmp_path).returncode == 2
+    (tmp_path / "x").mkdir()
     nowhere = run_harness("check", "x", "--benchmark", tmp_path / "nowhere", cwd=tmp_path)
     assert nowhere.returncode == 2
     assert nowhere.stderr.strip().endswith("benchmark folder not found")

@@ -7,7 +7,6 @@ import pytest
 
 from harness.grading.handover import Handover, stratified_sample
 from harness.sandbox.worker import parse_answer
-from harness.spec.tracks import DataFile, PoisonedSet, Track
 
 
 @pytest.mark.parametrize(("output", "expected"), [
@@ -51,36 +50,12 @@ def test_stratified_sample_keeps_label_shares_and_is_repeatable():
     assert np.array_equal(stratified_sample(labels, 5000), np.arange(1000))
 
 
-class FakeStore:
-    """DataStore stand-in: images whose first pixel is their index, labels = index % 10."""
-
-    def __init__(self, sizes: dict[str, int]) -> None:
-        self.sets = {}
-        for name, size in sizes.items():
-            images = np.zeros((size, 55, 47, 3), np.uint8)
-            images[:, 0, 0, 0] = np.arange(size) % 256
-            images[:, 0, 0, 1] = np.arange(size) // 256
-            self.sets[name] = type("Set", (), {"images": images, "labels": np.arange(size) % 10,
-                                               "sha256": f"{name}-{size}"})
-
-    def get(self, data_file: DataFile, num_classes: int):
-        return self.sets[data_file.path.name]
-
-
-def _track(tmp_path) -> Track:
-    def file(name):
-        return DataFile(tmp_path / name)
-    return Track(name="t", description="", badnet=tmp_path / "b.h5", input_scale=1.0,
-                 num_classes=10, validation=file("val"), test=file("test"),
-                 poisoned=(PoisonedSet("a", 0, file("pa")), PoisonedSet("b", 1, file("pb"))),
-                 source=tmp_path / "t.toml")
-
-
 @pytest.mark.parametrize("sample", [None, 30])
-def test_handover_mixes_sets_and_split_restores_them(tmp_path, sample):
-    store = FakeStore({"test": 300, "pa": 200, "pb": 100})
+def test_handover_mixes_sets_and_split_restores_them(tmp_path, sample, fake_store,
+                                                     hand_made_track):
+    store = fake_store({"test": 300, "pa": 200, "pb": 100})
     handover = Handover(store, sample)  # type: ignore[arg-type]
-    mixed = handover.images(_track(tmp_path))
+    mixed = handover.images(hand_made_track)
     written = np.load(mixed.path)
     index = written[:, 0, 0, 0].astype(int) + 256 * written[:, 0, 0, 1].astype(int)
     sizes = [300, 200, 100] if sample is None else [30, 30, 30]

@@ -15,7 +15,6 @@ from harness.grading.handover import Handover
 from harness.spec.data import sha256_file, write_once
 from harness.spec.tracks import load_benchmark
 from tests.conftest import benchmark_subset, run_harness, write_submission
-from tests.grading.test_answers import FakeStore, _track
 
 TRACKS = ["sunglasses", "anonymous_1"]
 OUTPUTS = ("results.json", "leaderboard.md")
@@ -85,9 +84,9 @@ def test_ray_and_n_together_are_a_usage_error(small):
     assert result.returncode == 2 and "drop -n" in result.stdout + result.stderr
 
 
-def test_mixed_files_are_content_addressed_and_reused(tmp_path):
-    store = FakeStore({"test": 300, "pa": 200, "pb": 100})
-    track = _track(tmp_path)
+def test_mixed_files_are_content_addressed_and_reused(tmp_path, fake_store, hand_made_track):
+    store = fake_store({"test": 300, "pa": 200, "pb": 100})
+    track = hand_made_track
     first = Handover(store, folder=tmp_path / "images").images(track)  # type: ignore[arg-type]
     inode = first.path.stat().st_ino
     again = Handover(store, folder=tmp_path / "images").images(track)  # type: ignore[arg-type]

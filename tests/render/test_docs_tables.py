@@ -12,7 +12,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from harness.render.leaderboard import render_leaderboard
+from harness.render.board import board
+from harness.render.leaderboard import markdown
 from harness.results.io import read_results
 from harness.spec.submissions import submission_digest
 
@@ -37,7 +38,7 @@ def test_results_graded_the_committed_submissions() -> None:
 
 def test_leaderboard_is_rendered_from_results() -> None:
     benchmark, records = read_results(REPO / "results.json")
-    assert render_leaderboard(benchmark, records) == (REPO / "leaderboard.md").read_text()
+    assert markdown(board(benchmark, records)) == (REPO / "leaderboard.md").read_text()
 
 
 def test_docs_defense_table_matches_results() -> None:

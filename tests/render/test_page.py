@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.render import leaderboard, plots
+from harness.render import board, plots
 from harness.render.montage import save_montage
 from harness.render.outputs import PAGE_FILE, write_outputs
 from harness.render.page import render_page
 from harness.results.record import error_record, ok_record
-from tests.results.test_report import (
+from tests.conftest import (
     BENCHMARK,
     PROBED,
     golden_records,
@@ -105,15 +105,15 @@ def hostile_records() -> list[dict]:
 
 def test_rendering_is_deterministic_and_order_independent() -> None:
     records = golden_records()
-    first = render_page(leaderboard.board(BENCHMARK, records))
-    assert render_page(leaderboard.board(BENCHMARK, records)) == first
+    first = render_page(board.board(BENCHMARK, records))
+    assert render_page(board.board(BENCHMARK, records)) == first
     random.Random(5).shuffle(records)
-    assert render_page(leaderboard.board(BENCHMARK, records)) == first
+    assert render_page(board.board(BENCHMARK, records)) == first
     assert first.startswith("<!DOCTYPE html>\n") and first.endswith("</html>\n")
 
 
 def test_hostile_names_render_as_text() -> None:
-    html = render_page(leaderboard.board(BENCHMARK, hostile_records()))
+    html = render_page(board.board(BENCHMARK, hostile_records()))
     assert html.count("<script>") == 1  # the page's own
     assert "<b>" not in html and "<img src=x" not in html and "alert(3)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -124,7 +124,7 @@ def test_hostile_names_render_as_text() -> None:
 
 
 def test_every_track_table_is_present_with_its_rows() -> None:
-    shown = leaderboard.board(BENCHMARK, golden_records())
+    shown = board.board(BENCHMARK, golden_records())
     page = Page(render_page(shown))
     tables = [shown.overall, *(track.table for track in shown.tracks)]
     ids = ["overall", *(f"track-{i}" for i in range(1, len(shown.tracks) + 1))]
@@ -144,30 +144,30 @@ def test_every_track_table_is_present_with_its_rows() -> None:
     assert multi["rows"][-1][:2] == ["error", "neural-cleanse"]
     assert "failed" in multi["classes"][-1].split()
     assert "ASR[eyebrows]" in multi["header"]
-    intro = leaderboard.INTRO  # the header's paragraphs
+    intro = board.INTRO  # the header's paragraphs
     assert page.notes[""][:len(intro)] == list(intro)
 
 
 def test_pictures_are_linked_by_relative_path() -> None:
     records = [*golden_records(), error_record(meta("broken"), "sunglasses", "no model")]
     only_errors = [r for r in records if r["submission"] == "broken"]
-    page = Page(render_page(leaderboard.board(BENCHMARK, records)))
+    page = Page(render_page(board.board(BENCHMARK, records)))
     assert page.images == [plots.pareto_file("sunglasses"), plots.samples_file("sunglasses"),
                            plots.pareto_file("multi-trigger"), plots.samples_file("multi-trigger")]
     assert all(src.startswith("plots/") and "//" not in src for src in page.images)
     # A track without an OK row has no Pareto plot, only its test images.
-    bare = Page(render_page(leaderboard.board(BENCHMARK, only_errors)))
+    bare = Page(render_page(board.board(BENCHMARK, only_errors)))
     assert bare.images == [plots.samples_file("sunglasses"), plots.samples_file("multi-trigger")]
 
 
 def test_page_requests_nothing_outside_its_folder() -> None:
-    html = render_page(leaderboard.board(BENCHMARK, golden_records()))
+    html = render_page(board.board(BENCHMARK, golden_records()))
     assert not re.search(r"https?:|//[a-z]|@import|url\(", html, flags=re.IGNORECASE)
     assert re.findall(r'(?:src|href)="([^"#][^"]*)"', html) == Page(html).images
 
 
 def test_content_security_policy_allows_exactly_the_inline_style_and_script() -> None:
-    html = render_page(leaderboard.board(BENCHMARK, golden_records()))
+    html = render_page(board.board(BENCHMARK, golden_records()))
 
     def digest(tag: str) -> str:
         (body,) = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
@@ -180,34 +180,34 @@ def test_content_security_policy_allows_exactly_the_inline_style_and_script() ->
 
 
 def test_errors_list_and_sample_note() -> None:
-    page = Page(render_page(leaderboard.board(BENCHMARK, golden_records())))
+    page = Page(render_page(board.board(BENCHMARK, golden_records())))
     assert page.errors == ["neural-cleanse / multi-trigger: "
                            "eval.py exited with status 1: KeyError | 'conv_3'"]
     clean = [r for r in golden_records() if r["submission"] != "neural-cleanse"]
-    assert Page(render_page(leaderboard.board(BENCHMARK, clean))).notes["errors"] == ["None."]
+    assert Page(render_page(board.board(BENCHMARK, clean))).notes["errors"] == ["None."]
     sampled = [ok_record(meta(name), track, scores(0.9, {"sunglasses": 0.1}), sample=250)
                for name in ("a", "b") for track in ("sunglasses", "multi-trigger")]
-    notes = Page(render_page(leaderboard.board(BENCHMARK, sampled))).notes
+    notes = Page(render_page(board.board(BENCHMARK, sampled))).notes
     assert notes["track-1"] == notes["track-2"] == \
         ["Graded on a stratified sample of 250 images per set."]
     assert "track-1" not in page.notes
 
 
 def test_footer_states_the_provenance() -> None:
-    html = render_page(leaderboard.board(BENCHMARK, golden_records()))
+    html = render_page(board.board(BENCHMARK, golden_records()))
     footer = html.split('<footer id="provenance">', 1)[1]
     for name in sorted(BENCHMARK["data_hashes"]):
         assert f"<li>{name}: <code>{BENCHMARK['data_hashes'][name][:12]}</code></li>" in footer
     for name in ("badnet-original", "fine-pruning", "pruning-twin"):
         assert f"<li>{name}: <code>{meta(name)['sha256'][:12]}</code></li>" in footer
     assert "Graded with: harness 0.0.0, keras 3.15.0" in footer
-    assert f"Rendered by harness {leaderboard.__version__}" in footer
+    assert f"Rendered by harness {board.__version__}" in footer
 
 
 def test_page_shows_p_asr_the_yardstick_and_the_legend() -> None:
     benchmark = probed_benchmark(sunglasses=yardstick(0.306),
                                  multi_trigger=yardstick(None, "no clean | model", 120, 24))
-    shown = leaderboard.board(benchmark, probed_records())
+    shown = board.board(benchmark, probed_records())
     page = Page(render_page(shown))
     sunglasses = page.tables["track-1"]
     assert sunglasses["header"][sunglasses["header"].index("DER") + 1] == "P-ASR"
@@ -220,13 +220,13 @@ def test_page_shows_p_asr_the_yardstick_and_the_legend() -> None:
     assert "reaches P-ASR 0.306 [" in page.notes["track-1"][0]
     assert page.notes["track-2"] == [(shown.tracks[1].retuning or "").replace("\\|", "|")]
     assert page.notes["track-2"][0].endswith("Yardstick: not measured (no clean | model).")
-    assert leaderboard.PROBE_LEGEND in page.notes[""]
+    assert board.PROBE_LEGEND in page.notes[""]
     assert any(error.startswith("pruning-twin / sunglasses: retuning probe: ")
                for error in page.errors)
 
 
 def test_page_without_the_probe_shows_no_trace_of_it() -> None:
-    html = render_page(leaderboard.board(BENCHMARK, golden_records()))
+    html = render_page(board.board(BENCHMARK, golden_records()))
     assert "P-ASR" not in html and "Retuning probe" not in html and "retuning" not in html
 
 
@@ -384,7 +384,7 @@ def test_page_reads_without_javascript(chromium, board_folder: Path) -> None:
     context = chromium.new_context(java_script_enabled=False)
     opened = context.new_page()
     opened.goto((board_folder / PAGE_FILE).as_uri())
-    shown = leaderboard.board(BROWSER_BENCHMARK, browser_records())
+    shown = board.board(BROWSER_BENCHMARK, browser_records())
     names = opened.eval_on_selector_all(
         "#track-2 tbody tr", "rows => rows.map(row => row.cells[1].textContent)")
     assert names == [row["submission"] for row in shown.tracks[1].table.rows]

@@ -7,10 +7,21 @@ import pytest
 
 from harness.cli import main
 from harness.render import plots
+from harness.render.board import board
+from harness.render.leaderboard import markdown
 from harness.render.montage import save_montage
-from harness.render.outputs import write_outputs
-from harness.results.io import write_results
-from tests.results.test_report import BENCHMARK, golden_records
+from harness.render.outputs import write_outputs, write_plots
+from harness.results.io import write_atomic, write_results
+from harness.results.record import ok_record
+from tests.conftest import (
+    BENCHMARK,
+    golden_records,
+    meta,
+    probed_benchmark,
+    probed_records,
+    scores,
+    section,
+)
 
 OUTPUTS = ("leaderboard.md", "results.json", "results.csv", "index.html")
 
@@ -69,8 +80,6 @@ def test_render_refuses_a_bad_results_file_in_one_line(tmp_path: Path, capsys,
 def test_values_stored_unrounded_render_back_to_the_same_bytes(tmp_path: Path) -> None:
     """Metrics with more digits than results.json keeps: every derived value (DER, means) is
     computed from the stored ones, so rendering from the file gives what grading wrote."""
-    from tests.results.test_report import meta, ok_record, scores
-
     records = [ok_record(meta(name), "sunglasses",
                          {**scores(clean, {"sunglasses": asr}), "params": 7,
                           "macs_per_image": 1 / 3, "passes_per_image": 2 / 3},
@@ -104,8 +113,20 @@ def test_committed_results_render_to_the_committed_board(tmp_path: Path) -> None
 
 
 def test_probe_results_render_back_to_the_same_bytes(tmp_path: Path) -> None:
-    from tests.results.test_report import probed_benchmark, probed_records
-
     assert_renders_back(tmp_path, probed_benchmark(), probed_records())
     assert "P-ASR" in (tmp_path / "b" / "index.html").read_text()
     assert "p_asr_ci_low" in (tmp_path / "b" / "results.csv").read_text()
+
+
+def test_plots_are_written_and_linked_for_tracks_with_results(tmp_path: Path) -> None:
+    records = [r for r in golden_records() if r["track"] == "sunglasses"]
+    write_atomic(tmp_path / "leaderboard.md", markdown(board(BENCHMARK, records)))
+    assert not (tmp_path / "plots").exists()  # rendering writes text; the caller, the plots
+    write_plots(tmp_path, board(BENCHMARK, records))
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["sunglasses.png"]
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert "](plots/sunglasses.png)" in section(text, "## Track: sunglasses")
+    assert "](plots/sunglasses-samples.png)" in section(text, "## Track: sunglasses")
+    multi = section(text, "## Track: multi-trigger")
+    assert "](plots/multi-trigger.png)" not in multi  # no result to plot
+    assert "](plots/multi-trigger-samples.png)" in multi

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.render.leaderboard import TEAM_TEXT_COLUMNS
 from harness.render.outputs import write_outputs
+from harness.render.results_csv import TEAM_TEXT_COLUMNS
 from harness.render.summary import render_summary
 from harness.results.record import error_record, ok_record
-from tests.results.test_report import BENCHMARK, meta, scores
+from tests.conftest import BENCHMARK, meta, scores
 
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """Control characters other than the line breaks and tabs of the files' own layout."""

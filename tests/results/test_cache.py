@@ -63,17 +63,16 @@ def test_key_changes_with_the_toolchain_and_the_cache_format(monkeypatch):
     assert len({key, upgraded, cache_key("alpha", "a" * 64, {"name": "t"}, {})}) == 3
 
 
-def test_track_fingerprint_covers_what_changes_scores(tmp_path):
+def test_track_fingerprint_covers_what_changes_scores(tmp_path, fake_store, hand_made_track):
     """Editing a track's scaling, a target, a label kind or any data file's bytes changes the
     fingerprint, hence every key of the track; paths do not."""
     from dataclasses import replace
 
     from harness.results.cache import track_fingerprint
     from harness.spec.tracks import DataFile
-    from tests.grading.test_answers import FakeStore, _track
 
-    store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2, "re": 5})
-    track = _track(tmp_path)
+    store = fake_store({"val": 3, "test": 4, "pa": 2, "pb": 2, "re": 5})
+    track = hand_made_track
     base = track_fingerprint(track, store)
     first, second = track.poisoned
     variants = [
@@ -85,7 +84,7 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
         replace(track, retuning=DataFile(tmp_path / "re")),  # the probe's data
     ]
     prints = [track_fingerprint(variant, store) for variant in variants]
-    bigger = FakeStore({"val": 3, "test": 5, "pa": 2, "pb": 2})  # other test-set bytes
+    bigger = fake_store({"val": 3, "test": 5, "pa": 2, "pb": 2})  # other test-set bytes
     prints.append(track_fingerprint(track, bigger))
     assert all(other != base for other in prints)
     moved = replace(track, source=tmp_path / "elsewhere.toml")
@@ -106,15 +105,15 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path):
     assert with_badnet["badnet_sha256"] == hashlib.sha256(b"a BadNet").hexdigest()
 
 
-def test_baseline_record_is_stale_when_any_data_file_changed(tmp_path):
+def test_baseline_record_is_stale_when_any_data_file_changed(tmp_path, fake_store,
+                                                             hand_made_track):
     from harness.results.cache import Baseline
     from harness.results.io import write_results
     from harness.results.provenance import environment
     from harness.results.record import error_record
-    from tests.grading.test_answers import FakeStore, _track
 
-    track = _track(tmp_path)
-    store = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 2})
+    track = hand_made_track
+    store = fake_store({"val": 3, "test": 4, "pa": 2, "pb": 2})
     hashes = {f.path.name: store.get(f, 10).sha256 for f in track.data_files()}
     record = error_record({"submission": "alpha", "team": "A", "method": "m",
                            "reference": False, "sha256": "a" * 64}, "t", "broken")
@@ -124,7 +123,7 @@ def test_baseline_record_is_stale_when_any_data_file_changed(tmp_path):
     baseline = Baseline(results)
     expect = {"submission": "alpha", "sha256": "a" * 64, "sample": None}
     assert baseline.get(expect, track, store)["error"] == "broken"
-    changed = FakeStore({"val": 3, "test": 4, "pa": 2, "pb": 3})
+    changed = fake_store({"val": 3, "test": 4, "pa": 2, "pb": 3})
     assert baseline.get(expect, track, changed) is None
     assert baseline.get({**expect, "sha256": "b" * 64}, track, store) is None
     assert baseline.get({**expect, "sample": 50}, track, store) is None

@@ -32,7 +32,7 @@ from harness.spec.data import DataStore
 from harness.spec.submissions import load_submission
 from harness.spec.tracks import load_benchmark
 from tests.conftest import REPO, benchmark_subset, run_harness, write_submission
-from tests.sandbox.test_sandbox import Listener
+from tests.sandbox.conftest import Listener
 
 FIXTURES = Path(__file__).parents[1] / "contest2020"
 HOSTILE = Path(__file__).parents[1] / "hostile"

@@ -30,6 +30,7 @@ from harness.sandbox.protocol import (
 )
 from harness.spec.submissions import load_submission
 from tests.conftest import write_submission
+from tests.sandbox.conftest import IMAGES, TINY_MACS, TINY_PARAMS, TWO_NETWORKS, tiny_network
 
 
 def request(tmp_path: Path, script: Path, **changes) -> LoadRequest:
@@ -123,14 +124,11 @@ def serve(tmp_path: Path, load: LoadRequest, images: np.ndarray, monkeypatch, *,
     if keras:
         undo_keras_patches(monkeypatch)
     else:
-        monkeypatch.setattr(worker, "_patch_keras", lambda meter: None)  # process-wide
+        monkeypatch.setattr(worker, "patch_keras", lambda meter: None)  # process-wide
     monkeypatch.setattr(worker.sys, "path", list(worker.sys.path))
     replies = io.StringIO()
     worker.serve(io.StringIO(load.to_line()), replies)
     return [read_reply(line) for line in replies.getvalue().splitlines()]
-
-
-IMAGES = np.random.default_rng(0).integers(0, 256, (3, 55, 47, 3), dtype=np.uint8)
 
 
 def test_a_predict_helper_is_not_taken_for_the_batch_entry(tmp_path, monkeypatch):
@@ -227,7 +225,7 @@ def test_manifest_keys_for_real_scripts(tmp_path, table, top, expected):
 
 
 def undo_keras_patches(monkeypatch) -> None:
-    """Have ``monkeypatch`` undo what the worker's ``_patch_keras`` changes process-wide."""
+    """Have ``monkeypatch`` undo what the worker's ``patch_keras`` changes process-wide."""
     import keras
 
     for name in ("load_weights", "predict", "predict_on_batch", "__call__"):
@@ -235,36 +233,6 @@ def undo_keras_patches(monkeypatch) -> None:
     for module in list(sys.modules.values()):
         if getattr(module, "load_model", None) is keras.models.load_model:
             monkeypatch.setattr(module, "load_model", keras.models.load_model)
-
-
-TINY_MACS = 53 * 45 * 4 * (3 * 3 * 3) + 24 * 20 * 4 * (3 * 3) + 1920 * 10
-"""One image through :func:`tiny_network`: 3x3 convolution of 3 into 4 channels (53x45 out),
-3x3 depthwise convolution of 4 channels (24x20 out, after 2x2 pooling), 1920 inputs x 10 outputs."""
-TINY_PARAMS = (3 * 3 * 3 * 4 + 4) + (3 * 3 * 4 + 4) + (1920 * 10 + 10)
-
-
-def tiny_network(path: Path | None = None, blends: int = 0):
-    """A small network with hand-countable cost, saved to ``path``; with ``blends``, wrapped
-    STRIP-style: the network applied to ``blends`` copies of the input inside the graph, and to
-    the input itself."""
-    import keras
-    from keras import ops
-
-    inputs = keras.Input((55, 47, 3))
-    x = keras.layers.Conv2D(4, (3, 3), activation="relu")(inputs)
-    x = keras.layers.MaxPooling2D((2, 2))(x)
-    x = keras.layers.DepthwiseConv2D((3, 3))(x)
-    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x))
-    model = inner = keras.Model(inputs, outputs)
-    if blends:
-        wrapped = keras.Input((55, 47, 3))
-        copies = ops.reshape(ops.repeat(ops.expand_dims(wrapped, 1), blends, axis=1),
-                             (-1, 55, 47, 3))
-        mean = ops.mean(ops.reshape(inner(copies), (-1, blends, 10)), axis=1)
-        model = keras.Model(wrapped, ops.add(mean, inner(wrapped)))
-    if path is not None:
-        model.save(path)
-    return model
 
 
 @pytest.mark.parametrize("blends", [0, 3])
@@ -292,19 +260,6 @@ from PIL import Image
 model = keras.models.load_model(sys.argv[1])
 x = np.asarray(Image.open(sys.argv[2]), dtype="float32")[None] / 255.0
 print(int(np.argmax(model.predict(x, verbose=0))))
-"""
-TWO_NETWORKS = """\
-import sys
-import keras
-import numpy as np
-from PIL import Image
-
-first = keras.models.load_model(sys.argv[1])
-second = keras.models.load_model(sys.argv[2])
-x = np.asarray(Image.open(sys.argv[3]), dtype="float32")[None] / 255.0
-a = int(np.argmax(first.predict(x, verbose=0)))
-b = int(np.argmax(second.predict(x, steps=1)))  # Keras's own predict, not the fast one
-print(b if a == b else 10)
 """
 EAGER_AND_BATCH = """\
 import sys
@@ -381,20 +336,6 @@ def test_a_network_that_cannot_be_traced_makes_the_multiply_adds_unknown(tmp_pat
                     keras=True)
     assert (replies[-1].params, replies[-1].passes, replies[-1].macs) == (
         (55 * 47 * 3 + 5) * 10 + 10, len(IMAGES), None)
-
-
-def test_multiply_adds_inside_function_calls_count_and_inside_loops_are_unknown():
-    """A graph's function calls (a SavedModel's layers) add their operations; a loop's count is
-    not in the graph, so a network with one is unknown."""
-    import tensorflow as tf
-
-    weights = tf.Variable(tf.ones((4, 3)))
-    inner = tf.function(lambda x: tf.matmul(x, weights))
-    spec = tf.TensorSpec((2, 4))
-    called = tf.function(lambda x: inner(x) + inner(x)).get_concrete_function(spec)
-    looped = tf.function(lambda x: tf.map_fn(lambda row: tf.matmul(row[None], weights)[0], x))
-    assert worker._graph_macs(called.graph) == 2 * (2 * 4 * 3)
-    assert worker._graph_macs(looped.get_concrete_function(spec).graph) is None
 
 
 def test_a_worker_answers_file_after_file_until_its_input_ends(tmp_path, monkeypatch):

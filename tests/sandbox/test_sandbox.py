@@ -11,11 +11,9 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,14 @@ from harness.sandbox.runner import Cost, Worker, Workers, run_entry, shareable
 from harness.spec.submissions import TrackEntry
 from harness.spec.tracks import load_benchmark
 from tests.conftest import EVAL_SCRIPT, REPO, benchmark_subset, lambda_model, write_submission
-from tests.sandbox.test_protocol import IMAGES, TINY_MACS, TINY_PARAMS, TWO_NETWORKS, tiny_network
+from tests.sandbox.conftest import (
+    IMAGES,
+    TINY_MACS,
+    TINY_PARAMS,
+    TWO_NETWORKS,
+    Listener,
+    tiny_network,
+)
 
 HOSTILE = Path(__file__).parents[1] / "hostile"
 SANDBOXED = sandbox.detect().bwrap is not None
@@ -59,25 +64,6 @@ def predict(images):
     return np.argmax(model.predict(images.astype("float32") / 255.0, verbose=0), axis=1)
 """
 """The optional batch entry point: one call per chunk of images."""
-
-
-class Listener:
-    """A TCP server on the grader's loopback that counts who reached it."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            connection.close()
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -12,18 +12,7 @@ from harness.errors import BenchmarkError, SubmissionError
 from harness.spec.data import DataStore, read_contest_file, sha256_file, write_contest_file
 from harness.spec.submissions import load_submission
 from harness.spec.tracks import DataFile, load_benchmark, parse_scale
-
-RNG = np.random.default_rng(0)
-IMAGES = RNG.integers(0, 256, size=(6, 55, 47, 3), dtype=np.uint8)
-LABELS = np.array([0, 1, 2, 0, 1, 2])
-
-
-def h5(path: Path, data: np.ndarray, label: np.ndarray | None = LABELS) -> Path:
-    with h5py.File(path, "w") as handle:
-        handle["data"] = data
-        if label is not None:
-            handle["label"] = label
-    return path
+from tests.spec.conftest import IMAGES, LABELS, h5
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])

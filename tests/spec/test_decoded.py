@@ -23,7 +23,7 @@ from harness.spec.data import (
 )
 from harness.spec.tracks import DataFile
 from tests.conftest import REPO
-from tests.spec.test_data_io import IMAGES, LABELS, h5
+from tests.spec.conftest import IMAGES, LABELS, h5
 
 
 @pytest.fixture
