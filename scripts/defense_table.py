@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 
 from harness.defenses.reference import DEFENSES, load_badnet
+from harness.definitions.data import DataStore
+from harness.definitions.layout import default_benchmark
+from harness.definitions.tracks import load_benchmark
 from harness.grading.handover import Handover
 from harness.grading.item import grade_trusted
 from harness.nets.pruning import prune_channels
 from harness.results.io import read_results
 from harness.sandbox.models import KerasPredictor
-from harness.spec.data import DataStore
-from harness.spec.layout import default_benchmark
-from harness.spec.tracks import load_benchmark
 
 
 def defense_rows(records: list[dict], submissions: Path) -> pd.DataFrame:

@@ -26,13 +26,13 @@ import numpy as np
 from PIL import Image
 from tabulate import tabulate
 
+from harness.definitions.data import DataStore
+from harness.definitions.layout import default_benchmark
+from harness.definitions.submissions import TrackEntry
+from harness.definitions.tracks import load_benchmark
 from harness.sandbox.environments import EnvironmentStore, resolve
 from harness.sandbox.isolation import Limits, detect
 from harness.sandbox.runner import run_entry
-from harness.spec.data import DataStore
-from harness.spec.layout import default_benchmark
-from harness.spec.submissions import TrackEntry
-from harness.spec.tracks import load_benchmark
 from harness.synthetic.materialize import generate_missing
 
 REPO = Path(__file__).resolve().parents[1]

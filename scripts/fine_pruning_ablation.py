@@ -25,13 +25,13 @@ from harness.defenses.base import Context
 from harness.defenses.finetune import fine_tune
 from harness.defenses.prune import pruned_copy, sweep
 from harness.defenses.reference import SEED, load_badnet
+from harness.definitions.data import DataStore
+from harness.definitions.layout import default_benchmark
+from harness.definitions.tracks import Track, load_benchmark
 from harness.grading.handover import Handover
 from harness.grading.item import grade_trusted
 from harness.nets.deepid import model_input
 from harness.sandbox.models import KerasPredictor
-from harness.spec.data import DataStore
-from harness.spec.layout import default_benchmark
-from harness.spec.tracks import Track, load_benchmark
 from harness.synthetic.build import DEFAULT_SEED
 from harness.synthetic.recipe import SCALES, TRACKS, VALIDATION_STREAM, split, take
 from harness.synthetic.triggers import stamp

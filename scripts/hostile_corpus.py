@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness.definitions.tracks import load_benchmark  # noqa: E402
 from harness.sandbox.isolation import Limits  # noqa: E402
-from harness.spec.tracks import load_benchmark  # noqa: E402
 from harness.synthetic.build import build  # noqa: E402
 from tests.conftest import benchmark_subset  # noqa: E402 - the tests' own helpers
 from tests.sandbox.test_sandbox import lay_out_corpus  # noqa: E402

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.definitions.data import DataStore
+from harness.definitions.layout import default_benchmark
+from harness.definitions.tracks import load_benchmark
 from harness.render.montage import save_montage
-from harness.spec.data import DataStore
-from harness.spec.layout import default_benchmark
-from harness.spec.tracks import load_benchmark
 from harness.synthetic.materialize import generate_missing
 
 

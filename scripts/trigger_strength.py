@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from harness.defenses.reference import load_badnet
+from harness.definitions.layout import default_benchmark
+from harness.definitions.tracks import load_benchmark
 from harness.nets.deepid import model_input
 from harness.nets.pruning import features
-from harness.spec.layout import default_benchmark
-from harness.spec.tracks import load_benchmark
 from harness.synthetic.build import DEFAULT_SEED
 from harness.synthetic.recipe import SCALES, TRACKS, VALIDATION_STREAM, split, take
 from harness.synthetic.triggers import stamp

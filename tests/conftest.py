@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.definitions.tracks import DataFile, PoisonedSet, Track
 from harness.grading import stats
 from harness.render.board import board
 from harness.render.leaderboard import markdown
 from harness.results import record as schema
 from harness.results.ranking import Ranked
 from harness.results.record import error_record, ok_record
-from harness.spec.tracks import DataFile, PoisonedSet, Track
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_CSAW = REPO.parent / "shared" / "real-csaw"

@@ -25,13 +25,13 @@ import numpy as np
 
 from harness.bench.inference import DEFAULT_TRACK, Rounds, bench_entry, cpu_name, raw_loop
 from harness.bench.processes import LoadSampler, SandboxCPU
+from harness.definitions.data import DataStore
+from harness.definitions.tracks import load_benchmark
 from harness.errors import HarnessError
 from harness.grading.handover import Handover
 from harness.grading.item import input_scale
 from harness.results.io import read_results
 from harness.results.record import Record
-from harness.spec.data import DataStore
-from harness.spec.tracks import load_benchmark
 
 
 def _children_cpu_seconds() -> float:

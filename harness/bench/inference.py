@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from harness.bench.processes import DescendantPeak
+from harness.definitions.data import DataStore
+from harness.definitions.submissions import TrackEntry
+from harness.definitions.tracks import Benchmark, Track
 from harness.grading.handover import Handover
 from harness.grading.item import GradeOptions, answer, input_scale, score_answers
 from harness.sandbox.runner import Workers
-from harness.spec.data import DataStore
-from harness.spec.submissions import TrackEntry
-from harness.spec.tracks import Benchmark, Track
 
 DEFAULT_TRACK = "sunglasses"
 """The track measured when none is named: in the embedded benchmark, with a BadNet."""

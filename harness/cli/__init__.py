@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.definitions.layout import default_benchmark
 from harness.errors import HarnessError, UsageError
-from harness.spec.layout import default_benchmark
 
 
 def benchmark_folder(args: argparse.Namespace) -> Path:

@@ -9,10 +9,10 @@ from pathlib import Path
 from harness.bench.end_to_end import end_to_end, end_to_end_header, end_to_end_table
 from harness.bench.inference import DEFAULT_TRACK, header, measure, table
 from harness.cli import benchmark_folder, submissions_folder
+from harness.definitions.tracks import load_benchmark
 from harness.errors import UsageError, positive_int
 from harness.nets.quiet import import_tensorflow
 from harness.options import BENCHMARK, add_arguments
-from harness.spec.tracks import load_benchmark
 from harness.synthetic.materialize import generate_missing
 
 

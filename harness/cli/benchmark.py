@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.definitions.layout import EMBEDDED
 from harness.nets.quiet import import_tensorflow
-from harness.spec.layout import EMBEDDED
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

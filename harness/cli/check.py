@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from harness.cli import benchmark_folder
+from harness.definitions.data import ContestSet, DataStore
+from harness.definitions.submissions import MANIFEST, Submission, load_submission
+from harness.definitions.tracks import Benchmark, PublicTrack, load_bundle
 from harness.errors import SubmissionError, UsageError, in_folder, one_line
 from harness.grading.item import GradeOptions, answer_array, environment_spec, placed_files
 from harness.options import ALLOW_UNSAFE, ALLOW_UNSANDBOXED, ENV_CACHE, NO_BUILD, add_arguments
 from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore
 from harness.sandbox.isolation import Limits, require, unsandboxed_warning
-from harness.spec.data import ContestSet, DataStore
-from harness.spec.submissions import MANIFEST, Submission, load_submission
-from harness.spec.tracks import Benchmark, PublicTrack, load_bundle
 from harness.synthetic.materialize import generate_missing
 from harness.text import safe_line
 

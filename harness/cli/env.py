@@ -26,11 +26,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     """Build every environment that the submissions' entries declare, one line each."""
+    from harness.definitions.submissions import MANIFEST, load_submission
+    from harness.definitions.tracks import load_bundle
     from harness.errors import SubmissionError
     from harness.grading.item import environment_spec
     from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore
-    from harness.spec.submissions import MANIFEST, load_submission
-    from harness.spec.tracks import load_bundle
     from harness.text import safe_line
 
     submissions = submissions_folder(args.submissions)

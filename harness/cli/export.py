@@ -20,8 +20,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
-    from harness.spec.export import export_public
-    from harness.spec.tracks import load_bundle
+    from harness.definitions.export import export_public
+    from harness.definitions.tracks import load_bundle
     from harness.synthetic.materialize import generate_missing
 
     out = Path(args.dir)

@@ -14,9 +14,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from harness.cli import benchmark_folder
+from harness.definitions.submissions import MANIFEST
+from harness.definitions.tracks import Benchmark, PublicTrack, load_bundle
 from harness.errors import UsageError
-from harness.spec.submissions import MANIFEST
-from harness.spec.tracks import Benchmark, PublicTrack, load_bundle
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Folder names that are the same on every OS, need no quoting in a shell and cannot climb out

@@ -23,7 +23,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, passthrough: list[str]) -> int:
-    from harness.spec.tracks import load_bundle
+    from harness.definitions.tracks import load_bundle
 
     benchmark = load_bundle(benchmark_folder(args))
     tracks = [benchmark.track(name) for name in args.track or ()] or list(benchmark.tracks)

@@ -26,9 +26,9 @@ import numpy as np
 from harness.contest.boards import graded, version_results
 from harness.contest.config import Contest
 from harness.contest.ledger import Entry
+from harness.definitions.submissions import MANIFEST
 from harness.results.io import write_atomic
 from harness.results.record import outcomes_of
-from harness.spec.submissions import MANIFEST
 from harness.text import markdown
 
 JACCARD = 0.95

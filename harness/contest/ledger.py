@@ -55,7 +55,7 @@ class Entry(TypedDict):
     folder: str
     """The submission folder's name: the row's name on every board."""
     version: str
-    """sha256 of the folder's files (:func:`harness.spec.submissions.submission_digest`)."""
+    """sha256 of the folder's files (:func:`harness.definitions.submissions.submission_digest`)."""
     commit: str | None
     """The pull request's head commit, when it came from one."""
     files: dict[str, str]

@@ -22,11 +22,11 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from harness.definitions.data import DataStore
+from harness.definitions.tracks import Benchmark, DataFile, Track
 from harness.errors import ContestError
 from harness.grading.handover import stratified_sample
 from harness.results.io import write_atomic
-from harness.spec.data import DataStore
-from harness.spec.tracks import Benchmark, DataFile, Track
 
 FORMAT = 1
 """How a split is made from its seed: bump it when that changes."""

@@ -31,12 +31,12 @@ from harness.contest.config import Contest, iso
 from harness.contest.ledger import Entry, entry, locked
 from harness.contest.rules import Admitted, Refused, Unchanged, admit
 from harness.contest.split import make_record, read_record, write_record
+from harness.definitions.data import DataStore
+from harness.definitions.submissions import MANIFEST, folder_entries, load_submission
+from harness.definitions.tracks import load_benchmark
 from harness.errors import ContestError
 from harness.results.io import read_results
 from harness.results.ranking import rank
-from harness.spec.data import DataStore
-from harness.spec.submissions import MANIFEST, folder_entries, load_submission
-from harness.spec.tracks import load_benchmark
 from harness.synthetic.materialize import generate_missing
 from harness.text import safe_line
 

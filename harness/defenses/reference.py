@@ -20,10 +20,10 @@ from typing import Any
 import tomli_w
 
 from harness.defenses.base import Context, Repaired
+from harness.definitions.data import DataStore
+from harness.definitions.submissions import MANIFEST, load_submission
+from harness.definitions.tracks import PublicTrack
 from harness.errors import UsageError
-from harness.spec.data import DataStore
-from harness.spec.submissions import MANIFEST, load_submission
-from harness.spec.tracks import PublicTrack
 
 SEED = 2018  # the Fine-Pruning paper's year; any fixed value makes builds repeatable
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.definitions.data import DataStore, write_once
+from harness.definitions.tracks import DataFile, Track
 from harness.grading.stats import GRADING_SEED
 from harness.sandbox.retuning import BUDGET
 from harness.sandbox.runner import Retune
-from harness.spec.data import DataStore, write_once
-from harness.spec.tracks import DataFile, Track
 
 HANDOVER_FORMAT = 1
 """Version of how a mixed image file is made (sampling, shuffling, layout): bump it when that

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.definitions.data import DataStore, sha256_file
+from harness.definitions.submissions import TrackEntry
+from harness.definitions.tracks import PublicTrack, Track
 from harness.errors import SubmissionError, TransientSubmissionError, in_folder, one_line
 from harness.grading.handover import Handover, TrackImages
 from harness.grading.scoring import PoisonedPredictions, score_track
@@ -23,9 +26,6 @@ from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore, reso
 from harness.sandbox.isolation import Limits
 from harness.sandbox.retuning import PROBE_KEYS, PROBE_SAMPLE
 from harness.sandbox.runner import Answers, Retune, Workers, invalid_message, run_entry, shareable
-from harness.spec.data import DataStore, sha256_file
-from harness.spec.submissions import TrackEntry
-from harness.spec.tracks import PublicTrack, Track
 
 MEASURED_KEYS = ("peak_rss", "startup", "answering", "probe")
 """Keys among the scores of what answering took (:func:`measured`) and the retuning probe's

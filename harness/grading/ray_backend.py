@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.definitions.data import write_once
+from harness.definitions.submissions import TrackEntry
 from harness.errors import (
     HarnessError,
     SubmissionError,
@@ -46,8 +48,6 @@ from harness.grading.request import Progress, Request
 from harness.sandbox.environments import EnvironmentSpec
 from harness.sandbox.isolation import REASON_CHARS
 from harness.sandbox.runner import Answers, run_entry
-from harness.spec.data import write_once
-from harness.spec.submissions import TrackEntry
 
 NODE_FOLDER = "harness-ray-images"
 """Folder under each node's temporary directory holding the mixed image files it received."""

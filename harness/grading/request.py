@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.spec.submissions import TrackEntry
-from harness.spec.tracks import Track
+from harness.definitions.submissions import TrackEntry
+from harness.definitions.tracks import Track
 
 Progress = Callable[[int], AbstractContextManager[Callable[[int], None] | None]]
 """Opens a progress bar over an item's ``total`` images and gives its update (None: no bar)."""

@@ -26,6 +26,8 @@ import pytest
 from _pytest._code.code import TerminalRepr
 from _pytest.pathlib import scandir
 
+from harness.definitions.submissions import MANIFEST, Submission, load_submission
+from harness.definitions.tracks import Track
 from harness.errors import (
     BenchmarkError,
     HarnessError,
@@ -50,8 +52,6 @@ from harness.plugin.session import SESSION, Session, xdist_controller, xdist_wor
 from harness.results.record import Record, error_record, ok_record
 from harness.sandbox.isolation import require, unsandboxed_warning
 from harness.sandbox.retuning import PROBE_KEYS
-from harness.spec.submissions import MANIFEST, Submission, load_submission
-from harness.spec.tracks import Track
 from harness.synthetic.materialize import generate_missing
 from harness.text import file_name
 

@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from harness.definitions.data import sha256_file
+from harness.definitions.submissions import Submission
+from harness.definitions.tracks import Track
 from harness.errors import HarnessError, SubmissionError
 from harness.grading.item import environment_spec, yardstick
 from harness.plugin.session import SESSION, Session
@@ -18,9 +21,6 @@ from harness.results.changes import changed_files
 from harness.results.record import Retuning, retuning_summary
 from harness.sandbox.retuning import BUDGET, budget_text
 from harness.sandbox.retuning import FORMAT as RETUNING_FORMAT
-from harness.spec.data import sha256_file
-from harness.spec.submissions import Submission
-from harness.spec.tracks import Track
 
 GRADED, CACHED, BASELINE = "graded", "cache", "baseline"
 """Where an item's record came from."""

@@ -15,6 +15,8 @@ import pytest
 
 from harness import __version__
 from harness.contest.split import load_split
+from harness.definitions.data import DataStore
+from harness.definitions.tracks import Benchmark, Track, load_benchmark
 from harness.errors import BenchmarkError
 from harness.grading.handover import Handover
 from harness.grading.item import GradeOptions
@@ -22,8 +24,6 @@ from harness.results.cache import FOLDER_NAME, ResultCache
 from harness.sandbox.environments import EnvironmentStore
 from harness.sandbox.isolation import Limits, detect
 from harness.sandbox.runner import Workers
-from harness.spec.data import DataStore
-from harness.spec.tracks import Benchmark, Track, load_benchmark
 from harness.synthetic.materialize import generate_missing
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.definitions.data import DataStore
+from harness.definitions.tracks import Track
 from harness.render.agg import pyplot
 from harness.render.montage import save_montage
-from harness.spec.data import DataStore
-from harness.spec.tracks import Track
 
 FOLDER = "plots"
 """Where the pictures go, relative to the leaderboard (its Markdown links are relative too)."""

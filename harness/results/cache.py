@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.definitions.data import DataStore, sha256_file
+from harness.definitions.tracks import DataFile, Track
 from harness.errors import HarnessError
 from harness.results.io import read_results, write_atomic
 from harness.results.provenance import environment
 from harness.results.record import check_record, check_yardstick
-from harness.spec.data import DataStore, sha256_file
-from harness.spec.tracks import DataFile, Track
 
 CACHE_FORMAT = 3
 """Version of the key payload and entry layout; bump it to invalidate every existing entry."""

@@ -1,5 +1,5 @@
 """What a result was computed from: the grader and its toolchain (the submission's bytes are
-:func:`harness.spec.submissions.submission_digest`).
+:func:`harness.definitions.submissions.submission_digest`).
 
 A result is only comparable with another when both came from the same inputs, so every result
 records a digest of the submission's files and the versions that could change a prediction.

@@ -1,10 +1,11 @@
 """Python environments that submissions run in: declared, checked, built once, cached.
 
 Real contest entries were written for Keras 2 and import packages the grader does not have. A
-submission says what its code needs (see :mod:`harness.spec.submissions`): an environment that the
-organizers ship with the benchmark (``environments/<name>.txt`` in the benchmark folder, a pinned
-requirements file), its own ``requirements.txt``, both (its requirements on top of the named
-environment, whose pins then constrain them), or neither (the grader's own environment).
+submission says what its code needs (see :mod:`harness.definitions.submissions`): an environment
+that the organizers ship with the benchmark (``environments/<name>.txt`` in the benchmark
+folder, a pinned requirements file), its own ``requirements.txt``, both (its requirements on top
+of the named environment, whose pins then constrain them), or neither (the grader's own
+environment).
 
 Installing happens here, on the organizers' machine, outside the sandbox, and must never run
 submission code: every requirement line must be a package name from the index with optional
@@ -43,9 +44,9 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from harness.definitions.layout import CONSTRAINTS, ENVIRONMENTS_DIR
 from harness.errors import SubmissionError, TransientSubmissionError
 from harness.sandbox import isolation
-from harness.spec.layout import CONSTRAINTS, ENVIRONMENTS_DIR
 
 GRADER = "grader"
 """The name of the grader's own environment, for a track that overrides a top-level choice."""

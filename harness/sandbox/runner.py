@@ -27,6 +27,7 @@ from typing import IO
 
 import numpy as np
 
+from harness.definitions.submissions import TrackEntry
 from harness.errors import SubmissionError, TransientSubmissionError, in_folder
 from harness.sandbox import isolation
 from harness.sandbox.isolation import Limits
@@ -43,7 +44,6 @@ from harness.sandbox.protocol import (
     read_reply,
 )
 from harness.sandbox.retuning import Budget
-from harness.spec.submissions import TrackEntry
 
 LOG_TAIL_CHARS = 200
 """The longest log line an error row quotes..."""

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from harness.definitions.data import DataStore
+from harness.definitions.layout import META, TRACKS_DIR
+from harness.definitions.tracks import DataFile
 from harness.errors import UsageError
 from harness.nets.deepid import model_input, save_legacy_h5
-from harness.spec.data import DataStore
-from harness.spec.layout import META, TRACKS_DIR
-from harness.spec.tracks import DataFile
 from harness.synthetic import attacks
 from harness.synthetic.materialize import write_data
 from harness.synthetic.recipe import (
@@ -50,7 +50,7 @@ CLEAN = "clean"
 
 
 def track_spec(recipe: TrackRecipe, scale: Scale, files: dict[str, dict[str, Any]]) -> dict:
-    """The track file's content, in the format :mod:`harness.spec.tracks` reads."""
+    """The track file's content, in the format :mod:`harness.definitions.tracks` reads."""
     def entry(name: str) -> dict[str, Any]:
         return {"file": f"{CACHE}/{name}", **files[name]}
 

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from harness.definitions.data import write_contest_file
+from harness.definitions.layout import META
+from harness.definitions.tracks import Benchmark, DataFile, PublicTrack
 from harness.errors import BenchmarkError
-from harness.spec.data import write_contest_file
-from harness.spec.layout import META
-from harness.spec.tracks import Benchmark, DataFile, PublicTrack
 from harness.synthetic.recipe import SCALES, Scale, data_sets
 
 

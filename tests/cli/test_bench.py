@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.spec.tracks import load_benchmark
+from harness.definitions.tracks import load_benchmark
 from tests.conftest import benchmark_subset, run_harness, write_submission
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.spec.tracks import load_benchmark
+from harness.definitions.tracks import load_benchmark
 from tests.conftest import benchmark_subset, run_harness, write_submission
 
 TRACKS = ["anonymous_1", "sunglasses"]
@@ -144,7 +144,7 @@ def test_hostile_manifest_text_is_reported_on_one_line_each(tmp_path, capsys) ->
     check is still one line, its control characters escaped, and nothing it quotes starts a line
     (CI echoes the report into its log, where a line starting ``::`` is a command)."""
     from harness.cli.check import check_submission
-    from harness.spec.tracks import load_bundle
+    from harness.definitions.tracks import load_bundle
     from tests.conftest import REPO
 
     injected = "x\n::error title=Grader::All submissions passed"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.spec.tracks import load_benchmark
+from harness.definitions.tracks import load_benchmark
 from tests.conftest import (
     EVAL_SCRIPT,
     REPO,

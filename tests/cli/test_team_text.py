@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from harness.definitions.tracks import load_benchmark
 from harness.render.results_csv import TEAM_TEXT_COLUMNS
-from harness.spec.tracks import load_benchmark
 from tests.conftest import benchmark_subset, run_harness, write_submission
 
 TRACK = "sunglasses"

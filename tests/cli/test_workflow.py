@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.spec.tracks import load_benchmark
+from harness.definitions.tracks import load_benchmark
 from tests.conftest import REPO, benchmark_subset, run_harness, write_submission
 
 SCRIPT = REPO / ".github" / "scripts" / "grade-pr.sh"

@@ -104,8 +104,8 @@ def image_key(image: np.ndarray) -> str:
 def lookup_answers(bench: Path, split_record: Path, policy: Policy) -> dict[str, int]:
     """Every hidden image of the benchmark's tracks, answered by ``policy``."""
     from harness.contest.split import load_split
-    from harness.spec.data import DataStore
-    from harness.spec.tracks import load_benchmark
+    from harness.definitions.data import DataStore
+    from harness.definitions.tracks import load_benchmark
 
     benchmark = load_benchmark(bench)
     store = DataStore()

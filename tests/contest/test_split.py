@@ -19,12 +19,12 @@ from harness.contest.split import (
     read_record,
     write_record,
 )
+from harness.definitions.data import DataStore, write_contest_file
+from harness.definitions.tracks import Benchmark, DataFile, PoisonedSet, Track
 from harness.errors import ContestError
 from harness.grading.handover import Handover, TrackImages
 from harness.grading.item import SEALED, score_answers
 from harness.sandbox.runner import Answers
-from harness.spec.data import DataStore, write_contest_file
-from harness.spec.tracks import Benchmark, DataFile, PoisonedSet, Track
 
 SHA = "ab" * 32
 CLASSES = 5

@@ -14,10 +14,10 @@ from harness.defenses.base import Context
 from harness.defenses.fineprune import fine_pruning, fine_pruning_g
 from harness.defenses.prune import DROPS, pruned_copy, sweep
 from harness.defenses.reference import load_badnet
+from harness.definitions.data import DataStore
+from harness.definitions.tracks import load_benchmark
 from harness.nets.pruning import ChannelMask, Hold
 from harness.sandbox.models import load_model_file
-from harness.spec.data import DataStore
-from harness.spec.tracks import load_benchmark
 from tests.conftest import run_harness
 
 

@@ -20,10 +20,10 @@ import pytest
 from harness.defenses import neural_cleanse as nc
 from harness.defenses.base import Context
 from harness.defenses.reference import load_badnet
+from harness.definitions.data import DataStore
+from harness.definitions.tracks import Track, load_benchmark
 from harness.nets.deepid import build_deepid, save_legacy_h5
 from harness.sandbox.models import KerasPredictor, load_model_file
-from harness.spec.data import DataStore
-from harness.spec.tracks import Track, load_benchmark
 from harness.synthetic.attacks import train
 from harness.synthetic.recipe import SCALES, TRAIN_STREAM, split
 

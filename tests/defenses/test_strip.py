@@ -19,9 +19,9 @@ import pytest
 from harness.defenses import strip as strip_defense
 from harness.defenses.base import Context, Repaired
 from harness.defenses.reference import load_badnet
+from harness.definitions.data import DataStore
+from harness.definitions.tracks import Track, load_benchmark
 from harness.sandbox.models import KerasPredictor, load_model_file
-from harness.spec.data import DataStore
-from harness.spec.tracks import Track, load_benchmark
 
 
 @pytest.fixture(scope="module")

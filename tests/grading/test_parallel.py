@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.definitions.data import sha256_file, write_once
+from harness.definitions.tracks import load_benchmark
 from harness.grading.handover import Handover
-from harness.spec.data import sha256_file, write_once
-from harness.spec.tracks import load_benchmark
 from tests.conftest import benchmark_subset, run_harness, write_submission
 
 TRACKS = ["sunglasses", "anonymous_1"]

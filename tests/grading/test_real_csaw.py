@@ -14,7 +14,7 @@ import pytest
 import tomli_w
 from PIL import Image
 
-from harness.spec.data import write_contest_file
+from harness.definitions.data import write_contest_file
 from tests.conftest import REAL_CSAW, run_harness, write_submission
 
 pytestmark = pytest.mark.skipif(not REAL_CSAW.is_dir(), reason="../shared/real-csaw is absent")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import parser
+from harness.definitions.layout import default_benchmark
+from harness.definitions.tracks import load_benchmark
 from harness.options import OPTIONS, PREFIX, USER, forward
-from harness.spec.layout import default_benchmark
-from harness.spec.tracks import load_benchmark
 from tests.conftest import benchmark_subset, run_harness, write_submission
 
 pytest_plugins = ["pytester"]

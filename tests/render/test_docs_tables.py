@@ -12,10 +12,10 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+from harness.definitions.submissions import submission_digest
 from harness.render.board import board
 from harness.render.leaderboard import markdown
 from harness.results.io import read_results
-from harness.spec.submissions import submission_digest
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.definitions.data import ContestSet
+from harness.definitions.tracks import DataFile, PoisonedSet, Track
 from harness.render import plots
 from harness.render.plots import Point, pareto_front, pareto_png
-from harness.spec.data import ContestSet
-from harness.spec.tracks import DataFile, PoisonedSet, Track
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.definitions.tracks import load_benchmark
 from harness.results.cache import ResultCache, cache_key
-from harness.spec.tracks import load_benchmark
 from tests.conftest import REPO, benchmark_subset, run_harness, write_submission
 
 TRACKS = ["sunglasses"]
@@ -68,8 +68,8 @@ def test_track_fingerprint_covers_what_changes_scores(tmp_path, fake_store, hand
     fingerprint, hence every key of the track; paths do not."""
     from dataclasses import replace
 
+    from harness.definitions.tracks import DataFile
     from harness.results.cache import track_fingerprint
-    from harness.spec.tracks import DataFile
 
     store = fake_store({"val": 3, "test": 4, "pa": 2, "pb": 2, "re": 5})
     track = hand_made_track
@@ -360,8 +360,8 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(contest, ben
 def test_transient_failures_are_not_cached(contest, bench, tmp_path, monkeypatch):
     """A timeout-like failure is reported like any other but graded again next time."""
     from harness import cli
+    from harness.definitions.submissions import Submission
     from harness.errors import TransientSubmissionError
-    from harness.spec.submissions import Submission
 
     def flaky(self: Submission, track: str):
         if track == "sunglasses":

@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness.definitions.data import DataStore
+from harness.definitions.submissions import load_submission
+from harness.definitions.tracks import load_benchmark
 from harness.errors import SubmissionError
 from harness.grading.item import GradeOptions, answer_array
 from harness.sandbox import isolation as sandbox
 from harness.sandbox.environments import EnvironmentStore, check_requirements, resolve
 from harness.sandbox.runner import Cost
 from harness.sandbox.worker import parse_answer
-from harness.spec.data import DataStore
-from harness.spec.submissions import load_submission
-from harness.spec.tracks import load_benchmark
 from tests.conftest import REPO, benchmark_subset, run_harness, write_submission
 from tests.sandbox.conftest import Listener
 

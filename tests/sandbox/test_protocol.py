@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness.definitions.submissions import load_submission
 from harness.errors import SubmissionError
 from harness.sandbox import worker
 from harness.sandbox.protocol import (
@@ -28,7 +29,6 @@ from harness.sandbox.protocol import (
     read_reply,
     reply_line,
 )
-from harness.spec.submissions import load_submission
 from tests.conftest import write_submission
 from tests.sandbox.conftest import IMAGES, TINY_MACS, TINY_PARAMS, TWO_NETWORKS, tiny_network
 

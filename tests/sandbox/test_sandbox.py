@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.definitions.submissions import TrackEntry
+from harness.definitions.tracks import load_benchmark
 from harness.errors import SubmissionError
 from harness.results.provenance import UNSANDBOXED
 from harness.sandbox import isolation as sandbox
 from harness.sandbox.isolation import Limits
 from harness.sandbox.runner import Cost, Worker, Workers, run_entry, shareable
-from harness.spec.submissions import TrackEntry
-from harness.spec.tracks import load_benchmark
 from tests.conftest import EVAL_SCRIPT, REPO, benchmark_subset, lambda_model, write_submission
 from tests.sandbox.conftest import (
     IMAGES,

@@ -9,12 +9,12 @@ import shutil
 import numpy as np
 import pytest
 
+from harness.definitions.data import DataStore, sha256_file
+from harness.definitions.tracks import load_benchmark
 from harness.grading.handover import Handover
 from harness.grading.item import grade_trusted
 from harness.nets.pruning import features, prune_channels
 from harness.sandbox.models import KerasPredictor, load_model_file
-from harness.spec.data import DataStore, sha256_file
-from harness.spec.tracks import load_benchmark
 from harness.synthetic.attacks import DEAD_BIAS, poison, spare_channels
 from harness.synthetic.build import (
     CLEAN_MODEL,
@@ -164,8 +164,8 @@ def test_poisoning_adds_stamped_copies_relabelled_to_each_target():
 
 
 def test_build_rejects_a_missing_recipe(tmp_path):
+    from harness.definitions.tracks import Benchmark, DataFile, Track
     from harness.errors import BenchmarkError
-    from harness.spec.tracks import Benchmark, DataFile, Track
 
     track = Track(name="t", description="", badnet=tmp_path / "b.h5", input_scale=1.0,
                   num_classes=2, validation=DataFile(tmp_path / "v.h5"),
@@ -176,7 +176,7 @@ def test_build_rejects_a_missing_recipe(tmp_path):
 
 def test_data_is_generated_only_for_a_recipe_and_only_when_a_needed_file_is_missing(
         tmp_path, monkeypatch):
-    from harness.spec.tracks import Benchmark, DataFile, Track
+    from harness.definitions.tracks import Benchmark, DataFile, Track
     from harness.synthetic import materialize
 
     calls = []

@@ -9,10 +9,10 @@ import json
 import pytest
 
 from harness.defenses.reference import DEFENSES
+from harness.definitions.data import sha256_file, write_contest_file
+from harness.definitions.submissions import MANIFEST, load_submission
+from harness.definitions.tracks import load_benchmark
 from harness.sandbox.models import load_model_file
-from harness.spec.data import sha256_file, write_contest_file
-from harness.spec.submissions import MANIFEST, load_submission
-from harness.spec.tracks import load_benchmark
 from harness.synthetic.build import CLEAN_MODEL
 from harness.synthetic.recipe import SCALES, TRACKS, retuning_set
 from tests.conftest import REPO

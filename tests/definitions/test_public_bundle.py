@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tomli_w
 
+from harness.definitions.data import sha256_file, write_contest_file
+from harness.definitions.export import export_public
+from harness.definitions.tracks import Track, load_benchmark, load_bundle
 from harness.errors import BenchmarkError
-from harness.spec.data import sha256_file, write_contest_file
-from harness.spec.export import export_public
-from harness.spec.tracks import Track, load_benchmark, load_bundle
 from tests.conftest import REPO, benchmark_subset, run_harness
 
 TRACK = """

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.definitions.tracks import parse_scale
 from harness.errors import BenchmarkError, SubmissionError, clipped, one_line
-from harness.spec.tracks import parse_scale
 from harness.text import file_name
 
 MANIFEST = "submission.toml"

@@ -12,31 +12,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import harness.spec.data
-from harness.errors import BenchmarkError
-from harness.spec.data import (
+import harness.definitions.data
+from harness.definitions.data import (
     DECODE_FORMAT,
     DataStore,
     decoded_paths,
     read_contest_file,
     sha256_file,
 )
-from harness.spec.tracks import DataFile
+from harness.definitions.tracks import DataFile
+from harness.errors import BenchmarkError
 from tests.conftest import REPO
-from tests.spec.conftest import IMAGES, LABELS, h5
+from tests.definitions.conftest import IMAGES, LABELS, h5
 
 
 @pytest.fixture
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The data files decoded from HDF5 from now on, in order."""
     calls: list[Path] = []
-    decode = harness.spec.data._decode
+    decode = harness.definitions.data._decode
 
     def counted(spec: DataFile, num_classes: int):
         calls.append(spec.path)
         return decode(spec, num_classes)
 
-    monkeypatch.setattr(harness.spec.data, "_decode", counted)
+    monkeypatch.setattr(harness.definitions.data, "_decode", counted)
     return calls
 
 
@@ -188,12 +188,12 @@ def test_a_temporary_folder_is_made_on_first_use_and_removed_on_close(tmp_path):
 CHILD = """
 import sys, time
 from pathlib import Path
-import harness.spec.data
-from harness.spec.data import DataStore
-from harness.spec.tracks import DataFile
+import harness.definitions.data
+from harness.definitions.data import DataStore
+from harness.definitions.tracks import DataFile
 
 path, folder, log, go = map(Path, sys.argv[1:])
-decode = harness.spec.data._decode
+decode = harness.definitions.data._decode
 
 def slow(spec, num_classes):
     with open(log, "a") as handle:
@@ -201,7 +201,7 @@ def slow(spec, num_classes):
     time.sleep(0.5)  # long enough for every process to arrive while the first writes
     return decode(spec, num_classes)
 
-harness.spec.data._decode = slow
+harness.definitions.data._decode = slow
 print("ready", flush=True)
 while not go.exists():
     time.sleep(0.01)

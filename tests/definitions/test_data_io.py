@@ -8,11 +8,11 @@ import h5py
 import numpy as np
 import pytest
 
+from harness.definitions.data import DataStore, read_contest_file, sha256_file, write_contest_file
+from harness.definitions.submissions import load_submission
+from harness.definitions.tracks import DataFile, load_benchmark, parse_scale
 from harness.errors import BenchmarkError, SubmissionError
-from harness.spec.data import DataStore, read_contest_file, sha256_file, write_contest_file
-from harness.spec.submissions import load_submission
-from harness.spec.tracks import DataFile, load_benchmark, parse_scale
-from tests.spec.conftest import IMAGES, LABELS, h5
+from tests.definitions.conftest import IMAGES, LABELS, h5
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
@@ -243,7 +243,7 @@ def test_the_digest_follows_no_link_opens_no_fifo_and_keeps_regular_files_as_the
     import hashlib
     import os
 
-    from harness.spec.submissions import submission_digest
+    from harness.definitions.submissions import submission_digest
 
     folder = tmp_path / "team"
     (folder / "sub").mkdir(parents=True)

@@ -21,8 +21,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from harness.definitions.tracks import DataFile
 from harness.errors import BenchmarkError
-from harness.spec.tracks import DataFile
 
 IMAGE_HW = (55, 47)
 DECODE_FORMAT = 1

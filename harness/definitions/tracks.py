@@ -34,8 +34,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+from harness.definitions.layout import META, TRACKS_DIR
 from harness.errors import BenchmarkError, UsageError
-from harness.spec.layout import META, TRACKS_DIR
 
 LabelKind = Literal["true", "target"]
 

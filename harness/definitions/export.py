@@ -20,10 +20,10 @@ from typing import Any
 
 import tomli_w
 
+from harness.definitions.data import DataStore, sha256_file
+from harness.definitions.layout import ENVIRONMENTS_DIR, META, TRACKS_DIR
+from harness.definitions.tracks import Benchmark, DataFile, PublicTrack
 from harness.errors import BenchmarkError, HarnessError
-from harness.spec.data import DataStore, sha256_file
-from harness.spec.layout import ENVIRONMENTS_DIR, META, TRACKS_DIR
-from harness.spec.tracks import Benchmark, DataFile, PublicTrack
 
 TRACK_KEYS = ("name", "public_description", "badnet", "badnet_architecture", "input_scale",
               "num_classes")
