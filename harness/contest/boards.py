@@ -28,10 +28,10 @@ from harness.contest.ledger import Entry, head
 from harness.contest.submit import check_version_files
 from harness.errors import ContestError
 from harness.render.agg import pyplot
-from harness.render.outputs import LEADERBOARD_FILE, RESULTS_FILE, write_outputs
+from harness.render.board import Section, Table
+from harness.render.outputs import RESULTS_FILE, write_outputs
 from harness.results.io import read_results, write_atomic, write_results
 from harness.results.ranking import rank
-from harness.text import markdown
 
 Part = Literal["public", "sealed"]
 HISTORY_PLOT = "history.png"
@@ -165,70 +165,59 @@ def history_png(contest: Contest, entries: Sequence[Entry], final: bool) -> byte
     return buffer.getvalue()
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table of cells already made safe (team text through :func:`markdown`)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], numbers: int) -> Table:
+    """A board table of plain cells (each layout escapes the text): the last ``numbers``
+    columns hold numbers."""
+    return Table(columns=list(columns), rows=[dict(zip(columns, row, strict=True)) for row in rows],
+                 left=frozenset(columns[:len(columns) - numbers]),
+                 references=[False] * len(rows))
 
 
 def history_sections(contest: Contest, entries: Sequence[Entry], tracks: Sequence[str],
-                     final: bool) -> str:
-    """The board's "History" and "All results" sections (Markdown), and the ledger's head."""
+                     final: bool) -> list[Section]:
+    """The board's "History" (a plot, a table per team, the ledger's head) and "All results"."""
     lines = graded(entries)
-    parts = ["## History", "",
-             f"Rendered from the contest's ledger of {len(entries)} lines, whose last line has "
-             f"sha256 `{head(list(entries))}`.", "",
-             "Public score of every graded version of each team, in the order they were "
-             "graded" + ("" if final else "; a blind phase's versions stay sealed until the "
-                         "final board") + ".", "",
-             f"![public score over time]({HISTORY_PLOT})", ""]
+    teams = []
     for team in contest.teams:
         mine = [line for line in lines if line["team"] == team.name]
-        if not mine:
-            continue
-        parts += [f"### {markdown(team.name)}", "",
-                  _table(["time (UTC)", "phase", "version", "public score"],
-                         [[line["time"], markdown(line["phase"] or MISSING),
-                           line["version"][:12], _score_cell(contest, line, final)]
-                          for line in mine]), ""]
+        if mine:
+            teams.append((team.name, _table(
+                ["time (UTC)", "phase", "version", "public score"],
+                [[line["time"], line["phase"] or MISSING, line["version"][:12],
+                  _score_cell(contest, line, final)] for line in mine], numbers=1)))
     rows = []
     for line in lines:
         open_numbers = final or shown(contest, line)
-        rows.append([line["time"], markdown(line["team"] or "reference"), markdown(line["folder"]),
-                     line["version"][:12], markdown(line["phase"] or MISSING),
+        rows.append([line["time"], line["team"] or "reference", line["folder"],
+                     line["version"][:12], line["phase"] or MISSING,
                      _score_cell(contest, line, final),
                      *[(MISSING if not open_numbers else "failed"
                         if line["tracks"].get(track, None) is None
                         else f"{line['tracks'][track]:.4f}") for track in tracks]])
-    parts += ["## All results", "",
-              "Every graded version (public part: score, then utility per track).", "",
-              _table(["time (UTC)", "team", "folder", "version", "phase", "score",
-                      *map(markdown, tracks)], rows), ""]
-    return "\n".join(parts)
+    return [
+        Section(title="History", anchor="history", paragraphs=(
+            "Public score of every graded version of each team, in the order they were graded"
+            + ("" if final else "; a blind phase's versions stay sealed until the final board")
+            + ".",
+            f"Rendered from the contest's ledger of {len(entries)} lines, whose last line has "
+            f"sha256 {head(list(entries))}."),
+            picture=(HISTORY_PLOT, "Public score of each team's versions over time"),
+            tables=tuple(teams)),
+        Section(title="All results", anchor="all-results", paragraphs=(
+            "Every graded version (public part: score, then utility per track).",),
+            tables=(("", _table(["time (UTC)", "team", "folder", "version", "phase", "score",
+                                 *tracks], rows, numbers=1 + len(tracks))),)),
+    ]
 
 
-def _write(out: Path, benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
-           ) -> None:
-    """The board's results.json and renderings, as ``harness render`` writes them."""
+def _write(out: Path, benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
+           lead: str, sections: Sequence[Section], history: bytes) -> None:
+    """The board's results.json, its renderings (as ``harness render`` writes them, with the
+    contest's lead and sections) and the history plot."""
     out.mkdir(parents=True, exist_ok=True)
     write_results(out / RESULTS_FILE, benchmark, records)
-    write_outputs(out, benchmark, records)
-
-
-def _append(out: Path, text: str) -> None:
-    board = out / LEADERBOARD_FILE
-    write_atomic(board, board.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + text)
-
-
-def _heading(contest: Contest, what: str) -> str:
-    """The board's first words: the grader's own title follows as the page's heading."""
-    return f"**{markdown(contest.name)}: {what}.** "
-
-
-def _prepend(out: Path, text: str) -> None:
-    board = out / LEADERBOARD_FILE
-    write_atomic(board, text + board.read_text(encoding="utf-8"))
+    write_outputs(out, benchmark, records, lead=lead, sections=sections)
+    write_atomic(out / HISTORY_PLOT, history)
 
 
 def write_public_board(contest: Contest, entries: Sequence[Entry], out: Path,
@@ -236,31 +225,31 @@ def write_public_board(contest: Contest, entries: Sequence[Entry], out: Path,
     """The board of the contest as it stands at ``moment``: public part only."""
     picked = counted(contest, entries, final=False)
     benchmark, records = board_results(contest, list(picked.values()), "public")
-    _write(out, benchmark, records)
     phase = contest.phase_at(moment)
     state = (f"phase {phase.name}, until {iso(phase.end)}" if phase is not None else
              f"closed at {iso(contest.closes)}" if moment >= contest.closes else
              f"opens at {iso(contest.opens)}" if moment < contest.opens else "between phases")
-    _prepend(out, _heading(contest, "public board") +
-             f"As of {iso(moment)} ({state}). Ranked on the public part of the hidden test sets "
-             f"({contest.public_share:.0%} of each); the final board ranks the private part. "
-             f"Each team's counted version: rule `{contest.rule}`.\n\n")
-    write_atomic(out / HISTORY_PLOT, history_png(contest, entries, final=False))
-    _append(out, history_sections(contest, entries, benchmark["tracks"], final=False))
+    lead = (f"{contest.name}: public board. As of {iso(moment)} ({state}). Ranked on the public "
+            f"part of the hidden test sets ({contest.public_share:.0%} of each); the final board "
+            f"ranks the private part. Each team's counted version: rule {contest.rule}.")
+    _write(out, benchmark, records, lead,
+           history_sections(contest, entries, benchmark["tracks"], final=False),
+           history_png(contest, entries, final=False))
 
 
 def movement(public: Sequence[Mapping[str, Any]], private: Sequence[Mapping[str, Any]]
-             ) -> list[list[str]]:
-    """Rows of the rank-movement table: each row's private rank and its public one."""
+             ) -> Table:
+    """The rank-movement table: each row's private rank and its public one."""
     before = {row["submission"]: row["rank"] for row in public}
     rows = []
     for row in private:
         was = before[row["submission"]]
         moved = was - row["rank"]
-        rows.append([str(row["rank"]), markdown(row["team"]), markdown(row["submission"]),
-                     str(was), "=" if moved == 0 else f"{moved:+d}",
+        rows.append([row["team"], row["submission"], str(row["rank"]), str(was),
+                     "=" if moved == 0 else f"{moved:+d}",
                      f"{row['score']:.4f}" if not math.isnan(row["score"]) else MISSING])
-    return rows
+    return _table(["team", "submission", "final rank", "public rank", "moved", "private score"],
+                  rows, numbers=4)
 
 
 def write_final_board(contest: Contest, entries: Sequence[Entry], out: Path,
@@ -272,17 +261,13 @@ def write_final_board(contest: Contest, entries: Sequence[Entry], out: Path,
     picked = list(counted(contest, entries, final=True).values())
     benchmark, records = board_results(contest, picked, "sealed")
     public_benchmark, public_records = board_results(contest, picked, "public")
-    _write(out, benchmark, records)
-    _prepend(out, _heading(contest, "final board") +
-             f"Closed at {iso(contest.closes)}. Ranked on the private part of the hidden test "
-             f"sets ({1 - contest.public_share:.0%} of each), which no board showed before; "
-             f"each team's counted version: rule `{contest.rule}`.\n\n")
-    ranked, ranked_public = rank(benchmark, records), rank(public_benchmark, public_records)
-    _append(out, "\n".join([
-        "## Rank movement", "",
+    lead = (f"{contest.name}: final board. Closed at {iso(contest.closes)}. Ranked on the "
+            f"private part of the hidden test sets ({1 - contest.public_share:.0%} of each), "
+            f"which no board showed before; each team's counted version: rule {contest.rule}.")
+    moved = Section(title="Rank movement", anchor="rank-movement", paragraphs=(
         "Each row's rank on the private part against its rank on the public part (the same "
-        "versions): + moved up.", "",
-        _table(["final rank", "team", "submission", "public rank", "moved", "private score"],
-               movement(ranked_public, ranked)), ""]))
-    write_atomic(out / HISTORY_PLOT, history_png(contest, entries, final=True))
-    _append(out, history_sections(contest, entries, benchmark["tracks"], final=True))
+        "versions): + moved up.",), tables=(("", movement(
+            rank(public_benchmark, public_records), rank(benchmark, records))),))
+    _write(out, benchmark, records, lead,
+           [moved, *history_sections(contest, entries, benchmark["tracks"], final=True)],
+           history_png(contest, entries, final=True))

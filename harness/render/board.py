@@ -98,8 +98,25 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class Section:
+    """A part of the board that a caller adds after the track tables (a contest's rank movement
+    and history), laid out alike in every layout. Its text is plain: each layout escapes it."""
+
+    title: str
+    anchor: str
+    """The web page's id for it (letters, digits and hyphens)."""
+    paragraphs: tuple[str, ...] = ()
+    picture: tuple[str, str] | None = None
+    """(path relative to the board, alternative text)."""
+    tables: tuple[tuple[str, Table], ...] = ()
+    """(subheading, or "" for none; the table)."""
+
+
+@dataclass(frozen=True)
 class Board:
-    """Everything a rendering shows, derived from the records alone."""
+    """Everything a rendering shows, derived from the records alone (and, for a contest's
+    boards, the lead and sections its caller adds: :func:`harness.render.outputs.write_outputs`).
+    """
 
     benchmark: str
     overall: Table
@@ -111,6 +128,9 @@ class Board:
     intro: tuple[str, ...]
     """The paragraphs that say what the tables mean (:data:`INTRO`, and :data:`PROBE_LEGEND`
     where the board shows P-ASR)."""
+    lead: str | None = None
+    """A paragraph before the intro, saying what this board is (a contest's phase)."""
+    sections: tuple[Section, ...] = ()
 
 
 def _text(value: str) -> str:

@@ -10,16 +10,18 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from harness.render.board import HASH_CHARS, Board, Provenance, Table, TrackBoard
+from harness.render.board import HASH_CHARS, Board, Provenance, Section, Table, TrackBoard
 from harness.text import markdown as markdown_text
 
 
 def markdown(shown: Board) -> str:
     """A board, made once for every layout, as the Markdown leaderboard."""
+    lead = [] if shown.lead is None else [markdown_text(shown.lead)]
     sections = [
-        "\n\n".join([f"# Leaderboard: {shown.benchmark}", *shown.intro]),
+        "\n\n".join([f"# Leaderboard: {shown.benchmark}", *lead, *shown.intro]),
         f"## Overall\n\n{_markdown_table(shown.overall)}",
         *(_track_section(track) for track in shown.tracks),
+        *(_added_section(section) for section in shown.sections),
         _errors_section(shown.errors),
         _footer(shown.provenance),
     ]
@@ -49,6 +51,18 @@ def _track_section(track: TrackBoard) -> str:
     if track.pareto is not None:
         parts.append(f"![Clean accuracy against ASR]({track.pareto})")
     parts.append(f"![Test images, clean and poisoned]({track.samples})")
+    return "\n\n".join(parts)
+
+
+def _added_section(section: Section) -> str:
+    parts = [f"## {markdown_text(section.title)}",
+             *(markdown_text(paragraph) for paragraph in section.paragraphs)]
+    if section.picture is not None:
+        path, alt = section.picture
+        parts.append(f"![{markdown_text(alt)}]({path})")
+    for heading, table in section.tables:
+        parts += [f"### {markdown_text(heading)}"] if heading else []
+        parts.append(_markdown_table(table))
     return "\n\n".join(parts)
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness.render import plots
-from harness.render.board import Board, board
+from harness.render.board import Board, Section, board
 from harness.render.leaderboard import markdown
 from harness.render.results_csv import render_csv
 from harness.results.io import read_results, write_atomic, write_results
@@ -38,15 +39,19 @@ def write_plots(folder: Path, shown: Board) -> None:
 
 
 def write_outputs(folder: str | os.PathLike[str], benchmark: Mapping[str, Any],
-                  records: Sequence[Mapping[str, Any]]) -> None:
+                  records: Sequence[Mapping[str, Any]], *, lead: str | None = None,
+                  sections: Sequence[Section] = ()) -> None:
     """Write every rendering of the records into ``folder``: ``leaderboard.md`` with its Pareto
     plots, ``results.csv`` and the web page. ``grade`` and ``harness render`` both call this, so
-    a board re-rendered from ``results.json`` is the board the grading run wrote."""
+    a board re-rendered from ``results.json`` is the board the grading run wrote; a contest's
+    boards add a ``lead`` paragraph and ``sections`` (their pictures are the caller's to write).
+    """
     from harness.render import page  # Jinja2: only when a board is written
 
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
-    shown = board(benchmark, records)  # ranks by paired bootstrap: made once for both layouts
+    shown = replace(board(benchmark, records), lead=lead, sections=tuple(sections))
+    # board() ranks by paired bootstrap: made once for both layouts
     write_atomic(target / LEADERBOARD_FILE, markdown(shown))
     write_plots(target, shown)
     write_atomic(target / CSV_FILE, render_csv(records))

@@ -213,7 +213,9 @@ def test_a_contest_from_open_to_final_board(contest_bench: Path, tmp_path: Path)
     final_rows = _overall(final_md)
     assert final_rows[-1][1] == "alpha"
     movement = final_md.split("## Rank movement", 1)[1].split("## History", 1)[0]
-    assert re.search(r"\| Team Alpha \| alpha \| 1 \| -\d \|", movement), movement
+    assert re.search(r"\| Team Alpha +\| alpha +\| +\d +\| +1 \| +-\d \|", movement), movement
+    page = (final / "index.html").read_text()
+    assert 'id="rank-movement"' in page and 'id="history"' in page  # the web page has them too
     final_results = json.loads((final / "results.json").read_text())
     sealed = {json.loads(path.read_text())["results"][0]["outcomes"]["clean"]
               for path in (tmp_path / "state" / "sealed").rglob("results.json")

@@ -298,3 +298,30 @@ def test_probe_errors_are_listed_with_the_prefix_once() -> None:
     ]
     assert schema.probe_error("x") == schema.probe_error("retuning probe: x") == \
         "retuning probe: x"
+
+
+def test_added_sections_are_laid_out_and_escaped_in_both_layouts(tmp_path: Path) -> None:
+    """A contest's lead and sections (rank movement, history) reach the Markdown board and the
+    web page after the track tables, their text escaped by each layout like team text."""
+    from harness.render.board import Section, Table
+    from harness.render.outputs import write_outputs
+
+    table = Table(columns=["team", "score"], rows=[{"team": "<b>x</b> | *y*", "score": "0.5"}],
+                  left=frozenset({"team"}), references=[False])
+    section = Section(title="Rank movement", anchor="rank-movement",
+                      paragraphs=("moved <i>up</i>",), picture=("history.png", "plot"),
+                      tables=(("Team *A*", table),))
+    write_outputs(tmp_path, BENCHMARK, golden_records(), lead="Contest: final board.",
+                  sections=[section])
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert text.index("Contest: final board.") < text.index("## Overall") \
+        < text.index("## Rank movement") < text.index("## Errors")
+    assert "&lt;b&gt;x&lt;/b&gt; \\| \\*y\\*" in text and "<b>" not in text
+    assert "### Team \\*A\\*" in text and "![plot](history.png)" in text
+    page = (tmp_path / "index.html").read_text()
+    assert '<section id="rank-movement">' in page and 'href="#rank-movement"' in page
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "<i>up</i>" not in page and '<p class="lead">Contest: final board.</p>' in page
+    plain = tmp_path / "plain"
+    write_outputs(plain, BENCHMARK, golden_records())
+    assert "Rank movement" not in (plain / "leaderboard.md").read_text()
