@@ -1,6 +1,7 @@
 """The grading options, declared once: the plugin (:mod:`harness.plugin.options`) adds each as
 ``--harness-NAME``, and ``harness grade`` adds the user-facing ones as ``--NAME`` and forwards
-what the user gave.
+what the user gave. An option that can change a record says so (:class:`Keyed`): the cache key
+holds it (:data:`KEYED`).
 
 Declaring them twice once let a command-line option reach the plugin wrong; with one table, an
 option cannot exist on one side only or mean something else on the other. The table lives outside
@@ -13,14 +14,29 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import positive_int
 from harness.results.cache import FOLDER_NAME
 from harness.sandbox.isolation import Limits
 
+if TYPE_CHECKING:  # the table is read before pytest starts: it imports no grading code
+    from harness.grading.item import GradeOptions
+
 PREFIX = "--harness-"
 """What the plugin's options start with, so that they never clash with pytest's or a plugin's."""
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """How an option that can change a record enters the cache key
+    (:meth:`harness.plugin.reuse.Reuse.options`)."""
+
+    name: str
+    """Its name in the key."""
+    value: Callable[[GradeOptions], object]
+    """Its value, as the grading options hold it (the options given to the plugin are read into
+    them by :func:`harness.plugin.session.grade_options`)."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +53,17 @@ class Option:
     choices: tuple[str, ...] | None = None
     exclusive: str = ""
     """Options sharing this word exclude each other on the command line."""
+    keyed: Keyed | None = None
+    """Set for an option that can change a record: it is then part of the cache key."""
 
     @property
     def dest(self) -> str:
         return self.name.replace("-", "_")
+
+    @property
+    def plugin_dest(self) -> str:
+        """Where pytest keeps the plugin's option (``config.getoption``)."""
+        return "harness_" + self.dest
 
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``add_argument`` (argparse) and ``addoption`` (pytest)."""
@@ -65,24 +88,35 @@ NO_BUILD = Option("no-build", flag=True,
                        "with 'environment not built' (build ahead with: harness env build)")
 BENCHMARK = Option("benchmark", help="benchmark folder (default: the embedded data/)")
 ALLOW_UNSAFE = Option("allow-unsafe-models", flag=True,
-                      help="load models with Lambda layers (they run arbitrary code)")
+                      help="load models with Lambda layers (they run arbitrary code)",
+                      keyed=Keyed("allow_unsafe", lambda grading: grading.allow_unsafe))
 ALLOW_UNSANDBOXED = Option("allow-unsandboxed", flag=True,
                            help="where no sandbox can be built, run submissions with resource "
                                 "limits only (they can read files and use the network); "
                                 "without it such a machine grades nothing")
+SAMPLE = Option("sample", metavar="K", type=positive_int,
+                help="grade a stratified sample of K images per test set (faster, wider "
+                     "intervals)",
+                keyed=Keyed("sample", lambda grading: grading.sample))
+IMAGE_TIMEOUT = Option("image-timeout", metavar="S", type=float, default=Limits.image_timeout,
+                       help="wall-clock seconds a submission may take per image "
+                            f"(default {Limits.image_timeout:g})",
+                       keyed=Keyed("image_timeout", lambda grading: grading.limits.image_timeout))
+TRACK_TIMEOUT = Option("track-timeout", metavar="S", type=float, default=Limits.track_timeout,
+                       help="wall-clock seconds per submission and track "
+                            f"(default {Limits.track_timeout:g})")
+NO_RETUNE = Option("no-retune", flag=True,
+                   help="skip the retuning probe (P-ASR after fine-tuning each model entry on the "
+                        "attacker's retuning set) and its yardstick")
 
 WHAT = (
     BENCHMARK,
     Option("out", default=".", help="where leaderboard.md and results.json go"),
     ALLOW_UNSAFE,
     ALLOW_UNSANDBOXED,
-    Option("sample", metavar="K", type=positive_int,
-           help="grade a stratified sample of K images per test set (faster, wider intervals)"),
-    Option("image-timeout", metavar="S", type=float, default=Limits.image_timeout,
-           help="wall-clock seconds a submission may take per image "
-                f"(default {Limits.image_timeout:g})"),
-    Option("track-timeout", metavar="S", type=float, default=Limits.track_timeout,
-           help=f"wall-clock seconds per submission and track (default {Limits.track_timeout:g})"),
+    SAMPLE,
+    IMAGE_TIMEOUT,
+    TRACK_TIMEOUT,
 )
 """What is graded and how: before pytest's own options in ``harness grade --help``."""
 
@@ -91,9 +125,7 @@ REUSE = (
            help="result cache: finished items are reused, an interrupted run resumes "
                 f"(default: OUT/{FOLDER_NAME})"),
     Option("no-cache", flag=True, exclusive="cache", help="grade everything, store nothing"),
-    Option("no-retune", flag=True,
-           help="skip the retuning probe (P-ASR after fine-tuning each model entry on the "
-                "attacker's retuning set) and its yardstick"),
+    NO_RETUNE,
     Option("changed-since", metavar="REF",
            help="grade only submissions with files changed since git REF (or untracked); take "
                 "the others from the cache or the baseline"),
@@ -135,6 +167,8 @@ CONTEST = (SPLIT, SEALED)
 USER = WHAT + REUSE + BACKEND
 """The options ``harness grade`` offers and forwards."""
 OPTIONS = (*USER, PROGRESS_FD, *CONTEST)
+KEYED = tuple(option.keyed for option in OPTIONS if option.keyed is not None)
+"""How the options that can change a record enter the cache key, in the table's order."""
 
 
 def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:

@@ -32,7 +32,7 @@ from harness.definitions.submissions import TrackEntry
 from harness.definitions.tracks import load_benchmark
 from harness.sandbox.environments import EnvironmentStore, resolve
 from harness.sandbox.isolation import Limits, detect
-from harness.sandbox.runner import run_entry
+from harness.sandbox.runner import EntryRun, run_entry
 from harness.synthetic.materialize import generate_missing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,9 +95,9 @@ def main() -> None:
         reference = None
         for name, entry, environment in runs:
             start = time.perf_counter()
-            answers = run_entry(entry, root, data, num_classes=track.num_classes,
-                                input_scale=track.input_scale, limits=Limits(),
-                                environment=environment)
+            answers = run_entry(entry, root, data, EntryRun(
+                num_classes=track.num_classes, input_scale=track.input_scale, limits=Limits(),
+                environment=environment))
             seconds = time.perf_counter() - start
             reference = answers.labels if reference is None else reference
             assert answers.invalid == 0 and np.array_equal(answers.labels, reference), name

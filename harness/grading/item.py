@@ -25,7 +25,15 @@ from harness.grading.scoring import PoisonedPredictions, score_track
 from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore, resolve
 from harness.sandbox.isolation import Limits
 from harness.sandbox.retuning import PROBE_KEYS, PROBE_SAMPLE
-from harness.sandbox.runner import Answers, Retune, Workers, invalid_message, run_entry, shareable
+from harness.sandbox.runner import (
+    Answers,
+    EntryRun,
+    Retune,
+    Workers,
+    invalid_message,
+    run_entry,
+    shareable,
+)
 
 MEASURED_KEYS = ("peak_rss", "startup", "answering", "probe")
 """Keys among the scores of what answering took (:func:`measured`) and the retuning probe's
@@ -96,14 +104,13 @@ def answer(entry: TrackEntry, root: Path, track: PublicTrack, images: Path, opti
     placed = placed_files(entry, track)
     spec = environment_spec(entry, root, track)
     built = None if spec is None else options.environments.ensure(spec, build=options.build)
-    environment = None if built is None else built.folder
-    common: dict[str, Any] = {
-        "num_classes": track.num_classes, "input_scale": input_scale(entry, track),
-        "limits": options.limits, "allow_unsafe": options.allow_unsafe, "progress": progress,
-        "environment": environment, "placed": placed, "retune": retune}
+    run = EntryRun(num_classes=track.num_classes, input_scale=input_scale(entry, track),
+                   limits=options.limits, allow_unsafe=options.allow_unsafe, progress=progress,
+                   environment=None if built is None else built.folder, placed=tuple(placed),
+                   retune=retune)
     if workers is not None and shareable(entry, options.allow_unsafe):
-        return workers.answer(entry, root, images, tracks=tracks, **common)
-    return run_entry(entry, root, images, **common)
+        return workers.answer(entry, root, images, run, tracks=tracks)
+    return run_entry(entry, root, images, run)
 
 
 def answer_array(entry: TrackEntry, root: Path, track: PublicTrack, images: np.ndarray,

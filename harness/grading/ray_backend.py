@@ -47,7 +47,7 @@ from harness.grading.item import (
 from harness.grading.request import Progress, Request
 from harness.sandbox.environments import EnvironmentSpec
 from harness.sandbox.isolation import REASON_CHARS
-from harness.sandbox.runner import Answers, run_entry
+from harness.sandbox.runner import Answers, EntryRun, run_entry
 
 NODE_FOLDER = "harness-ray-images"
 """Folder under each node's temporary directory holding the mixed image files it received."""
@@ -125,10 +125,11 @@ def answer_on_node(job: Job, files: dict[str, bytes | str], images: np.ndarray,
         try:
             built = None if job.environment is None else job.options.environments.ensure(
                 job.environment, build=job.options.build)
-            answers = run_entry(entry, root, path, num_classes=job.num_classes,
-                                input_scale=job.input_scale, limits=job.options.limits,
-                                allow_unsafe=job.options.allow_unsafe, placed=sources,
-                                environment=None if built is None else built.folder)
+            run = EntryRun(num_classes=job.num_classes, input_scale=job.input_scale,
+                           limits=job.options.limits, allow_unsafe=job.options.allow_unsafe,
+                           environment=None if built is None else built.folder,
+                           placed=tuple(sources))
+            answers = run_entry(entry, root, path, run)
         except TransientSubmissionError as exc:
             return "error", "transient", str(exc), None, None
         except SubmissionError as exc:

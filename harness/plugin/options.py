@@ -11,4 +11,4 @@ from harness.options import OPTIONS, PREFIX
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "backdoor-grader")
     for option in OPTIONS:
-        group.addoption(PREFIX + option.name, dest=f"harness_{option.dest}", **option.kwargs())
+        group.addoption(PREFIX + option.name, dest=option.plugin_dest, **option.kwargs())

@@ -15,6 +15,7 @@ from harness.definitions.submissions import Submission
 from harness.definitions.tracks import Track
 from harness.errors import HarnessError, SubmissionError
 from harness.grading.item import environment_spec, yardstick
+from harness.options import KEYED
 from harness.plugin.session import SESSION, Session
 from harness.results.cache import Baseline, StaleBaseline, cache_key, track_fingerprint
 from harness.results.changes import changed_files
@@ -45,13 +46,14 @@ class Reuse:
         return self.changed is None or any(path.is_relative_to(root) for path in self.changed)
 
     def options(self) -> dict[str, Any]:
-        """The grading options that can change a record: each one is part of the cache key."""
+        """The grading options that can change a record (those the table marks
+        :data:`~harness.options.KEYED`, and the retuning probe's budget): each one is part of the
+        cache key."""
         grading = self.session.grading
         retune = None
         if grading.retune:
             retune = {**asdict(BUDGET), "format": RETUNING_FORMAT, "sample": grading.probe_sample}
-        return {"allow_unsafe": grading.allow_unsafe, "sample": grading.sample,
-                "image_timeout": grading.limits.image_timeout, "retune": retune}
+        return {**{keyed.name: keyed.value(grading) for keyed in KEYED}, "retune": retune}
 
     def fingerprint(self, track: Track) -> dict[str, Any]:
         """The track's fingerprint (it hashes the BadNet: once per track and run)."""

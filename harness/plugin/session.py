@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -20,6 +20,17 @@ from harness.definitions.tracks import Benchmark, Track, load_benchmark
 from harness.errors import BenchmarkError
 from harness.grading.handover import Handover
 from harness.grading.item import GradeOptions
+from harness.options import (
+    ALLOW_UNSAFE,
+    ALLOW_UNSANDBOXED,
+    ENV_CACHE,
+    IMAGE_TIMEOUT,
+    NO_BUILD,
+    NO_RETUNE,
+    SAMPLE,
+    TRACK_TIMEOUT,
+    Option,
+)
 from harness.results.cache import FOLDER_NAME, ResultCache
 from harness.sandbox.environments import EnvironmentStore
 from harness.sandbox.isolation import Limits, detect
@@ -79,14 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
         benchmark = load_benchmark(Path(benchmark_path))
     except BenchmarkError as exc:
         raise pytest.UsageError(str(exc)) from None
-    limits = Limits(image_timeout=config.getoption("harness_image_timeout"),
-                    track_timeout=config.getoption("harness_track_timeout"),
-                    allow_unsandboxed=config.getoption("harness_allow_unsandboxed"))
-    grading = GradeOptions(allow_unsafe=config.getoption("harness_allow_unsafe_models"),
-                           sample=config.getoption("harness_sample"), limits=limits,
-                           environments=EnvironmentStore(config.getoption("harness_env_cache")),
-                           build=not config.getoption("harness_no_build"),
-                           retune=not config.getoption("harness_no_retune"))
+    grading = grade_options(config)
     out = Path(config.getoption("harness_out"))
     split_record, sealed = config.getoption("harness_split"), config.getoption("harness_sealed")
     if (split_record is None) != (sealed is None):
@@ -112,6 +116,21 @@ def pytest_configure(config: pytest.Config) -> None:
         handover=Handover(store, grading.sample, folder=images, split=split),
         probe_handover=Handover(store, grading.probe_sample, folder=images, split=split),
         sealed=None if sealed is None else Path(sealed))
+
+
+def grade_options(config: pytest.Config) -> GradeOptions:
+    """The grading options given to the plugin, each read by its entry in the table
+    (:mod:`harness.options`); those that enter the cache key are read back by
+    :attr:`harness.options.Keyed.value`."""
+
+    def given(option: Option) -> Any:
+        return config.getoption(option.plugin_dest)
+
+    limits = Limits(image_timeout=given(IMAGE_TIMEOUT), track_timeout=given(TRACK_TIMEOUT),
+                    allow_unsandboxed=given(ALLOW_UNSANDBOXED))
+    return GradeOptions(allow_unsafe=given(ALLOW_UNSAFE), sample=given(SAMPLE), limits=limits,
+                        environments=EnvironmentStore(given(ENV_CACHE)),
+                        build=not given(NO_BUILD), retune=not given(NO_RETUNE))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -70,6 +70,28 @@ class Retune:
     labels: Path
     """...and its labels (``.npy`` files)."""
     budget: Budget
+
+
+@dataclass(frozen=True)
+class EntryRun:
+    """How an entry answers an image file: what :func:`run_entry` and :meth:`Workers.answer`
+    need besides the entry, its submission's folder and the file."""
+
+    num_classes: int
+    input_scale: float
+    """What the entry's network multiplies pixels by."""
+    limits: Limits = field(default_factory=Limits)
+    allow_unsafe: bool = False
+    """Load models with Lambda layers (they run arbitrary code)."""
+    progress: Callable[[int], None] | None = field(default=None, compare=False)
+    """Called with the number of images each chunk of answers holds."""
+    environment: Path | None = None
+    """The folder of a built environment to run in (None: the grader's own)."""
+    placed: tuple[tuple[str, Path], ...] = ()
+    """Public files to put read-only into the submission's folder, as (path relative to the
+    folder, file)."""
+    retune: Retune | None = None
+    """Fine-tune the entry first (the retuning probe)."""
 
 
 @dataclass(frozen=True)
@@ -189,14 +211,14 @@ class Worker:
                 with contextlib.suppress(FileNotFoundError):
                     (self.inputs / path.name).unlink()
 
-    def answer(self, entry: TrackEntry, images: Path, *, num_classes: int, input_scale: float,
-               allow_unsafe: bool = False, progress: Callable[[int], None] | None = None,
-               retune: Retune | None = None) -> Answers:
+    def answer(self, entry: TrackEntry, images: Path, run: EntryRun) -> Answers:
         """Answer every image of ``images`` (a ``.npy`` of uint8 (n, 55, 47, 3)) with
-        ``entry``, fine-tuned first with ``retune`` when given. Raises :class:`SubmissionError`
-        when the entry cannot be loaded (or fine-tuned) or the worker dies,
-        :class:`TransientSubmissionError` when it runs out of time; the worker is dead after
-        either."""
+        ``entry``, fine-tuned first with ``run.retune`` when given (the worker's limits,
+        environment and placed files are those it was started with). Raises
+        :class:`SubmissionError` when the entry cannot be loaded (or fine-tuned) or the worker
+        dies, :class:`TransientSubmissionError` when it runs out of time; the worker is dead
+        after either."""
+        num_classes, retune = run.num_classes, run.retune
         if (retune is not None) != self.retuning:
             raise ValueError("a worker answers retuning requests only, or plain ones only")
         mounted = isolation.inputs_inside(self.mode, self.inputs)
@@ -207,8 +229,8 @@ class Worker:
         workdir = (entry.workdir or self.root).relative_to(self.root)
         request = LoadRequest(
             kind=entry.kind, path=str(self.inside / entry.path.resolve().relative_to(self.root)),
-            num_classes=num_classes, input_scale=input_scale, args=list(entry.args),
-            architecture=entry.architecture, allow_unsafe=allow_unsafe,
+            num_classes=num_classes, input_scale=run.input_scale, args=list(entry.args),
+            architecture=entry.architecture, allow_unsafe=run.allow_unsafe,
             image_timeout=self.limits.image_timeout, scratch=str(self.scratch),
             workdir=str(self.inside / workdir), batch=entry.batch, images=inside(images))
         handed = [images]
@@ -224,7 +246,7 @@ class Worker:
         since = self.started if self.answered == 0 else time.monotonic()
         try:
             with self._handed(handed):
-                answers = self._converse(request, count, num_classes, since, progress)
+                answers = self._converse(request, count, num_classes, since, run.progress)
         except SubmissionError as exc:
             self.close()
             raise type(exc)(in_folder(str(exc), self.inside)) from None
@@ -307,21 +329,14 @@ def invalid_message(invalid: int, total: int, first_error: str | None,
     return f"{invalid} of {total} answers invalid{stopped}; first: {first_error}"
 
 
-def run_entry(entry: TrackEntry, submission_root: Path, images: Path, *, num_classes: int,
-              input_scale: float, limits: Limits, allow_unsafe: bool = False,
-              progress: Callable[[int], None] | None = None, environment: Path | None = None,
-              placed: Sequence[tuple[str, Path]] = (), retune: Retune | None = None) -> Answers:
+def run_entry(entry: TrackEntry, submission_root: Path, images: Path, run: EntryRun) -> Answers:
     """Answer every image of ``images`` with ``entry`` in a worker of its own, which sees that
-    file only (and the retuning set, with ``retune``).
-
-    ``environment`` is the folder of a built environment to run in (None: the grader's own);
-    ``placed`` names public files to put read-only into the submission's folder, as (path
-    relative to the folder, file). Errors as :meth:`Worker.answer`.
+    file only (and the retuning set, with ``run.retune``), started in ``run.environment`` with
+    ``run.placed``. Errors as :meth:`Worker.answer`.
     """
-    with Worker(submission_root, limits=limits, environment=environment,
-                placed=placed, retuning=retune is not None) as worker:
-        return worker.answer(entry, images, num_classes=num_classes, input_scale=input_scale,
-                             allow_unsafe=allow_unsafe, progress=progress, retune=retune)
+    with Worker(submission_root, limits=run.limits, environment=run.environment,
+                placed=run.placed, retuning=run.retune is not None) as worker:
+        return worker.answer(entry, images, run)
 
 
 class Workers:
@@ -338,25 +353,23 @@ class Workers:
     def __init__(self) -> None:
         self.current: Worker | None = None
 
-    def answer(self, entry: TrackEntry, submission_root: Path, images: Path, *, tracks: int,
-               num_classes: int, input_scale: float, limits: Limits, allow_unsafe: bool = False,
-               progress: Callable[[int], None] | None = None, environment: Path | None = None,
-               placed: Sequence[tuple[str, Path]] = (), retune: Retune | None = None
-               ) -> Answers:
-        key = Worker.identity(submission_root, environment, placed, retune is not None)
+    def answer(self, entry: TrackEntry, submission_root: Path, images: Path, run: EntryRun, *,
+               tracks: int) -> Answers:
+        """:func:`run_entry` in the kept worker, if it was started as ``run`` needs (else in a
+        fresh one, kept instead, its CPU-time limit scaled for ``tracks``)."""
+        retuning = run.retune is not None
+        key = Worker.identity(submission_root, run.environment, run.placed, retuning)
         if self.current is not None and (self.current.key != key
                                          or self.current.process.poll() is not None
-                                         or self.current.limits != limits):
+                                         or self.current.limits != run.limits):
             self.close()
         if self.current is None:
-            self.current = Worker(submission_root, limits=limits,
-                                  environment=environment, placed=placed, tracks=tracks,
-                                  retuning=retune is not None)
+            self.current = Worker(submission_root, limits=run.limits,
+                                  environment=run.environment, placed=run.placed, tracks=tracks,
+                                  retuning=retuning)
         worker = self.current
         try:
-            return worker.answer(entry, images, num_classes=num_classes,
-                                 input_scale=input_scale, allow_unsafe=allow_unsafe,
-                                 progress=progress, retune=retune)
+            return worker.answer(entry, images, run)
         except BaseException:
             self.current = None  # answer() killed it
             raise

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,6 +15,9 @@ from harness.cli import parser
 from harness.definitions.layout import default_benchmark
 from harness.definitions.tracks import load_benchmark
 from harness.options import OPTIONS, PREFIX, USER, forward
+from harness.plugin.reuse import Reuse
+from harness.plugin.session import grade_options
+from harness.sandbox.isolation import Limits
 from tests.conftest import benchmark_subset, run_harness, write_submission
 
 pytest_plugins = ["pytester"]
@@ -43,9 +47,27 @@ def test_every_grade_option_is_a_plugin_option_with_the_same_default(pytester):
     config = pytester.parseconfig("-p", "harness.plugin")
     grade = parser().parse_args(["grade"])
     for option in USER:
-        assert config.getoption(f"harness_{option.dest}") == getattr(grade, option.dest), option
+        assert config.getoption(option.plugin_dest) == getattr(grade, option.dest), option
     names = {opt for group in config._parser._groups for o in group.options for opt in o.names()}
     assert {PREFIX + option.name for option in OPTIONS} <= names
+
+
+def test_the_options_the_table_keys_reach_the_cache_key_as_given(pytester):
+    """The table marks the options that can change a record; each is read into the typed grading
+    options and back out of them into the cache key, under the name the key always had."""
+    assert [option.name for option in OPTIONS if option.keyed] == [
+        "allow-unsafe-models", "sample", "image-timeout"]
+    config = pytester.parseconfig("-p", "harness.plugin", "--harness-allow-unsafe-models",
+                                  "--harness-sample", "7", "--harness-image-timeout", "2.5",
+                                  "--harness-no-retune")
+    grading = grade_options(config)
+    assert Reuse(SimpleNamespace(grading=grading)).options() == {
+        "allow_unsafe": True, "sample": 7, "image_timeout": 2.5, "retune": None}
+    default = grade_options(pytester.parseconfig("-p", "harness.plugin"))
+    options = Reuse(SimpleNamespace(grading=default)).options()
+    assert {key: options[key] for key in ("allow_unsafe", "sample", "image_timeout")} == {
+        "allow_unsafe": False, "sample": None, "image_timeout": Limits.image_timeout}
+    assert options["retune"] is not None and options["retune"]["sample"] == default.probe_sample
 
 
 def test_a_sample_below_one_is_refused_by_the_plugin_too(pytester):

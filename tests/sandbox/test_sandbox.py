@@ -27,7 +27,7 @@ from harness.errors import SubmissionError
 from harness.results.provenance import UNSANDBOXED
 from harness.sandbox import isolation as sandbox
 from harness.sandbox.isolation import Limits
-from harness.sandbox.runner import Cost, Worker, Workers, run_entry, shareable
+from harness.sandbox.runner import Cost, EntryRun, Worker, Workers, run_entry, shareable
 from tests.conftest import EVAL_SCRIPT, REPO, benchmark_subset, lambda_model, write_submission
 from tests.sandbox.conftest import (
     IMAGES,
@@ -361,8 +361,7 @@ def test_the_runner_hands_over_the_cost_of_the_whole_run(tmp_path, kind, file, a
     np.save(tmp_path / "images.npy", images)
     (tmp_path / "images.npy").chmod(0o644)
     answers = run_entry(TrackEntry(kind=kind, path=root / file, args=args), root,
-                        tmp_path / "images.npy", num_classes=10, input_scale=1 / 255,
-                        limits=Limits())
+                        tmp_path / "images.npy", EntryRun(num_classes=10, input_scale=1 / 255))
     assert answers.invalid == 0, answers.first_error
     assert answers.cost is not None and answers.cost.peak_rss > 100_000_000
     assert answers.cost == Cost(params=networks * TINY_PARAMS, passes=passes * len(images),
@@ -384,18 +383,18 @@ def test_a_model_entrys_worker_answers_every_track_in_turn(tmp_path):
         np.save(folder / name, images)
         (folder / name).chmod(0o644)
     entry = TrackEntry(kind="model", path=root / "a.keras")
-    common = {"num_classes": 10, "input_scale": 1 / 255, "limits": Limits()}
+    run = EntryRun(num_classes=10, input_scale=1 / 255, limits=Limits())
     workers = Workers()
     try:
-        first = workers.answer(entry, root, folder / "one.npy", tracks=2, **common)
+        first = workers.answer(entry, root, folder / "one.npy", run, tracks=2)
         assert workers.current is not None
         process = workers.current.process
-        second = workers.answer(entry, root, folder / "two.npy", tracks=2, **common)
+        second = workers.answer(entry, root, folder / "two.npy", run, tracks=2)
         assert workers.current.process is process and workers.current.answered == 2
     finally:
         workers.close()
     assert process.poll() is not None  # closed: the process group is gone
-    alone = run_entry(entry, root, folder / "two.npy", **common)
+    alone = run_entry(entry, root, folder / "two.npy", run)
     assert second.labels.tolist() == alone.labels.tolist() == first.labels.tolist()[::-1]
     assert second.startup < first.startup / 2
     assert shareable(entry, allow_unsafe=False) and not shareable(entry, allow_unsafe=True)
@@ -420,7 +419,7 @@ def test_a_worker_sees_the_images_of_its_current_item_only(tmp_path):
         (folder / name).chmod(0o644)
     entry = TrackEntry(kind="eval", path=root / "eval.py", args=("{image}",))
     with Worker(root, limits=Limits(), tracks=2) as worker:
-        seen = [worker.answer(entry, folder / name, num_classes=10, input_scale=1.0)
+        seen = [worker.answer(entry, folder / name, EntryRun(num_classes=10, input_scale=1.0))
                 .labels.tolist() for name in ("one.npy", "two.npy")]
     assert seen == [[1, 1, 1], [1, 1, 1]]
 
@@ -436,7 +435,7 @@ def test_answering_stops_once_the_invalid_answers_decide_the_track(tmp_path):
     (tmp_path / "images.npy").chmod(0o644)
     with pytest.raises(SubmissionError) as error:
         run_entry(TrackEntry(kind="eval", path=root / "eval.py", args=("{image}",)), root,
-                  tmp_path / "images.npy", num_classes=10, input_scale=1.0, limits=Limits())
+                  tmp_path / "images.npy", EntryRun(num_classes=10, input_scale=1.0))
     assert str(error.value).startswith(
         "31 of 60 answers invalid after 31 images, so the track cannot pass the limit of 50%; "
         "stopped; first: ")
@@ -452,6 +451,5 @@ def test_a_process_the_script_forks_never_answers_as_the_worker(tmp_path):
     np.save(tmp_path / "images.npy", IMAGES)
     (tmp_path / "images.npy").chmod(0o644)
     answers = run_entry(TrackEntry(kind="eval", path=root / "eval.py", args=("{image}",)), root,
-                        tmp_path / "images.npy", num_classes=10, input_scale=1.0,
-                        limits=Limits())
+                        tmp_path / "images.npy", EntryRun(num_classes=10, input_scale=1.0))
     assert (answers.labels.tolist(), answers.invalid) == ([3, 3, 3], 0)
