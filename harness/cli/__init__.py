@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from harness.definitions.layout import default_benchmark
 from harness.errors import HarnessError, UsageError
@@ -32,6 +33,15 @@ def submissions_folder(text: str) -> Path:
     return path
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, answering a malformed command line (an unknown option, a value of the wrong
+    type) the way every other usage error is answered: one line, exit status 2. argparse's own
+    answer adds the usage lines; ``--help`` still shows them."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     from harness.cli import (
         bench,
@@ -47,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
         sandbox,
     )
 
-    top = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    top = Parser(prog="harness", description=__doc__.splitlines()[0])
     commands = top.add_subparsers(dest="command", required=True)
     for command in (grade, benchmark, reference, check, env, new, bench, render, export,
                     sandbox, contest):

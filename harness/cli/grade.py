@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from harness.cli import benchmark_folder, submissions_folder
+from harness.definitions.tracks import load_benchmark
 from harness.errors import UsageError
 from harness.options import BACKEND, REUSE, WHAT, add_arguments, forward
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     # what else is installed, and conftest.py files in submissions are untrusted code.
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     args.benchmark = str(benchmark_folder(args))
+    load_benchmark(Path(args.benchmark))  # a bad benchmark is one line here, not pytest's error
     # Each item's line carries its scores or its one-line error, so pytest's traceback and
     # short-summary sections would only repeat them (-rN --tb=no).
     pytest_args = [

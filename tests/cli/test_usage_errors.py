@@ -56,3 +56,29 @@ def test_no_sandbox_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert err.startswith("harness: error: no sandbox: bubblewrap cannot create namespaces")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["grade", "--sample", "abc"],
+    ["grade", "--no-such-option"],
+    ["contest", "nope", "data/contest.toml"],
+    ["contest", "submit", "data/contest.toml", "submissions/no-defense"],  # --login missing
+    ["no-such-command"],
+    [],
+])
+def test_a_malformed_command_line_is_one_line_and_exit_2(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """What argparse itself rejects is answered alike: one line naming the command's --help."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    printed = capsys.readouterr()
+    assert printed.err.count("\n") == 1 and ": error: " in printed.err, printed
+    assert printed.err.rstrip().endswith("--help)") and not printed.out
+
+
+def test_grade_answers_a_missing_benchmark_in_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["grade", "submissions", "--benchmark", NOWHERE]) == 2
+    err = capsys.readouterr().err
+    assert err == f"harness: error: {NOWHERE}: benchmark folder not found\n"
