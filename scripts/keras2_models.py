@@ -1,5 +1,5 @@
 """Rewrite the project's legacy ``.h5`` model files, in place, in the form Keras 2 and Keras 3 both
-load, and check that both give the answers the file gave before (issue 29).
+load, and check that both give the answers the file gave before.
 
 Keras 3 saves legacy ``.h5`` files with a ``model_config`` Keras 2 cannot read, so a 2020-style
 script that calls ``keras.models.load_model`` on the BadNet it is given (in the benchmark's
@@ -17,7 +17,7 @@ embedded benchmark's ``data/models/*.h5`` and the reference submissions' ``submi
    not) on the same inputs, and checks that its labels are Keras 3's and its outputs within 1e-5.
 
 It prints one line per file (max |Keras 2 - Keras 3|, label agreement) and exits 1 on any
-failure. About a minute on 2 cores, most of it TensorFlow starting in two environments.
+failure.
 
 Usage: python scripts/keras2_models.py [--images 512] [--check-only] [FILE ...]
 """

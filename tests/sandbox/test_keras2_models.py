@@ -1,4 +1,4 @@
-"""The project's legacy ``.h5`` models load in Keras 2 as well as in Keras 3 (issue 29).
+"""The project's legacy ``.h5`` models load in Keras 2 as well as in Keras 3.
 
 A 2020-style script calls ``keras.models.load_model`` on the BadNet it is given, in the
 benchmark's ``keras2`` environment (TensorFlow 2.15); the files Keras 3 saves carry a
