@@ -11,6 +11,8 @@ import keras
 import numpy as np
 from absl import logging as absl_logging
 
+from harness.nets.legacy import write_keras2_config
+
 IMAGE_SHAPE = (55, 47, 3)
 """Height, width, channels of the contest's face crops (channels last)."""
 
@@ -50,7 +52,10 @@ def build_deepid(num_classes: int = 1283) -> keras.Model:
 
 
 def save_legacy_h5(model: keras.Model, path: Path) -> None:
-    """Save a full model as a legacy ``.h5`` file, the format most contest submissions used.
+    """Save a full model as a legacy ``.h5`` file, the format most contest submissions used,
+    in the form Keras 2 and Keras 3 both load (:mod:`harness.nets.legacy`): Keras 3 saves it,
+    then its ``model_config`` is rewritten as Keras 2 writes it (the weights as Keras 3 wrote
+    them). A network with a layer type that rewriting does not know raises ValueError.
 
     Keras 3 logs a deprecation warning for this format; the choice is deliberate here (the
     benchmark mimics real submissions), so the warning is silenced for this call only.
@@ -64,3 +69,8 @@ def save_legacy_h5(model: keras.Model, path: Path) -> None:
         keras.saving.save_model(model, path, include_optimizer=False)
     finally:
         absl_logging.set_verbosity(verbosity)
+    try:
+        write_keras2_config(path)
+    except ValueError:
+        path.unlink()
+        raise

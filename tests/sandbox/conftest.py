@@ -1,6 +1,7 @@
 """What the sandbox tests share: images and a small network of hand-countable cost for the worker
 (test_protocol.py, test_metering.py, test_sandbox.py), a script that runs two networks, and a
-listener that counts who reached the grader's loopback (test_sandbox.py, test_environments.py)."""
+listener that counts who reached the grader's loopback (test_sandbox.py, test_environments.py), and
+the benchmark's ``keras2`` environment."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (3, 55, 47, 3), dtype=np.uint8)
 
@@ -75,3 +77,15 @@ class Listener:
                 return
             self.connections += 1
             connection.close()
+
+
+@pytest.fixture(scope="session")
+def keras2():
+    """The embedded benchmark's ``keras2`` environment, built (or found) in the user's cache
+    (test_environments.py, test_keras2_models.py)."""
+    from harness.sandbox.environments import EnvironmentStore, resolve
+    from tests.conftest import REPO
+
+    spec = resolve("keras2", None, REPO / "data", REPO)
+    assert spec is not None
+    return EnvironmentStore().ensure(spec)

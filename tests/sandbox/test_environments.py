@@ -60,14 +60,6 @@ SCRIPT_OF = {"keract": "keract_eval.py", "helper-predict": "helper_predict.py",
              "plain-grader": "plain_eval.py"}
 
 
-@pytest.fixture(scope="session")
-def keras2():
-    """The embedded benchmark's ``keras2`` environment, built (or found) in the user's cache."""
-    spec = resolve("keras2", None, REPO / "data", REPO)
-    assert spec is not None
-    return EnvironmentStore().ensure(spec)
-
-
 @pytest.fixture(scope="module")
 def contest(tiny_benchmark: Path, keras2, tmp_path_factory: pytest.TempPathFactory):
     """A one-track benchmark whose BadNet is a Keras-2 file (as the contest shipped it), and one
