@@ -435,3 +435,21 @@ def test_a_batch_function_may_return_probabilities_with_a_poisoned_column(tmp_pa
                      "or (3, 11) probabilities")
     assert worker.parse_batch(np.array([1, 11, 0]), 3, 10, "f") == (
         [1, INVALID, 0], 1, "f answered outside [0, 10]", None)
+
+
+def test_a_model_entry_with_n_plus_one_outputs_scores_each_image(tmp_path, monkeypatch):
+    """The tiny network has 10 softmax outputs: with 9 classes the last is "poisoned", and its
+    probability, as the model gives it, is each image's detection score; with 10 classes it
+    gives labels only."""
+    model = tiny_network(tmp_path / "model.keras")
+    monkeypatch.setattr(worker, "MODEL_CHUNK", 2)
+    load = request(tmp_path, tmp_path / "model.keras", kind="model", input_scale=1 / 255,
+                   num_classes=9)
+    replies = serve(tmp_path, load, IMAGES, monkeypatch)
+    expected = model.predict(IMAGES.astype("float32") / 255, verbose=0)
+    assert [label for reply in replies[1:] for label in reply.labels] == \
+        expected.argmax(axis=1).tolist()
+    assert [score for reply in replies[1:] for score in reply.scores] == \
+        pytest.approx(expected[:, 9].tolist(), abs=1e-6)
+    plain = serve(tmp_path, replace(load, num_classes=10), IMAGES, monkeypatch)
+    assert all(reply.scores is None for reply in plain[1:])
