@@ -13,7 +13,8 @@ carries the entry's :class:`Cost` so far (cumulative), so the last chunk holds t
 Everything the worker sends is untrusted (the submission shares its process and could write to
 the channel): :func:`read_reply` checks the shape and types of each reply, and
 :meth:`Chunk.check` checks its labels against the class count and the images still unanswered,
-and its cost for negative numbers. The cost is what the worker measured in the submission's own
+its detection scores (if any) for one finite number per label, and its cost for negative
+numbers. The cost is what the worker measured in the submission's own
 process, so a submission could forge it: it is reported, never scored.
 """
 
