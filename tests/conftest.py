@@ -202,9 +202,16 @@ DEEPID = cost(601_643, 4_526_600.0, 1.0)
 """The contest network's size and one pass per image."""
 
 
+def detection(auroc: float, low: float, high: float) -> dict:
+    """The detection figure of an entry that gives detection scores
+    (:func:`harness.grading.item.detection`)."""
+    return {"auroc": auroc, "auroc_ci": [low, high]}
+
+
 def golden_records() -> list[dict]:
     """The BadNet itself, defenses, a detector, a failing entry, and ties broken by clean acc and
-    name; costs measured for some entries and not others."""
+    name; costs measured for some entries and not others; the detector gives detection scores on
+    one track (an AUROC), the others labels only."""
     baseline = meta("badnet-original", "organizers", "no defense", reference=True)
     pruning = meta("fine-pruning", "Blue | Team", "fine-pruning (Liu et al. 2018)")
     strip = meta("strip-detector", "gamma", "STRIP input filter")
@@ -225,7 +232,8 @@ def golden_records() -> list[dict]:
             pruning, "multi-trigger", scores(0.9340, {"eyebrows": 0.12, "lipstick": 0.06}, 0.01)
         ),
         ok_record(strip, "sunglasses", {**scores(0.9113, {"sunglasses": 0.0}, 0.962, 0.048),
-                                        **cost(601_643, 9 * 4_526_600.0, 9.0)}),
+                                        **cost(601_643, 9 * 4_526_600.0, 9.0),
+                                        **detection(0.9874, 0.9791, 0.9957)}),
         ok_record(
             strip, "multi-trigger", scores(0.9050, {"eyebrows": 0.05, "lipstick": 0.21}, 0.7, 0.05)
         ),

@@ -20,6 +20,7 @@ from harness.definitions.data import DataStore, sha256_file
 from harness.definitions.submissions import TrackEntry
 from harness.definitions.tracks import PublicTrack, Track
 from harness.errors import SubmissionError, TransientSubmissionError, in_folder, one_line
+from harness.grading import stats
 from harness.grading.handover import Handover, TrackImages
 from harness.grading.scoring import PoisonedPredictions, score_track
 from harness.sandbox.environments import EnvironmentSpec, EnvironmentStore, resolve
@@ -219,7 +220,23 @@ def _score_part(track: Track, mixed: TrackImages, store: DataStore, answers: Ans
             trigger=spec.trigger, target=spec.target, predictions=predictions,
             true_labels=data.labels[pick] if spec.labels == "true" else None))
     scores = score_track(n, clean_answers, clean.labels[mixed.picks[0]], poisoned)
-    return {**scores, **entry_cost(answers, total), **measured(answers)}
+    return {**scores, **detection(mixed, answers), **entry_cost(answers, total),
+            **measured(answers)}
+
+
+def detection(mixed: TrackImages, answers: Answers) -> dict[str, Any]:
+    """The threshold-free detection figure (``harness.results.record.DETECTION_KEYS``): the
+    AUROC of the entry's detection scores, poisoned images (all sets) against clean ones, on
+    the images ``mixed`` picks, with DeLong's 95% interval (:func:`harness.grading.stats.auroc`).
+    None for an entry that gives labels only, and where no image of a class has a score."""
+    result = None
+    if answers.scores is not None:
+        clean, *poisoned = mixed.split(answers.scores)
+        result = stats.auroc(clean, np.concatenate(poisoned))
+    if result is None:
+        return {"auroc": None, "auroc_ci": None}
+    area, interval = result
+    return {"auroc": area, "auroc_ci": list(interval)}
 
 
 def measured(answers: Answers) -> dict[str, float | int | None]:

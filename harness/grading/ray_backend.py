@@ -100,11 +100,11 @@ def _node_images(name: str, images: np.ndarray) -> Path:
 
 
 def answer_on_node(job: Job, files: dict[str, bytes | str], images: np.ndarray,
-                   placed: dict[str, bytes]) -> tuple[str, Any, Any, Any, Any]:
+                   placed: dict[str, bytes]) -> tuple[str, Any, Any, Any, Any, Any]:
     """The Ray task: answer a track's mixed images with one entry, in this node's sandbox.
 
-    Returns ``("ok", labels, invalid, first_error, cost)`` or ``("error", kind, message, None,
-    None)``:
+    Returns ``("ok", labels, invalid, first_error, cost, scores)`` or ``("error", kind, message,
+    None, None, None)``:
     exceptions are sent as text, so that the grading process raises the same one-line error a
     local run would (a pickled traceback would not be one line). ``placed`` holds the public
     track files the entry asks for, by their path in the submission folder.
@@ -131,12 +131,13 @@ def answer_on_node(job: Job, files: dict[str, bytes | str], images: np.ndarray,
                            placed=tuple(sources))
             answers = run_entry(entry, root, path, run)
         except TransientSubmissionError as exc:
-            return "error", "transient", str(exc), None, None
+            return "error", "transient", str(exc), None, None, None
         except SubmissionError as exc:
-            return "error", "submission", in_folder(str(exc), root), None, None
+            return "error", "submission", in_folder(str(exc), root), None, None, None
         except Exception as exc:  # noqa: BLE001 - reported as the submission's, as locally
-            return "error", "other", in_folder(one_line(exc), root), None, None
-    return "ok", answers.labels, answers.invalid, answers.first_error, answers.cost
+            return "error", "other", in_folder(one_line(exc), root), None, None, None
+    return ("ok", answers.labels, answers.invalid, answers.first_error, answers.cost,
+            answers.scores)
 
 
 class RayBackend:
@@ -213,9 +214,10 @@ class RayBackend:
 
     def _answers(self, key: str) -> Answers:
         """Wait for an item's answers; raises the item's error as a local run would."""
-        status, first, second, third, cost = self.ray.get(self.pending.pop(key))
+        status, first, second, third, cost, scores = self.ray.get(self.pending.pop(key))
         if status == "ok":
-            return Answers(np.asarray(first, dtype=np.int64), int(second), third, cost)
+            return Answers(np.asarray(first, dtype=np.int64), int(second), third, cost,
+                           scores=None if scores is None else np.asarray(scores, np.float64))
         if first == "transient":
             raise TransientSubmissionError(second)
         raise SubmissionError(second)

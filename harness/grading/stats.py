@@ -170,3 +170,44 @@ def tied(upper: Sequence[Outcomes | None], lower: Sequence[Outcomes | None]) -> 
     """Whether the images cannot tell the two apart: the difference's interval contains 0."""
     low, high = score_difference_interval(upper, lower)
     return low <= 0.0 <= high
+
+
+# Threshold-free detection -----------------------------------------------------------------------
+
+
+def auroc(clean: np.ndarray, poisoned: np.ndarray,
+          z: float = Z95) -> tuple[float, tuple[float, float]] | None:
+    """AUROC of detection scores, poisoned (positive) against clean, with DeLong's 95% interval.
+
+    The AUROC is the Mann-Whitney statistic: the chance that a random poisoned image scores
+    higher than a random clean one, a tie counting half. It needs no threshold, so it compares
+    detectors that flag at different operating points (TrojAI and the Trojan Detection Challenge
+    rank detectors this way). NaN scores (images without a valid answer) are left out.
+
+    The interval is DeLong's (DeLong, DeLong & Clarke-Pearson 1988): the variance of the
+    statistic from each image's placement value (the share of the other class it outscores),
+    ``var(V_poisoned) / n_poisoned + var(V_clean) / n_clean``, then ``AUROC ± z·sd`` clipped to
+    [0, 1]. It is closed form and deterministic (no seed, no resamples) and costs one sort,
+    where a bootstrap would re-rank the ~13k images thousands of times per entry and track. Like
+    any Wald interval it has width 0 at perfect separation (AUROC 0 or 1).
+
+    Returns None when either class has no scored image."""
+    negatives = np.sort(np.asarray(clean, dtype=np.float64))
+    positives = np.sort(np.asarray(poisoned, dtype=np.float64))
+    negatives, positives = negatives[~np.isnan(negatives)], positives[~np.isnan(positives)]
+    m, n = len(positives), len(negatives)
+    if m == 0 or n == 0:
+        return None
+    # Twice the placements: below + below-or-equal counts each tie once, i.e. half of two.
+    twice_positive = (np.searchsorted(negatives, positives, "left")
+                      + np.searchsorted(negatives, positives, "right"))
+    twice_negative = (2 * m - np.searchsorted(positives, negatives, "left")
+                      - np.searchsorted(positives, negatives, "right"))
+    area = int(twice_positive.sum()) / (2 * m * n)  # exact: integer counts, one division
+    variance = 0.0
+    if m > 1:
+        variance += float(np.var(twice_positive / (2 * n), ddof=1)) / m
+    if n > 1:
+        variance += float(np.var(twice_negative / (2 * m), ddof=1)) / n
+    half = z * math.sqrt(variance)
+    return area, (max(0.0, area - half), min(1.0, area + half))

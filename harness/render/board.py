@@ -36,7 +36,7 @@ REFERENCE_MARK = "(ref)"
 TIE_MARK = "="
 """Prefix of a rank shared by rows that the paired bootstrap cannot tell apart."""
 INTERVALS = {"clean_acc": "clean_acc_ci", "asr": "asr_ci", "utility": "utility_ci",
-             "p_asr": "p_asr_ci"}
+             "auroc": "auroc_ci", "p_asr": "p_asr_ci"}
 """Metrics shown with an interval, and the record key holding it."""
 TRACK_METRICS = (
     ("clean acc", "clean_acc"),
@@ -48,6 +48,9 @@ TRACK_METRICS = (
     ("DER", "der"),
 )
 """Track table columns (header, record key), in display order."""
+AUROC_COLUMN = ("AUROC", "auroc")
+"""The threshold-free detection column (header, record key): right after false flag, on tracks
+where some entry gives detection scores."""
 PROBE_COLUMN = ("P-ASR", "p_asr")
 """The retuning probe's column (header, record key): right after DER, on tracks that show it."""
 HASH_CHARS = 12
@@ -246,7 +249,8 @@ def _track_board(track: str, records: Sequence[Mapping[str, Any]],
     image counts only on a sample, where they are not the whole sets the track file names. The
     P-ASR column and the paragraph on the retuning probe appear only where the probe left a
     trace: an OK record with a P-ASR or a probe error, or a yardstick of the track in
-    ``retuning`` (the benchmark's ``"retuning"`` entry).
+    ``retuning`` (the benchmark's ``"retuning"`` entry); the AUROC column only where an OK
+    record has one (some entry gives detection scores).
     """
     ok, failed = _track_order(records)
     all_triggers = sorted({trigger for record in ok for trigger in record["per_trigger"]})
@@ -254,7 +258,12 @@ def _track_board(track: str, records: Sequence[Mapping[str, Any]],
     yardstick = None if retuning is None else retuning["tracks"].get(track)
     probed = yardstick is not None or any(
         record["p_asr"] is not None or record["p_error"] is not None for record in ok)
-    metrics = [*TRACK_METRICS, PROBE_COLUMN] if probed else list(TRACK_METRICS)
+    metrics = list(TRACK_METRICS)
+    if any(record["auroc"] is not None for record in ok):
+        after = [key for _, key in metrics].index("false_flag_rate") + 1
+        metrics.insert(after, AUROC_COLUMN)
+    if probed:
+        metrics.append(PROBE_COLUMN)
     counts = [("invalid", "n_invalid")] if any(record["n_invalid"] for record in ok) else []
     sample = ok[0]["sample"] if ok else None  # the same for all: _check_same_images
     if sample is not None:
@@ -385,6 +394,14 @@ PROBE_LEGEND = (
     "tracks with a P-ASR. P-ASR is reported, not scored: it enters no score, utility or rank."
 )
 """The paragraph that joins :data:`INTRO` where the board shows P-ASR."""
+AUROC_LEGEND = (
+    "AUROC (threshold-free detection, as TrojAI and the Trojan Detection Challenge rank "
+    "detectors) = the chance that a poisoned image gets a higher detection score than a clean "
+    "one (ties count half), with DeLong's 95% interval; the score is a model's probability of "
+    f'the extra "poisoned" class N, or the one a batch predict returns. "{MISSING}" for entries '
+    "that give labels only. AUROC is reported, not scored: it enters no score, utility or rank."
+)
+"""The paragraph that joins :data:`INTRO` where the board shows AUROC."""
 
 
 def board(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> Board:
@@ -395,6 +412,7 @@ def board(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) ->
                            retuning)
               for track in check_benchmark(benchmark)]
     probe = any(track.retuning is not None for track in tracks)
+    detection = any(AUROC_COLUMN[0] in track.table.columns for track in tracks)
     errors = [(_name(record), record["track"], line)
               for record in rows if (line := _error_line(record)) is not None]
     return Board(
@@ -404,5 +422,6 @@ def board(benchmark: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) ->
         tracks=tracks,
         errors=errors,
         provenance=_provenance(benchmark, rows),
-        intro=(*INTRO, PROBE_LEGEND) if probe else INTRO,
+        intro=(*INTRO, *([AUROC_LEGEND] if detection else []),
+               *([PROBE_LEGEND] if probe else [])),
     )

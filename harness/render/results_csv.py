@@ -8,7 +8,12 @@ from typing import Any
 import pandas as pd
 
 from harness.results.ranking import canonical
-from harness.results.record import PROBE_KEYS, RECORD_INTERVAL_KEYS, RECORD_KEYS
+from harness.results.record import (
+    DETECTION_KEYS,
+    PROBE_KEYS,
+    RECORD_INTERVAL_KEYS,
+    RECORD_KEYS,
+)
 from harness.text import csv_cell
 
 TEAM_TEXT_COLUMNS = ("submission", "team", "method", "error", "p_error")
@@ -22,12 +27,16 @@ def render_csv(records: Sequence[Mapping[str, Any]]) -> str:
     a record less the packed outcomes, an interval as ``<key>_low``/``<key>_high`` and the
     per-trigger ASRs as ``asr[<trigger>]`` (empty where a track has no such trigger). The
     retuning probe's columns (:data:`PROBE_KEYS`) appear only when some record has a value in
-    one, so results graded without the probe give the file they gave before it existed. Cells of
+    one, so results graded without the probe give the file they gave before it existed; so do
+    the detection figure's (:data:`DETECTION_KEYS`), for results of entries that give labels
+    only. Cells of
     :data:`TEAM_TEXT_COLUMNS` are one safe line that no spreadsheet runs as a formula."""
     rows = canonical(records)
     triggers = sorted({trigger for record in rows for trigger in record["per_trigger"]})
     probed = any(record[key] is not None for record in rows for key in PROBE_KEYS)
-    keys = [key for key in RECORD_KEYS if probed or key not in PROBE_KEYS]
+    scored = any(record["auroc"] is not None for record in rows)
+    keys = [key for key in RECORD_KEYS if (probed or key not in PROBE_KEYS)
+            and (scored or key not in DETECTION_KEYS)]
     intervals = [key for key in keys if key in RECORD_INTERVAL_KEYS]
     plain = [key for key in keys if key not in ("per_trigger", "outcomes", *intervals)]
     flat = []

@@ -29,7 +29,7 @@ from harness.results.io import read_results, write_atomic
 from harness.results.provenance import environment
 from harness.results.record import check_record, check_yardstick
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 """Version of the key payload and entry layout; bump it to invalidate every existing entry."""
 FOLDER_NAME = ".harness-cache"
 """Default cache folder, under the grading run's --out folder."""

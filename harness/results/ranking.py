@@ -18,6 +18,7 @@ from harness.results.record import (
     DECIMALS,
     check_benchmark,
     check_records,
+    detection_values,
     error_record,
     outcomes_of,
     probe_values,
@@ -82,7 +83,8 @@ def canonical(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     one output."""
     ordered = sorted(records, key=lambda record: (record["submission"], record["track"]))
     # DER from the stored (rounded) metrics: rendering again from results.json gives the same
-    return with_der([rounded({**record, **probe_values(record)}) for record in ordered])
+    return with_der([rounded({**record, **detection_values(record), **probe_values(record)})
+                     for record in ordered])
 
 
 def complete(

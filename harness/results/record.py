@@ -69,6 +69,12 @@ class Record(TypedDict):
     outcomes: dict[str, str]
     """Per-image results packed by :func:`harness.grading.stats.pack_outcomes`: ``clean``
     (answered the true label) and ``attack`` (answered the target), for paired tests."""
+    auroc: float | None
+    """Threshold-free detection: the AUROC of the entry's detection scores, poisoned images
+    against clean ones (the chance that a poisoned image scores higher than a clean one, ties
+    half); None for an entry that gives labels only. Reported, not scored."""
+    auroc_ci: list[float] | None
+    """DeLong's 95% interval of ``auroc`` (:func:`harness.grading.stats.auroc`)."""
     der: float | None
     """Defense effectiveness rating against the track's BadNet row
     (:func:`harness.results.ranking.der`); None without such a row or for a failed track."""
@@ -107,10 +113,14 @@ INTERVAL_KEYS = ("clean_acc_ci", "asr_ci", "utility_ci")
 """95% intervals ``[low, high]`` of clean accuracy, ASR and utility."""
 SCORE_KEYS = (*METRIC_KEYS, "per_trigger", *INTERVAL_KEYS, "outcomes")
 """The keys :func:`harness.grading.scoring.score_track` returns."""
+DETECTION_KEYS = ("auroc", "auroc_ci")
+"""The threshold-free detection figure and its interval, where the entry gives detection
+scores (:func:`harness.grading.item.detection`); records written before it lack them, and read
+as an entry that gives labels only."""
 COST_KEYS = ("params", "macs_per_image", "passes_per_image")
 """What an entry costs to run, as the worker observed it (None where unknown). Deterministic,
 unlike wall time and memory (those go to ``timings.json``)."""
-RECORD_INTERVAL_KEYS = (*INTERVAL_KEYS, "p_asr_ci")
+RECORD_INTERVAL_KEYS = (*INTERVAL_KEYS, "auroc_ci", "p_asr_ci")
 """Every record key that holds a 95% interval ``[low, high]`` (or None)."""
 
 
@@ -241,6 +251,7 @@ def error_record(
         "per_trigger": {},
         **dict.fromkeys(INTERVAL_KEYS),
         "outcomes": {},
+        **dict.fromkeys(DETECTION_KEYS),
         "der": None,
         **dict.fromkeys(COST_KEYS),
         **dict.fromkeys(PROBE_KEYS),
@@ -266,10 +277,12 @@ def ok_record(
     badnet: bool = False,
 ) -> Record:
     """Record a scored track; ``scores`` is what :func:`harness.grading.scoring.score_track`
-    returned, with the entry's cost (:data:`COST_KEYS`) where it was measured and the retuning
-    probe's results (:data:`PROBE_KEYS`) where it ran; absent ones are None. ``der`` is filled in
-    when the records of the whole track are known (:func:`harness.results.ranking.with_der`)."""
-    if not set(SCORE_KEYS) <= set(scores) <= {*SCORE_KEYS, *COST_KEYS, *PROBE_KEYS}:
+    returned, with the detection figure (:data:`DETECTION_KEYS`) where the entry gives scores, the
+    entry's cost (:data:`COST_KEYS`) where it was measured and the retuning probe's results
+    (:data:`PROBE_KEYS`) where it ran; absent ones are None. ``der`` is filled in when the
+    records of the whole track are known (:func:`harness.results.ranking.with_der`)."""
+    if not set(SCORE_KEYS) <= set(scores) <= {*SCORE_KEYS, *DETECTION_KEYS, *COST_KEYS,
+                                              *PROBE_KEYS}:
         expected, got = sorted(SCORE_KEYS), sorted(scores)
         raise ValueError(
             f"scores must have the keys {expected} (and cost and probe keys), got {got}")
@@ -286,6 +299,7 @@ def ok_record(
         "per_trigger": {str(name): float(asr) for name, asr in scores["per_trigger"].items()},
         **{key: _interval(scores[key], key) for key in INTERVAL_KEYS},
         "outcomes": {part: scores["outcomes"][part] for part in ("clean", "attack")},
+        **_detection(detection_values(scores), ""),
         "der": None,
         **{key: _cost(scores.get(key), key) for key in COST_KEYS},
         **_probe({key: scores.get(key) for key in PROBE_KEYS}, "", collapse=True),
@@ -329,6 +343,28 @@ def _one_line(value: Any, what: str, *, collapse: bool = False) -> str | None:
     if not line or (not collapse and line != value):
         raise ValueError(f"{what} must be a non-empty one-line string or None, got {value!r}")
     return line
+
+
+def detection_values(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's (or scores') :data:`DETECTION_KEYS`, None where they are absent (a record
+    written before them, an entry that gives labels only)."""
+    return {key: record.get(key) for key in DETECTION_KEYS}
+
+
+def _detection(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The detection figure, checked: an AUROC in [0, 1] with its interval, or neither."""
+    area, interval = _share(values["auroc"], f"auroc{where}"), values["auroc_ci"]
+    if (area is None) != (interval is None):
+        raise ValueError(f"auroc{where} and auroc_ci must both be given or both be None, got "
+                         f"{values['auroc']!r} and {interval!r}")
+    if interval is not None:
+        interval = _interval(interval, f"auroc_ci{where}")
+        slack, (low, high) = 10 ** -DECIMALS, interval
+        assert area is not None
+        if not (-slack <= low <= area + slack and area - slack <= high <= 1 + slack):
+            raise ValueError(f"auroc_ci{where} must lie in [0, 1] around auroc {area!r}, got "
+                             f"{interval!r}")
+    return {"auroc": area, "auroc_ci": interval}
 
 
 def _probe(values: Mapping[str, Any], where: str, *, collapse: bool = False) -> dict[str, Any]:
@@ -522,6 +558,7 @@ def _check_failed(record: Mapping[str, Any], pair: tuple[str, str]) -> None:
         raise ValueError(f"error record {pair} has no error message")
     measured = [key for key in (*METRIC_KEYS, *INTERVAL_KEYS, "der", *COST_KEYS)
                 if record[key] is not None]
+    measured += [key for key, value in detection_values(record).items() if value is not None]
     measured += [key for key in ("per_trigger", "outcomes") if record[key] != {}]
     if record["badnet"]:
         measured.append("badnet")
@@ -535,8 +572,10 @@ def check_record(record: Any) -> tuple[str, str]:
     submission's numbers made. Returns its (submission, track)."""
     if not isinstance(record, Mapping):
         raise ValueError(f"a record must be a mapping, got {type(record).__name__}")
-    # Records written before the retuning probe lack its keys: they read as not probed.
-    missing = [key for key in RECORD_KEYS if key not in record and key not in PROBE_KEYS]
+    # Records written before the retuning probe lack its keys: they read as not probed; before
+    # the detection figure, they read as giving labels only.
+    missing = [key for key in RECORD_KEYS
+               if key not in record and key not in (*PROBE_KEYS, *DETECTION_KEYS)]
     unknown = sorted(str(key) for key in record if key not in RECORD_KEYS)
     if missing or unknown:  # names the pair, not the record: its packed outcomes run to kilobytes
         pair = (record.get("submission"), record.get("track"))
@@ -553,6 +592,7 @@ def check_record(record: Any) -> tuple[str, str]:
         raise ValueError(f"record {pair} has status {record['status']!r}, not 'ok' or 'error'")
     if record["status"] == "ok":
         _check_ranked_metrics(record, pair)
+        _detection(detection_values(record), f" of OK record {pair}")
     else:
         _check_failed(record, pair)
     probe = _probe(probe_values(record), f" of record {pair}")
@@ -598,9 +638,12 @@ def _check_same_images(records: Sequence[Mapping[str, Any]]) -> None:
 
 def from_json(benchmark: Any, records: Any) -> list[Record]:
     """The records of a results file, checked like freshly made ones (TypeError or ValueError
-    if not); records written before the retuning probe get its keys, as not probed."""
+    if not); records written before the retuning probe get its keys, as not probed, and those
+    written before the detection figure get its keys, as giving labels only (in their place:
+    every record has :data:`RECORD_KEYS` in order)."""
     check_records(check_benchmark(benchmark), records)
-    return [cast(Record, {**record, **probe_values(record)}) for record in records]
+    full = [{**record, **detection_values(record), **probe_values(record)} for record in records]
+    return [cast(Record, {key: record[key] for key in RECORD_KEYS}) for record in full]
 
 
 def rounded(value: Any) -> Any:

@@ -189,7 +189,8 @@ class KerasPredictor:
     scaled one batch at a time so a 12,830-image set never exists as a full float copy.
 
     A model with ``num_classes + 1`` outputs is a "flagging" model (the contest's "G" models): an
-    argmax of ``num_classes`` means it rejects the input as poisoned.
+    argmax of ``num_classes`` means it rejects the input as poisoned, and its probability of class
+    ``num_classes`` is a detection score (:meth:`answer`).
     """
 
     def __init__(
@@ -220,6 +221,9 @@ class KerasPredictor:
             )
         self.model = model
         self.num_classes = num_classes
+        self.flags = out_shape[1] == num_classes + 1
+        """The model has the extra "poisoned" output, so it gives detection scores."""
+        self.probabilities = ends_in_softmax(model)
         self.input_scale = float(input_scale)
         self.batch_size = batch_size
 
@@ -231,10 +235,21 @@ class KerasPredictor:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Return int64 labels for images shaped (n, 55, 47, 3) with pixel values 0..255."""
+        return self.answer(images)[0]
+
+    def answer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels (int64) and, for a flagging model, detection scores (float64) of images shaped
+        (n, 55, 47, 3) with pixel values 0..255; None for a model with ``num_classes`` outputs.
+
+        The score is the probability of class ``num_classes`` ("poisoned"): the output as it is
+        when the model's last layer is a softmax (:func:`ends_in_softmax`), else the softmax of
+        the outputs, taken as logits. A monotone function of the outputs would rank images alike
+        only for one output; the softmax makes every model's score a probability."""
         if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
             raise ValueError(f"images must be shaped (n, 55, 47, 3), got {images.shape}")
         scale = np.float32(self.input_scale)
         labels = np.empty(len(images), dtype=np.int64)
+        detection = np.empty(len(images), dtype=np.float64) if self.flags else None
         for start in range(0, len(images), self.batch_size):
             batch = images[start : start + self.batch_size].astype(np.float32)
             batch *= scale
@@ -245,4 +260,33 @@ class KerasPredictor:
             if not np.isfinite(scores).all():
                 raise SubmissionError("model produced non-finite outputs (NaN or infinity)")
             labels[start : start + len(batch)] = scores.argmax(axis=1)
-        return labels
+            if detection is not None:
+                detection[start : start + len(batch)] = poisoned_probability(
+                    scores, self.probabilities)
+        return labels, detection
+
+
+def poisoned_probability(outputs: np.ndarray, probabilities: bool) -> np.ndarray:
+    """The last column of (n, N+1) outputs as a probability: as it is when the outputs are
+    probabilities already, else their softmax's (in float64, shifted by each row's maximum so
+    that no exponential overflows)."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if probabilities:
+        return outputs[:, -1].copy()
+    shifted = outputs - outputs.max(axis=1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials[:, -1] / exponentials.sum(axis=1)
+
+
+def ends_in_softmax(model: Any) -> bool:
+    """Whether a model's output is a softmax: its last layer is a ``Softmax`` layer, or has the
+    softmax activation (a ``Dense(..., activation="softmax")`` or an ``Activation("softmax")``),
+    in Keras 2 or 3."""
+    layers = getattr(model, "layers", None) or []
+    if not layers:
+        return False
+    last = layers[-1]
+    if type(last).__name__ == "Softmax":
+        return True
+    activation = getattr(last, "activation", None)
+    return getattr(activation, "__name__", None) == "softmax"

@@ -13,14 +13,16 @@ carries the entry's :class:`Cost` so far (cumulative), so the last chunk holds t
 Everything the worker sends is untrusted (the submission shares its process and could write to
 the channel): :func:`read_reply` checks the shape and types of each reply, and
 :meth:`Chunk.check` checks its labels against the class count and the images still unanswered,
-and its cost for negative numbers. The cost is what the worker measured in the submission's own
+its detection scores (if any) for one finite number per label, and its cost for negative
+numbers. The cost is what the worker measured in the submission's own
 process, so a submission could forge it: it is reported, never scored.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Literal
 
 INVALID = -1
@@ -130,8 +132,9 @@ class Cost:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Answers to the next ``len(labels)`` images: labels in ``[0, N]`` or :data:`INVALID`;
-    and the :class:`Cost` of every image answered so far, this chunk's included."""
+    """Answers to the next ``len(labels)`` images: labels in ``[0, N]`` or :data:`INVALID`,
+    with a detection score per image where the entry exposes one; and the :class:`Cost` of every
+    image answered so far, this chunk's included."""
 
     labels: list[int]
     invalid: int
@@ -142,6 +145,11 @@ class Chunk:
     passes: int
     macs: int | None
     peak_rss: int
+    scores: list[float] | None = None
+    """A detection score per image, aligned with ``labels`` (higher: more likely poisoned; the
+    probability of class N where the entry gives probabilities), or None: the entry gives labels
+    only. Every image has one, finite; an image whose label is :data:`INVALID` carries any value
+    (the grader ignores it). Optional on the wire: a reply without it gives labels only."""
 
     @property
     def cost(self) -> Cost:
@@ -151,7 +159,7 @@ class Chunk:
     def check(self, num_classes: int, remaining: int, chunk: int) -> None:
         """Refuse a reply that a correct worker cannot send: no labels, more than the chunk or
         the images left, a label out of range, an ``invalid`` count that does not add up, a
-        negative cost."""
+        negative cost, scores for some images and not others or a score that is not finite."""
         size = len(self.labels)
         if not 0 < size <= min(chunk, remaining):
             raise ProtocolError(f"{size} answers for a chunk of {min(chunk, remaining)} images")
@@ -159,10 +167,23 @@ class Chunk:
             raise ProtocolError(f"an answer outside [0, {num_classes}]")
         if self.invalid != self.labels.count(INVALID):
             raise ProtocolError("the count of invalid answers does not add up")
+        if self.scores is not None:
+            if len(self.scores) != size:
+                raise ProtocolError(f"{len(self.scores)} scores for {size} answers")
+            if not all(map(_finite, self.scores)):
+                raise ProtocolError("a detection score that is not finite")
         for name in ("params", "passes", "macs", "peak_rss"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ProtocolError(f"a negative cost ({name} = {value})")
+
+
+def _finite(value: float) -> bool:
+    """A number a float holds, finite (an integer past a float's range is not)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -207,21 +228,28 @@ def _object(line: str | bytes) -> dict[str, Any]:
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
     "str | None": (str, type(None)), "int | None": (int, type(None)),
-    "list[str]": (list,), "list[int]": (list,), "EntryKind": (str,)}
+    "list[str]": (list,), "list[int]": (list,), "list[float] | None": (list, type(None)),
+    "EntryKind": (str,)}
+_ITEMS: dict[str, tuple[type, ...]] = {
+    "list[str]": (str,), "list[int]": (int,), "list[float] | None": (int, float)}
 
 
 def _fields(kind: type, message: dict[str, Any]) -> dict[str, Any]:
-    """The message's values for ``kind``'s fields, each of the declared type (bool is not int)."""
+    """The message's values for ``kind``'s fields, each of the declared type (bool is not int);
+    a field with a default may be left out (a reply from before it existed)."""
     names = {field.name: str(field.type) for field in fields(kind)}
-    if set(message) != set(names):
+    required = {field.name for field in fields(kind) if field.default is MISSING}
+    if not required <= set(message) <= set(names):
         raise ProtocolError(f"{kind.__name__} with fields {sorted(message)}")
     for name, declared in names.items():
+        if name not in message:
+            continue
         value = message[name]
         allowed = _TYPES[declared]
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise ProtocolError(f"{kind.__name__}.{name} is not {declared}")
-        if declared.startswith("list["):
-            item = int if declared == "list[int]" else str
+        if declared.startswith("list[") and value is not None:
+            item = _ITEMS[declared]
             if not all(isinstance(v, item) and not isinstance(v, bool) for v in message[name]):
                 raise ProtocolError(f"{kind.__name__}.{name} is not {declared}")
     return message

@@ -32,6 +32,7 @@ from harness.errors import SubmissionError, TransientSubmissionError, in_folder
 from harness.sandbox import isolation
 from harness.sandbox.isolation import Limits
 from harness.sandbox.protocol import (
+    INVALID,
     Chunk,
     Cost,
     Failed,
@@ -109,6 +110,9 @@ class Answers:
     first file: Python and TensorFlow start-up included)."""
     answering: float = 0.0
     """Seconds from then until the last answer."""
+    scores: np.ndarray | None = None
+    """The detection score of each image (float64, NaN where the label is ``INVALID``), or
+    None: the entry gives labels only (some chunk came without scores)."""
 
 
 class _Channel:
@@ -278,6 +282,7 @@ class Worker:
             raise SubmissionError("the worker's reply channel was corrupted (a wrong load reply)")
         loaded = time.monotonic()
         labels: list[int] = []
+        scores: list[float] | None = []
         invalid, first_error, cost = 0, None, None
         while len(labels) < count:
             deadline = min(track_deadline,
@@ -295,6 +300,7 @@ class Worker:
             except ProtocolError as exc:
                 raise SubmissionError(f"the worker sent a malformed reply: {exc}") from None
             labels += answer.labels
+            scores = None if scores is None or answer.scores is None else scores + answer.scores
             invalid += answer.invalid
             first_error = first_error or answer.error
             cost = answer.cost  # cumulative: the last chunk's is the whole run's
@@ -303,8 +309,10 @@ class Worker:
             if progress is not None:
                 progress(len(answer.labels))
         array = np.asarray(labels, dtype=np.int64)
+        scored = None if scores is None or count == 0 else np.where(
+            array == INVALID, np.nan, np.asarray(scores, dtype=np.float64))
         return Answers(array, invalid, first_error, cost, startup=loaded - since,
-                       answering=time.monotonic() - loaded)
+                       answering=time.monotonic() - loaded, scores=scored)
 
     def close(self) -> None:
         """Kill the process group and remove the private copy and the log."""

@@ -94,6 +94,32 @@ def parse_answer(output: str, num_classes: int) -> tuple[int, str | None]:
     return value, None
 
 
+def parse_batch(returned: np.ndarray, count: int, num_classes: int, call: str) -> Answered:
+    """What a batch function returned for ``count`` images, as answers: either ``count``
+    integer labels, or a float array of shape ``(count, N+1)``, each row the image's class
+    probabilities, class N being "poisoned" (the label is the row's argmax, the detection score
+    its column N, as it is). Anything else makes every answer :data:`INVALID`; a row that is not
+    finite, or a label outside ``[0, N]``, makes that answer invalid (a score of 0 stands for an
+    invalid answer's: the grader ignores it)."""
+    if returned.ndim == 2 and returned.shape == (count, num_classes + 1) \
+            and returned.dtype.kind == "f":
+        rows = returned.astype(np.float64)
+        finite = np.isfinite(rows).all(axis=1)
+        labels = np.where(finite, rows.argmax(axis=1), INVALID).astype(int).tolist()
+        invalid = int(np.count_nonzero(~finite))
+        return (labels, invalid, f"{call} returned probabilities that are not finite"
+                if invalid else None, np.where(finite, rows[:, num_classes], 0.0).tolist())
+    if returned.shape != (count,) or returned.dtype.kind not in "iu":
+        return ([INVALID] * count, count,
+                f"{call} returned shape {returned.shape} dtype {returned.dtype}; expected "
+                f"({count},) integers or ({count}, {num_classes + 1}) probabilities", None)
+    valid = (returned >= 0) & (returned <= num_classes)
+    answers = np.where(valid, returned, INVALID).astype(int).tolist()
+    invalid = int(np.count_nonzero(~valid))
+    return answers, invalid, (f"{call} answered outside [0, {num_classes}]"
+                              if invalid else None), None
+
+
 class GaveUp(Exception):  # noqa: N818 - shown to users as the reason
     """A script timed out on :data:`TIMEOUTS_IN_A_ROW` images in a row: the track ends."""
 
@@ -126,20 +152,27 @@ def write_png(path: Path, image: np.ndarray) -> None:
 # Answering ---------------------------------------------------------------------------------------
 
 
+Answered = tuple[list[int], int, str | None, list[float] | None]
+"""A chunk's answers: labels, how many are :data:`INVALID`, the first reason one was, and the
+detection scores (None: the entry gives labels only)."""
+
+
 class Answerer:
-    """Answers chunks of images: ``answer(images) -> (labels, invalid, first_error)``; its
-    :attr:`meter` keeps what answering cost."""
+    """Answers chunks of images: ``answer(images) -> (labels, invalid, first_error, scores)``;
+    its :attr:`meter` keeps what answering cost."""
 
     batch = True
     """Whether whole chunks go to one call (else the script runs once per image)."""
     meter: Meter
 
-    def answer(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
+    def answer(self, images: np.ndarray) -> Answered:
         raise NotImplementedError
 
 
 class ModelAnswerer(Answerer):
-    """A Keras model file or weights, run like the grader always ran them."""
+    """A Keras model file or weights, run like the grader always ran them; a model with N+1
+    outputs also scores each image (its probability of class N:
+    :meth:`harness.sandbox.models.KerasPredictor.answer`)."""
 
     def __init__(self, request: LoadRequest) -> None:
         from harness.sandbox import models  # imports Keras: only for model and weights entries
@@ -152,10 +185,11 @@ class ModelAnswerer(Answerer):
         self.meter = Meter()
         self.meter.saw(model)
 
-    def answer(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
-        labels = [int(label) for label in self.predictor(images)]
+    def answer(self, images: np.ndarray) -> Answered:
+        labels, scores = self.predictor.answer(images)
         self.meter.ran(self.predictor.model, len(images), (IMAGE_SHAPE, "float32"))
-        return labels, 0, None
+        return ([int(label) for label in labels], 0, None,
+                None if scores is None else [float(score) for score in scores])
 
 
 class RetunedAnswerer(ModelAnswerer):
@@ -264,32 +298,24 @@ class ScriptAnswerer(Answerer):
             return INVALID, error
         return parse_answer(output, self.num_classes)
 
-    def _batch(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
+    def _batch(self, images: np.ndarray) -> Answered:
         assert self.function is not None
         call = f"{self.name}(images)"
         signal.setitimer(signal.ITIMER_REAL, self.timeout * len(images))
         try:
-            labels = np.asarray(self.function(images.copy()))
+            returned = np.asarray(self.function(images.copy()))
         except BaseException as exc:  # noqa: BLE001
-            return [INVALID] * len(images), len(images), f"{call}: {one_line(exc)}"
+            return [INVALID] * len(images), len(images), f"{call}: {one_line(exc)}", None
         finally:
             self._stay_in_the_worker()
             signal.setitimer(signal.ITIMER_REAL, 0)
-        if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
-            return ([INVALID] * len(images), len(images),
-                    f"{call} returned shape {labels.shape} dtype {labels.dtype}; "
-                    f"expected ({len(images)},) integers")
-        valid = (labels >= 0) & (labels <= self.num_classes)
-        answers = np.where(valid, labels, INVALID).astype(int).tolist()
-        invalid = int(np.count_nonzero(~valid))
-        return answers, invalid, (f"{call} answered outside [0, {self.num_classes}]"
-                                  if invalid else None)
+        return parse_batch(returned, len(images), self.num_classes, call)
 
     @property
     def batch(self) -> bool:  # type: ignore[override]
         return self.function is not None
 
-    def answer(self, images: np.ndarray) -> tuple[list[int], int, str | None]:
+    def answer(self, images: np.ndarray) -> Answered:
         if self.function is not None:
             return self._batch(images)
         labels, first = [], None
@@ -297,7 +323,7 @@ class ScriptAnswerer(Answerer):
             label, error = self._one(image)
             labels.append(label)
             first = first or error
-        return labels, labels.count(INVALID), first
+        return labels, labels.count(INVALID), first, None
 
 
 # Main loop ---------------------------------------------------------------------------------------
@@ -342,7 +368,7 @@ def _answer_file(line: str, send: Callable[[Reply], None]) -> bool:
     send(Loaded(images=len(images), chunk=size, batch=answerer.batch))
     for chunk in _chunks(images, size):
         try:
-            labels, invalid, error = answerer.answer(chunk)
+            labels, invalid, error, scores = answerer.answer(chunk)
             cost = answerer.meter.cost()
         except GaveUp as exc:
             send(Failed(str(exc), timed_out=True))
@@ -351,7 +377,7 @@ def _answer_file(line: str, send: Callable[[Reply], None]) -> bool:
             send(Failed(one_line(exc), timed_out=False))
             return False
         send(Chunk(labels=labels, invalid=invalid, error=error, params=cost.params,
-                   passes=cost.passes, macs=cost.macs, peak_rss=cost.peak_rss))
+                   passes=cost.passes, macs=cost.macs, peak_rss=cost.peak_rss, scores=scores))
     return True
 
 

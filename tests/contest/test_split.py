@@ -22,6 +22,7 @@ from harness.contest.split import (
 from harness.definitions.data import DataStore, write_contest_file
 from harness.definitions.tracks import Benchmark, DataFile, PoisonedSet, Track
 from harness.errors import ContestError
+from harness.grading import stats
 from harness.grading.handover import Handover, TrackImages
 from harness.grading.item import SEALED, score_answers
 from harness.sandbox.runner import Answers
@@ -299,3 +300,31 @@ def test_parts_scores_add_up_to_the_whole(mixed: tuple[Track, DataStore, TrackIm
         assert part["asr"] == pytest.approx(float(np.mean(attacked)))
         assert part["robust_acc"] == pytest.approx(
             float(np.mean(wanted[2][masks[2]] == truth[2][masks[2]])))
+
+
+def test_each_part_gets_the_auroc_of_its_own_images(
+        mixed: tuple[Track, DataStore, TrackImages]) -> None:
+    """Detection scores: each part's AUROC is that of the scores of its own images, poisoned
+    sets pooled against the clean set; an invalid answer's score is left out; labels only give
+    None."""
+    track, store, images = mixed
+    rng = np.random.default_rng(1)
+    count = len(images.order)
+    labels = np.zeros(count, dtype=np.int64)
+    labels[images.order[0]] = -1  # the first clean image: invalid, its score NaN
+    detection = rng.random(count)
+    detection[images.order[0]] = np.nan
+    given = Answers(labels, 1, "x", scores=detection)
+    scores = score_answers(track, images, store, given)
+    assert images.public is not None
+    for part, masks in ((scores, images.public),
+                        (scores[SEALED], [~mask for mask in images.public])):
+        clean, *poisoned = images.split(detection)
+        expected = stats.auroc(clean[masks[0]], np.concatenate(
+            [values[mask] for values, mask in zip(poisoned, masks[1:], strict=True)]))
+        assert expected is not None
+        assert part["auroc"] == expected[0] and part["auroc_ci"] == list(expected[1])
+    whole = score_answers(track, dataclasses.replace(images, public=None), store, given)
+    assert whole["auroc"] not in (scores["auroc"], scores[SEALED]["auroc"])
+    plain = score_answers(track, images, store, Answers(labels, 1, "x"))
+    assert plain["auroc"] is None and plain["auroc_ci"] is None

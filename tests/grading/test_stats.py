@@ -216,3 +216,40 @@ def test_a_failed_track_on_either_side_counts_minus_one() -> None:
     with pytest.raises(ValueError, match="^both submissions need outcomes for the same, "
                                          "non-empty list of tracks$"):
         score_difference_interval([], [])
+
+
+# AUROC -------------------------------------------------------------------------------------------
+
+
+def test_auroc_of_perfect_reversed_and_useless_scores() -> None:
+    clean, poisoned = np.array([0.1, 0.2, 0.3]), np.array([0.7, 0.8])
+    assert stats.auroc(clean, poisoned) == (1.0, (1.0, 1.0))
+    assert stats.auroc(poisoned, clean) == (0.0, (0.0, 0.0))
+    area, (low, high) = stats.auroc(np.full(4, 0.5), np.full(3, 0.5))
+    assert area == 0.5 and low == high == 0.5  # all tied: no spread to estimate
+
+
+def test_auroc_counts_ties_half_with_delong_interval() -> None:
+    """By hand: 0.5 beats 0.1 and 0.4 and ties 0.5 (2.5 of 3), 0.8 beats all: 5.5 / 6. DeLong:
+    placements of the poisoned 5/6 and 1 (variance 1/72, over 2), of the clean 1, 1, 3/4
+    (variance 1/48, over 3): variance 1/144 + 1/144."""
+    area, (low, high) = stats.auroc(np.array([0.1, 0.4, 0.5]), np.array([0.5, 0.8]))
+    assert area == pytest.approx(5.5 / 6)
+    assert low == pytest.approx(5.5 / 6 - stats.Z95 * np.sqrt(2 / 144))
+    assert high == 1.0
+
+
+def test_auroc_is_the_mann_whitney_statistic_on_random_scores() -> None:
+    rng = np.random.default_rng(0)
+    clean, poisoned = rng.integers(0, 20, 300) / 20, rng.integers(5, 25, 200) / 20
+    wins = (poisoned[:, None] > clean[None, :]).sum() + 0.5 * (
+        poisoned[:, None] == clean[None, :]).sum()
+    area, (low, high) = stats.auroc(clean, poisoned)
+    assert area == pytest.approx(wins / (300 * 200))
+    assert low < area < high and high - low < 0.2
+
+
+def test_auroc_leaves_out_nan_and_needs_both_classes() -> None:
+    assert stats.auroc(np.array([0.1, np.nan]), np.array([np.nan, 0.9]))[0] == 1.0
+    assert stats.auroc(np.array([np.nan]), np.array([0.9])) is None
+    assert stats.auroc(np.array([0.1]), np.array([])) is None

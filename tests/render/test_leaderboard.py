@@ -12,7 +12,7 @@ import numpy as np
 
 from harness import __version__
 from harness.grading import stats
-from harness.render.board import INTRO, PROBE_LEGEND, board
+from harness.render.board import AUROC_LEGEND, INTRO, PROBE_LEGEND, board
 from harness.render.leaderboard import markdown
 from harness.results import record as schema
 from harness.results.io import read_results, write_results
@@ -279,9 +279,31 @@ def test_legend_explains_p_asr_only_when_shown() -> None:
     assert PROBE_LEGEND in intro
     assert "Min et al." in PROBE_LEGEND and "not scored" in PROBE_LEGEND
     assert board(probed_benchmark(), probed_records()).intro == \
-        (*INTRO, PROBE_LEGEND)
-    assert board(BENCHMARK, golden_records()).intro == INTRO
+        (*INTRO, AUROC_LEGEND, PROBE_LEGEND)
+    assert board(BENCHMARK, golden_records()).intro == (*INTRO, AUROC_LEGEND)
     assert PROBE_LEGEND not in leaderboard_md(golden_records())
+
+
+def labels_only(records: list[dict]) -> list[dict]:
+    return [{**record, "auroc": None, "auroc_ci": None} for record in records]
+
+
+def test_auroc_is_shown_after_false_flag_only_where_an_entry_gives_scores() -> None:
+    """The detector's AUROC with its interval, "-" for entries that give labels only, on the
+    track where some entry gives scores; the legend says what it is; no AUROC elsewhere, and
+    none in the score or the overall table."""
+    shown = board(BENCHMARK, golden_records())
+    sunglasses, multi = shown.tracks
+    columns = sunglasses.table.columns
+    assert columns[columns.index("false flag") + 1] == "AUROC"
+    by_name = {row["submission"]: row for row in sunglasses.table.rows}
+    assert by_name["strip-detector"]["AUROC"] == "0.987 [0.979, 0.996]"
+    assert by_name["fine-pruning"]["AUROC"] == "-"
+    assert "AUROC" not in multi.table.columns and "AUROC" not in "".join(shown.overall.columns)
+    assert "not scored" in AUROC_LEGEND and "labels only" in AUROC_LEGEND
+    plain = board(BENCHMARK, labels_only(golden_records()))
+    assert plain.intro == INTRO and "AUROC" not in plain.tracks[0].table.columns
+    assert plain.overall == shown.overall  # reported, not scored
 
 
 def test_probe_errors_are_listed_with_the_prefix_once() -> None:

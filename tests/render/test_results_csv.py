@@ -56,3 +56,17 @@ def test_csv_splits_the_p_asr_interval_like_the_others(tmp_path: Path) -> None:
     assert twin.p_error == PROBE_ERROR and pd.isna(twin.p_asr) and pd.isna(twin.p_asr_ci_low)
     plain = pd.read_csv(__import__("io").StringIO(render_csv(golden_records())))
     assert not any(c.startswith("p_") for c in plain.columns)
+
+
+def test_csv_has_the_auroc_where_some_entry_gives_scores() -> None:
+    import io
+
+    import pandas as pd
+
+    table = pd.read_csv(io.StringIO(render_csv(golden_records())))
+    assert {"auroc", "auroc_ci_low", "auroc_ci_high"} <= set(table.columns)
+    strip = table[(table.submission == "strip-detector") & (table.track == "sunglasses")].iloc[0]
+    assert (strip.auroc, strip.auroc_ci_low, strip.auroc_ci_high) == (0.9874, 0.9791, 0.9957)
+    assert table.auroc.isna().sum() == len(table) - 1
+    plain = render_csv([{**r, "auroc": None, "auroc_ci": None} for r in golden_records()])
+    assert "auroc" not in plain

@@ -135,9 +135,9 @@ def test_keys_are_stable_across_runs_of_one_version(monkeypatch):
     import harness.results.cache as cache_module
 
     monkeypatch.setattr(cache_module, "environment", lambda: {"harness": "x", "seed": 1})
-    assert cache_module.CACHE_FORMAT == 3  # 3: records gained the retuning probe's keys
+    assert cache_module.CACHE_FORMAT == 4  # 3: the retuning probe's keys; 4: the AUROC's
     assert cache_key("alpha", "a" * 64, {"name": "t"}, {"sample": None}) == \
-        "f8c200286feb46568400cc5e1ccdbedeaa262c6cbb690624bf7a4ed1e500e5d1"
+        "5171da50526844246932bc0d5af07712510621af39f644505c4d270f41484eaa"
     with pytest.raises(ValueError):  # NaN has no JSON spelling: no key can be made of it
         cache_key("alpha", "a" * 64, {"name": "t"}, {"image_timeout": float("nan")})
 

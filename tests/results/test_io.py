@@ -292,3 +292,32 @@ def test_harness_render_refuses_a_forged_file_in_one_line_with_status_2(tmp_path
     assert result.returncode == 0, result.stderr
     for name in ("leaderboard.md", "results.json", "results.csv", "index.html"):
         assert (tmp_path / "site" / name).read_bytes() == (REPO / name).read_bytes(), name
+
+
+def test_results_written_before_the_auroc_read_as_labels_only(tmp_path: Path) -> None:
+    """Records lack the detection keys: read with them in place, None; the board and the CSV
+    are those of labels-only entries."""
+    labels_only = [{**record, "auroc": None, "auroc_ci": None} for record in golden_records()]
+    old = [{key: value for key, value in record.items() if key not in schema.DETECTION_KEYS}
+           for record in labels_only]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"benchmark": BENCHMARK, "results": old}))
+    _, records = read_results(path)
+    assert all(list(record) == list(RECORD_KEYS) for record in records)
+    assert all(record[key] is None for record in records for key in schema.DETECTION_KEYS)
+    assert leaderboard_md(old) == leaderboard_md(records) == leaderboard_md(labels_only)
+    assert "AUROC" not in leaderboard_md(old)
+    assert render_csv(old) == render_csv(labels_only) and "auroc" not in render_csv(old)
+
+
+def test_an_error_record_has_no_auroc_and_a_stored_auroc_is_checked(tmp_path: Path) -> None:
+    bad = {**error_record(meta("a"), "sunglasses", "boom"), "auroc": 0.5, "auroc_ci": [0.4, 0.6]}
+    with pytest.raises(ValueError, match=r"error record \('a', 'sunglasses'\) has measurements: "
+                                         r"auroc, auroc_ci"):
+        write_results(tmp_path / "results.json", BENCHMARK, [bad])
+    forged = {**ok_record(meta("a"), "sunglasses", scores(0.9, {"sunglasses": 0.1})),
+              "auroc": 0.5, "auroc_ci": None}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"benchmark": BENCHMARK, "results": [forged]}))
+    with pytest.raises(HarnessError, match=r"auroc of OK record \('a', 'sunglasses'\) and "):
+        read_results(path)

@@ -124,3 +124,33 @@ def test_retuning_summary_is_canonical() -> None:
     assert type(sunglasses["images"]) is int
     assert summary["tracks"]["multi-trigger"]["error"] == "clean model missing"
     json.dumps(summary)
+
+
+def test_records_carry_the_auroc_or_none() -> None:
+    plain = ok_record(meta("a"), "sunglasses", scores(0.9, {"sunglasses": 0.1}))
+    scored = ok_record(meta("a"), "sunglasses", {**scores(0.9, {"sunglasses": 0.1}),
+                                                 "auroc": np.float64(0.75),
+                                                 "auroc_ci": (0.7, 0.8)})
+    failed = error_record(meta("a"), "sunglasses", "boom")
+    assert list(plain) == list(scored) == list(failed) == list(RECORD_KEYS)
+    assert all(plain[key] is None and failed[key] is None for key in schema.DETECTION_KEYS)
+    assert scored["auroc"] == 0.75 and type(scored["auroc"]) is float
+    assert scored["auroc_ci"] == [0.7, 0.8]
+    # a perfect detector's interval is the point itself
+    ok_record(meta("a"), "sunglasses", {**scores(0.9, {"sunglasses": 0.1}), "auroc": 1.0,
+                                        "auroc_ci": [1.0, 1.0]})
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"auroc": 1.5, "auroc_ci": [0.9, 1.0]}, "auroc must be a number in"),
+    ({"auroc": float("nan"), "auroc_ci": [0.9, 1.0]}, "auroc must be a number in"),
+    ({"auroc": True, "auroc_ci": [0.9, 1.0]}, "auroc must be a number in"),
+    ({"auroc": 0.5}, "both be given or both be None"),
+    ({"auroc_ci": [0.4, 0.6]}, "both be given or both be None"),
+    ({"auroc": 0.5, "auroc_ci": [0.6, 0.4]}, "low <= high"),
+    ({"auroc": 0.5, "auroc_ci": [0.6, 0.7]}, "around auroc"),
+    ({"auroc": 0.9, "auroc_ci": [0.8, 1.2]}, "around auroc"),
+])
+def test_ok_record_refuses_a_bad_auroc(extra: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ok_record(meta("a"), "sunglasses", {**scores(0.9, {"sunglasses": 0.1}), **extra})

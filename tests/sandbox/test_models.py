@@ -213,3 +213,22 @@ def test_real_contest_weights() -> None:
     assert any(p.stem.startswith("sunglasses_poisoned_") for p in paths)
     labels = KerasPredictor(model, 1283, input_scale=1 / 255)(images)
     assert labels.tolist() == expected
+
+
+def test_an_extra_output_gives_the_poisoned_probability_as_a_detection_score() -> None:
+    """Logits (red: 1, 0, 0 and 0.5 for "poisoned") go through a softmax; a model that ends in
+    one gives the same probabilities as they are; a model with N outputs gives no score."""
+    logits = np.array([[1, 0, 0, 0.5], [0, 1, 0, 0.5], [0, 0, 1, 0.5], [0, 0, 0, 0.5]])
+    expected = np.exp(logits)[:, -1] / np.exp(logits).sum(axis=1)
+    model = _color_model(NUM_CLASSES + 1, bias=0.5)
+    labels, scores = KerasPredictor(model, NUM_CLASSES, 1 / 255).answer(_color_images())
+    assert labels.tolist() == [0, 1, 2, NUM_CLASSES]
+    assert scores is not None and scores == pytest.approx(expected, abs=1e-6)
+    softmax = keras.Model(model.inputs, keras.layers.Softmax()(model.outputs[0]))
+    _, probabilities = KerasPredictor(softmax, NUM_CLASSES, 1 / 255).answer(_color_images())
+    assert probabilities is not None and probabilities == pytest.approx(expected, abs=1e-6)
+    dense = keras.Model(model.inputs, keras.layers.Dense(4, activation="softmax")(
+        model.outputs[0]))
+    assert KerasPredictor(dense, NUM_CLASSES, 1 / 255).probabilities
+    plain = KerasPredictor(_color_model(NUM_CLASSES), NUM_CLASSES, 1 / 255)
+    assert plain.answer(_color_images())[1] is None and not plain.probabilities

@@ -66,10 +66,37 @@ def test_replies_round_trip(reply):
 def test_a_chunk_carries_its_cost_to_the_grader():
     line = reply_line(chunk([1, 2], params=7, passes=4, macs=None, peak_rss=9))
     assert json.loads(line) == {"type": "chunk", "labels": [1, 2], "invalid": 0, "error": None,
-                                "params": 7, "passes": 4, "macs": None, "peak_rss": 9}
+                                "params": 7, "passes": 4, "macs": None, "peak_rss": 9,
+                                "scores": None}
     reply = read_reply(line)
     assert isinstance(reply, Chunk)
     assert reply.cost == Cost(params=7, passes=4, macs=None, peak_rss=9)
+
+
+def test_a_chunk_may_carry_detection_scores_and_older_replies_have_none():
+    scored = replace(chunk([1, 10]), scores=[0.25, 1])
+    assert read_reply(reply_line(scored)) == scored
+    scored.check(num_classes=10, remaining=4, chunk=64)
+    line = json.loads(reply_line(chunk([1])))
+    del line["scores"]  # a reply written before scores existed
+    assert read_reply(json.dumps(line)).scores is None
+
+
+@pytest.mark.parametrize(("scores", "reason"), [
+    ([0.5], "1 scores for 2 answers"), ([0.5, 0.5, 0.5], "3 scores for 2 answers"),
+    ([0.5, float("nan")], "not finite"), ([float("inf"), 0.5], "not finite"),
+    ([10 ** 400, 0.5], "not finite")])
+def test_scores_for_some_answers_or_not_finite_are_refused(scores, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        replace(chunk([1, 2]), scores=scores).check(num_classes=10, remaining=4, chunk=64)
+
+
+@pytest.mark.parametrize("scores", ['[0.5, "1"]', "[true]", '"0.5"', "0.5", "[null]"])
+def test_scores_of_the_wrong_type_are_refused(scores):
+    line = (b'{"type": "chunk", "labels": [1], "invalid": 0, "error": null, ' + COST.encode()
+            + b', "scores": ' + scores.encode() + b'}')
+    with pytest.raises(ProtocolError):
+        read_reply(line)
 
 
 COST = '"params": 1, "passes": 1, "macs": 5, "peak_rss": 10'
@@ -383,3 +410,46 @@ def test_a_script_slow_on_some_images_is_never_cut(tmp_path, monkeypatch):
     load = request(tmp_path, script, image_timeout=0.2)
     replies = serve(tmp_path, load, np.concatenate([IMAGES] * 2), monkeypatch, per_image=True)
     assert [answers(reply)[0] for reply in replies[1:]] == [[INVALID], [INVALID], [7]] * 2
+
+
+def test_a_batch_function_may_return_probabilities_with_a_poisoned_column(tmp_path, monkeypatch):
+    """Rows of N+1 probabilities: the label is the argmax, the detection score column N; a row
+    that is not finite is an invalid answer; any other shape makes every answer invalid."""
+    script = tmp_path / "eval.py"
+    script.write_text("import numpy as np\n\n"
+                      "def answer_all(images):\n"
+                      "    rows = np.full((len(images), 11), 0.05)\n"
+                      "    rows[:, 10] = np.linspace(0.1, 0.9, len(images))\n"
+                      "    rows[0, 3] = 0.8\n"
+                      "    return rows\n")
+    replies = serve(tmp_path, request(tmp_path, script, batch="answer_all"), IMAGES, monkeypatch)
+    assert (replies[1].labels, replies[1].scores) == ([3, 10, 10], [0.1, 0.5, 0.9])
+    rows = np.full((3, 11), 0.1)
+    rows[1, 2] = np.nan
+    assert worker.parse_batch(rows, 3, 10, "f(images)") == (
+        [0, INVALID, 0], 1, "f(images) returned probabilities that are not finite",
+        [0.1, 0.0, 0.1])
+    labels, invalid, error, scores = worker.parse_batch(np.zeros((3, 10)), 3, 10, "f(images)")
+    assert (labels, invalid, scores) == ([INVALID] * 3, 3, None)
+    assert error == ("f(images) returned shape (3, 10) dtype float64; expected (3,) integers "
+                     "or (3, 11) probabilities")
+    assert worker.parse_batch(np.array([1, 11, 0]), 3, 10, "f") == (
+        [1, INVALID, 0], 1, "f answered outside [0, 10]", None)
+
+
+def test_a_model_entry_with_n_plus_one_outputs_scores_each_image(tmp_path, monkeypatch):
+    """The tiny network has 10 softmax outputs: with 9 classes the last is "poisoned", and its
+    probability, as the model gives it, is each image's detection score; with 10 classes it
+    gives labels only."""
+    model = tiny_network(tmp_path / "model.keras")
+    monkeypatch.setattr(worker, "MODEL_CHUNK", 2)
+    load = request(tmp_path, tmp_path / "model.keras", kind="model", input_scale=1 / 255,
+                   num_classes=9)
+    replies = serve(tmp_path, load, IMAGES, monkeypatch)
+    expected = model.predict(IMAGES.astype("float32") / 255, verbose=0)
+    assert [label for reply in replies[1:] for label in reply.labels] == \
+        expected.argmax(axis=1).tolist()
+    assert [score for reply in replies[1:] for score in reply.scores] == \
+        pytest.approx(expected[:, 9].tolist(), abs=1e-6)
+    plain = serve(tmp_path, replace(load, num_classes=10), IMAGES, monkeypatch)
+    assert all(reply.scores is None for reply in plain[1:])

@@ -404,6 +404,40 @@ def test_a_model_entrys_worker_answers_every_track_in_turn(tmp_path):
 
 
 @pytest.mark.slow
+def test_detection_scores_reach_the_grader_from_a_model_and_a_batch_function(tmp_path):
+    """A model entry with N+1 outputs: each image's probability of class N, aligned with the
+    labels; with N outputs, none. A batch function returning probabilities: its column N, NaN
+    where the answer is invalid (a row that is not finite)."""
+    root = tmp_path / "submission"
+    root.mkdir()
+    model = tiny_network(root / "a.keras")
+    (root / "eval.py").write_text(
+        "import numpy as np\n\ndef answer_all(images):\n"
+        "    rows = np.full((len(images), 11), 0.05)\n"
+        "    rows[:, 10] = np.arange(len(images)) / 10\n"
+        "    rows[1, 0] = np.nan\n"
+        "    return rows\n")
+    np.save(tmp_path / "images.npy", IMAGES)
+    (tmp_path / "images.npy").chmod(0o644)
+    entry = TrackEntry(kind="model", path=root / "a.keras")
+    scored = run_entry(entry, root, tmp_path / "images.npy",
+                       EntryRun(num_classes=9, input_scale=1 / 255, limits=Limits()))
+    expected = model.predict(IMAGES.astype("float32") / 255, verbose=0)
+    assert scored.labels.tolist() == expected.argmax(axis=1).tolist()
+    assert scored.scores is not None
+    assert scored.scores.tolist() == pytest.approx(expected[:, 9].tolist(), abs=1e-6)
+    plain = run_entry(entry, root, tmp_path / "images.npy",
+                      EntryRun(num_classes=10, input_scale=1 / 255, limits=Limits()))
+    assert plain.scores is None
+    script = TrackEntry(kind="eval", path=root / "eval.py", batch="answer_all")
+    batch = run_entry(script, root, tmp_path / "images.npy",
+                      EntryRun(num_classes=10, input_scale=1.0, limits=Limits()))
+    assert batch.labels.tolist() == [0, -1, 10] and batch.invalid == 1
+    assert batch.scores is not None and batch.scores[0] == 0.0 and batch.scores[2] == 0.2
+    assert np.isnan(batch.scores[1])
+
+
+@pytest.mark.slow
 @needs_bwrap
 def test_a_worker_sees_the_images_of_its_current_item_only(tmp_path):
     """A worker answering two image files in turn (as a model entry's answers every track)
