@@ -350,8 +350,9 @@ def test_a_sample_below_one_is_refused_in_one_line(argv, given, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(argv)
     assert stopped.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.endswith(f"argument --sample: expected a positive integer, got {given}")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # one line, no usage block
+    assert f"argument --sample: expected a positive integer, got {given} (see harness " in err
     with pytest.raises(argparse.ArgumentTypeError):
         positive_int(given.strip("'"))
     assert positive_int("500") == 500
