@@ -24,11 +24,13 @@ BATCH_SIZE = 64
 def fine_tune(model: keras.Model, ctx: Context, *, images: np.ndarray | None = None,
               labels: np.ndarray | None = None, dead_channels: np.ndarray | None = None,
               epochs: int = EPOCHS, learning_rate: float = LEARNING_RATE,
+              batch_size: int = BATCH_SIZE,
               callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
     """Train ``model`` in place and leave it at its best held-out epoch; returns notes.
 
     ``images``/``labels`` replace the fit split (e.g. with stamped copies added for unlearning);
     ``dead_channels`` are ``conv_3`` channels held at zero throughout (fine-pruning's mask);
+    ``batch_size`` exists for reports (scripts/pruning_aware_experiment.py): no defense changes it;
     ``callbacks`` are extra Keras callbacks, e.g. a report's per-epoch probe (each epoch is its
     own ``fit`` call, so ``on_epoch_end`` sees epoch 0 every time).
     """
@@ -42,7 +44,7 @@ def fine_tune(model: keras.Model, ctx: Context, *, images: np.ndarray | None = N
     hooks = [*([] if dead_channels is None else [ChannelMask(dead_channels)]), *callbacks]
     best, best_acc, history = model.get_weights(), -1.0, []
     for epoch in range(1, epochs + 1):
-        model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=True, callbacks=hooks,
+        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=True, callbacks=hooks,
                   verbose=0)
         scores = model.predict(x_hold, batch_size=2048, verbose=0)
         accuracy = float(np.mean(scores.argmax(axis=1) == y_hold))
