@@ -34,10 +34,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from harness.defenses.base import Context
 from harness.defenses.finetune import BATCH_SIZE, EPOCHS, LEARNING_RATE, fine_tune
 from harness.defenses.prune import LEADERBOARD_DROP, pruned_copy, sweep
-from harness.defenses.reference import SEED, load_badnet
+from harness.defenses.reference import defender_context
 from harness.definitions.data import DataStore
 from harness.definitions.layout import default_benchmark
 from harness.definitions.tracks import load_benchmark
@@ -81,9 +80,7 @@ def main() -> None:
     track = load_benchmark(args.benchmark).track(args.track)
     store = DataStore()
     handover = Handover(store)
-    validation = store.get(track.validation, track.num_classes)
-    ctx = Context(badnet=load_badnet(track), images=validation.images, labels=validation.labels,
-                  scale=track.input_scale, num_classes=track.num_classes, seed=SEED)
+    ctx = defender_context(track, store)
     result = sweep(ctx.badnet, ctx)
     depth = result.depth(LEADERBOARD_DROP)
     dead = result.order[:depth]

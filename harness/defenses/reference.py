@@ -89,6 +89,14 @@ def load_badnet(track: PublicTrack):
                             num_classes=track.num_classes)
 
 
+def defender_context(track: PublicTrack, store: DataStore) -> Context:
+    """What a defense is given on ``track``: its BadNet and the clean validation set, with the
+    reference builds' seed (the reports in scripts/ start from the very same context)."""
+    validation = store.get(track.validation, track.num_classes)
+    return Context(badnet=load_badnet(track), images=validation.images, labels=validation.labels,
+                   scale=track.input_scale, num_classes=track.num_classes, seed=SEED)
+
+
 def save(repaired: Repaired, path: Path) -> None:
     from harness.nets.deepid import save_legacy_h5
 
@@ -129,10 +137,7 @@ def build(tracks: Sequence[PublicTrack], defenses: Sequence[DefenseSpec], out: P
         folder = out / spec.name
         models, notes = {}, {}
         for track in tracks:
-            validation = store.get(track.validation, track.num_classes)
-            ctx = Context(badnet=load_badnet(track), images=validation.images,
-                          labels=validation.labels, scale=track.input_scale,
-                          num_classes=track.num_classes, seed=SEED)
+            ctx = defender_context(track, store)
             args: list[Any] = [ctx]
             if spec.wraps:
                 wrapped = load_submission(out / spec.wraps / MANIFEST).entry(track.name)
