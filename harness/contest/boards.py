@@ -85,7 +85,8 @@ def counted(contest: Contest, entries: Sequence[Entry], *, final: bool) -> dict[
         if contest.rule == "last":
             picked[team.folder] = mine[-1]
             continue
-        chosen = [line for line in mine if line["version"] in choices(contest, entries, team)]
+        picks = set(choices(contest, entries, team))  # once per team, not once per line
+        chosen = [line for line in mine if line["version"] in picks]
         if contest.rule == "chosen" and chosen:
             score = public if not final else {
                 line["version"]: private_score(contest, line) for line in chosen}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.contest.config import Contest, iso
-from harness.contest.ledger import Entry, entry, locked
+from harness.contest.ledger import Entry, Ledger, entry, locked
 from harness.contest.rules import Admitted, Refused, Unchanged, admit
 from harness.contest.split import make_record, read_record, write_record
 from harness.definitions.data import DataStore
@@ -179,7 +179,7 @@ def submit(contest: Contest, folder: Path, *, login: str | None, moment: datetim
         return _graded(contest, ledger, staged, common, decision)
 
 
-def _graded(contest: Contest, ledger: Any, staged: Path, common: dict[str, Any],
+def _graded(contest: Contest, ledger: Ledger, staged: Path, common: dict[str, Any],
             decision: Admitted) -> Answer:
     out, private = staged.parent.parent / "out", staged.parent.parent / "sealed"
     _grade(contest, staged, out, private)
@@ -215,13 +215,13 @@ def answer_line(contest: Contest, line: Entry) -> str:
 
 def check_version_files(contest: Contest, line: Entry) -> None:
     """The results files a ledger line names, unchanged since it was appended."""
-    for key, digest in (("public", "public_sha256"), ("sealed", "sealed_sha256")):
-        relative = line[key]  # type: ignore[literal-required]
+    for relative, digest in ((line["public"], line["public_sha256"]),
+                             (line["sealed"], line["sealed_sha256"])):
         if relative is None:
             continue
         path = contest.state / relative
         try:
-            if _sha256(path) != line[digest]:  # type: ignore[literal-required]
+            if _sha256(path) != digest:
                 raise ContestError(f"{path} changed after it was recorded in the ledger")
         except OSError as exc:
             raise ContestError(f"cannot read {path}: {exc}") from None
