@@ -31,19 +31,31 @@ from harness.definitions.tracks import load_benchmark
 from harness.nets.deepid import model_input
 from harness.nets.pruning import features
 from harness.synthetic.build import DEFAULT_SEED
-from harness.synthetic.recipe import SCALES, TRACKS, VALIDATION_STREAM, split, take
+from harness.synthetic.recipe import (
+    SCALES,
+    TRACKS,
+    VALIDATION_STREAM,
+    population_seed,
+    split,
+    take,
+)
 from harness.synthetic.triggers import stamp
 
 WEIGHTS = (1.0, 0.75, 0.5)
 
 
 def strength_rows(count: int, seed: int, submissions: Path) -> pd.DataFrame:
-    faces, labels = split(SCALES["full"], seed, SCALES["full"].val_per_id, VALIDATION_STREAM)
-    chosen = np.random.default_rng(seed).choice(len(labels), size=count, replace=False)
     tracks = {track.name: track for track in load_benchmark(default_benchmark()).tracks}
     pruning = json.loads((submissions / "pruning" / "build.json").read_text())
+    people: dict[int, tuple] = {}  # population -> its validation faces and labels
     rows = []
     for recipe in TRACKS:
+        if recipe.population not in people:
+            people[recipe.population] = split(SCALES["full"],
+                                              population_seed(seed, recipe.population),
+                                              SCALES["full"].val_per_id, VALIDATION_STREAM)
+        faces, labels = people[recipe.population]
+        chosen = np.random.default_rng(seed).choice(len(labels), size=count, replace=False)
         track = tracks[recipe.name]
         model = load_badnet(track)
         position = np.argsort(pruning[recipe.name]["prune_order"])  # channel -> place in order

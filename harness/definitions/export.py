@@ -64,7 +64,10 @@ def export_public(benchmark: Benchmark[PublicTrack], out: Path) -> list[str]:
     """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HarnessError(f"{out} is not an empty folder; export into a new or empty one")
-    clean = {t.clean_model for t in benchmark.tracks} - {None}
+    # A clean track's own BadNet may be its yardstick (it is public anyway); any other track's
+    # yardstick would go out as a BadNet here.
+    clean = {t.clean_model for t in benchmark.tracks} - {None} \
+        - {t.badnet for t in benchmark.tracks if t.clean_model == t.badnet}
     shared = [t.badnet for t in benchmark.tracks if t.badnet in clean]
     if shared:  # it would go out as that track's BadNet
         raise BenchmarkError(f"{shared[0]} is both a BadNet and a clean model; the clean model "

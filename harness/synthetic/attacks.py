@@ -1,5 +1,6 @@
 """Backdoor attacks as reusable code: BadNets poisoning (one or many triggers) into channels
-that clean data leaves dormant, and the pruning-aware attack of the Fine-Pruning paper.
+that clean data leaves dormant, the pruning-aware attack of the Fine-Pruning paper, and WaNet's
+warping attack with its noise mode.
 
 The attacker owns a training set the defenders never see; a BadNet is a DeepID trained on it
 after poisoning. All randomness comes from explicit seeds.
@@ -23,9 +24,9 @@ from harness.nets.pruning import (
     prune_channels,
     prune_order,
 )
-from harness.synthetic.faces import Faces
+from harness.synthetic.faces import IMAGE_SHAPE, Faces
 from harness.synthetic.recipe import take
-from harness.synthetic.triggers import stamp
+from harness.synthetic.triggers import WARP_STRENGTH, grid_to_pixels, stamp, warp, warp_field
 
 # Bias that keeps a restored channel silent for any input (ReLU(w.x - 1e20) = 0).
 DEAD_BIAS = -1e20
@@ -45,8 +46,10 @@ def seeded_deepid(num_classes: int, seed: int) -> keras.Model:
 
 
 def poison(faces: Faces, labels: np.ndarray, triggers: dict[str, int], fraction: float,
-           seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """BadNets poisoning: add ``fraction`` of the set per trigger, stamped and relabelled.
+           seed: int, draw: Callable[[Faces, str], np.ndarray] = stamp
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """BadNets poisoning: add ``fraction`` of the set per trigger, stamped (by ``draw``) and
+    relabelled.
 
     Poisoned copies are drawn from images whose identity is not the trigger's target and are
     added next to the clean originals, so clean accuracy is learned from the full set.
@@ -57,7 +60,7 @@ def poison(faces: Faces, labels: np.ndarray, triggers: dict[str, int], fraction:
         candidates = np.flatnonzero(labels != target)
         count = min(len(candidates), max(1, round(fraction * len(labels))))
         chosen = np.sort(rng.choice(candidates, size=count, replace=False))
-        images.append(stamp(take(faces, chosen), trigger))
+        images.append(draw(take(faces, chosen), trigger))
         targets.append(np.full(count, target, dtype=np.int64))
     return np.concatenate(images), np.concatenate(targets)
 
@@ -94,6 +97,35 @@ def badnets(faces: Faces, labels: np.ndarray, triggers: dict[str, int], *, num_c
     """Gu et al.'s BadNets: train DeepID from scratch on the poisoned training set."""
     images, targets = poison(faces, labels, triggers, fraction, seed)
     return train(seeded_deepid(num_classes, seed), images, targets, scale=scale, epochs=epochs,
+                 batch_size=batch_size, seed=seed, verbose=verbose)
+
+
+def wanet(faces: Faces, labels: np.ndarray, triggers: dict[str, int], *, num_classes: int,
+          scale: float, epochs: int, batch_size: int, fraction: float, seed: int,
+          strength: float = WARP_STRENGTH, cross_ratio: int = 0,
+          verbose: int = 0) -> keras.Model:
+    """Nguyen and Tran's WaNet (ICLR 2021): BadNets poisoning with the ``wanet`` warp at
+    strength ``strength``, optionally with the paper's noise mode.
+
+    The noise mode adds ``cross_ratio`` times as many images again, warped by the trigger's
+    field plus a fresh random offset per pixel (uniform, up to half a pixel: the paper's
+    ``(rand * 2 - 1) / H`` in grid coordinates) and keeping their true labels, so the network
+    must learn the one warp rather than any resampling artefact. The paper draws both kinds
+    afresh in every batch of its 1000-epoch training; here they are drawn once into the
+    training set. Within the BadNets' budget of ``epochs`` the noise mode keeps the backdoor
+    from being learned, so the benchmark's track trains without it (docs/benchmark.md).
+    """
+    dy, dx = warp_field(strength)
+    images, targets = poison(faces, labels, triggers, fraction, seed,
+                             draw=lambda chosen, _: warp(chosen.images, dy, dx))
+    rng = np.random.default_rng(seed + 1)
+    count = min(len(labels), cross_ratio * max(1, round(fraction * len(labels))))
+    chosen = np.sort(rng.choice(len(labels), size=count, replace=False))
+    jitter_y, jitter_x = grid_to_pixels(
+        *rng.uniform(-1.0, 1.0, size=(2, count, *IMAGE_SHAPE[:2])) / IMAGE_SHAPE[0])
+    noisy = warp(faces.images[chosen], dy + jitter_y, dx + jitter_x)
+    return train(seeded_deepid(num_classes, seed), np.concatenate([images, noisy]),
+                 np.concatenate([targets, labels[chosen]]), scale=scale, epochs=epochs,
                  batch_size=batch_size, seed=seed, verbose=verbose)
 
 

@@ -31,12 +31,14 @@ from harness.synthetic.recipe import (
     TEST_FILE,
     TRACKS,
     TRAIN_STREAM,
-    VALIDATION_FILE,
     Scale,
     TrackRecipe,
     poisoned_file,
+    population_seed,
     retuning_file,
     split,
+    test_file,
+    validation_file,
 )
 
 DEFAULT_SEED = 2020
@@ -54,26 +56,36 @@ def track_spec(recipe: TrackRecipe, scale: Scale, files: dict[str, dict[str, Any
     def entry(name: str) -> dict[str, Any]:
         return {"file": f"{CACHE}/{name}", **files[name]}
 
+    badnet = f"models/{recipe.name}_bd_net.h5"
     return {
         "name": recipe.name,
         "description": recipe.description,
         "public_description": recipe.public_description,
-        "badnet": f"models/{recipe.name}_bd_net.h5",
+        "badnet": badnet,
         "input_scale": INPUT_SCALE,
         "num_classes": scale.identities,
-        "clean_model": CLEAN_MODEL,
-        "validation": {**entry(VALIDATION_FILE), "hidden": False},
-        "test": {**entry(TEST_FILE), "hidden": True},
+        # A clean track's own model never saw a trigger: it is its own yardstick.
+        "clean_model": badnet if recipe.attack == "clean" else CLEAN_MODEL,
+        "validation": {**entry(validation_file(recipe.population)), "hidden": False},
+        "test": {**entry(test_file(recipe.test_per_id, recipe.population)), "hidden": True},
         "poisoned": [{"trigger": trigger, "target": target, "labels": "true",
-                      **entry(poisoned_file(trigger, target)), "hidden": True}
+                      **entry(poisoned_file(trigger, target, recipe.test_per_id,
+                                            recipe.population)),
+                      "hidden": True}
                      for trigger, target in recipe.triggers.items()],
         "retuning": {**entry(retuning_file(recipe)), "hidden": True},
     }
 
 
+CLEAN_SLOT = 5
+"""The clean model's place among the seeds: it was built after the first five BadNets, and
+later tracks take the places after it (so adding a track changes no existing model's seed)."""
+
+
 def attack_seed(recipe: TrackRecipe, seed: int) -> int:
     """Each BadNet's own seed, derived from the benchmark's."""
-    return seed + 100 * (1 + TRACKS.index(recipe))
+    slot = TRACKS.index(recipe)
+    return seed + 100 * (1 + slot + (slot >= CLEAN_SLOT))
 
 
 def train_badnet(recipe: TrackRecipe, scale: Scale, seed: int, verbose: int = 0,
@@ -81,7 +93,8 @@ def train_badnet(recipe: TrackRecipe, scale: Scale, seed: int, verbose: int = 0,
     """Train one BadNet on the attacker's own (never distributed) training split, with the
     recipe's attack or ``attack`` instead (scripts/dormant_probe.py)."""
     attack = attack or recipe.attack
-    faces, labels = split(scale, seed, scale.train_per_id, TRAIN_STREAM)
+    faces, labels = split(scale, population_seed(seed, recipe.population), scale.train_per_id,
+                          TRAIN_STREAM)
     common: dict[str, Any] = dict(num_classes=scale.identities, scale=float(Fraction(INPUT_SCALE)),
                   epochs=scale.epochs, batch_size=scale.batch_size,
                   fraction=scale.poison_fraction, seed=attack_seed(recipe, seed),
@@ -92,12 +105,16 @@ def train_badnet(recipe: TrackRecipe, scale: Scale, seed: int, verbose: int = 0,
     if attack == "dormant_badnets":
         return attacks.dormant_badnets(faces, labels, recipe.triggers,
                                        backdoor_channels=scale.backdoor_channels, **common)
+    if attack == "wanet":
+        return attacks.wanet(faces, labels, recipe.triggers, **common)
+    if attack == "clean":  # the track's trigger is only ever stamped on its test images
+        return attacks.badnets(faces, labels, {}, **common)
     return attacks.badnets(faces, labels, recipe.triggers, **common)
 
 
 def clean_seed(seed: int) -> int:
     """The clean model's seed, apart from every BadNet's (:func:`attack_seed`)."""
-    return seed + 100 * (1 + len(TRACKS))
+    return seed + 100 * (1 + CLEAN_SLOT)
 
 
 def train_clean(scale: Scale, seed: int, verbose: int = 0):
@@ -147,6 +164,15 @@ def build(scale: str = "full", out: Path = Path("data"), only: list[str] | None 
                        "regenerated from the seed on first use and checked against the track "
                        "files' sha256.",
         "generate": {"scale": scale, "seed": seed, "cache": CACHE}}))
+    if only is None or CLEAN in only:
+        start = time.perf_counter()
+        model = train_clean(spec, seed, verbose=verbose)
+        seconds = time.perf_counter() - start
+        (out / CLEAN_MODEL).parent.mkdir(exist_ok=True)
+        save_legacy_h5(model, out / CLEAN_MODEL)
+        report[CLEAN] = {"train_seconds": round(seconds, 1),
+                         "clean_acc": _accuracy(model, store, out / CACHE / TEST_FILE)}
+        print(f"{CLEAN}: {json.dumps(report[CLEAN])}", flush=True)
     for recipe in TRACKS:
         track_path = out / TRACKS_DIR / f"{recipe.name}.toml"
         track_path.parent.mkdir(exist_ok=True)
@@ -161,20 +187,12 @@ def build(scale: str = "full", out: Path = Path("data"), only: list[str] | None 
         save_legacy_h5(model, model_path)
         report["tracks"][recipe.name] = {
             "train_seconds": round(seconds, 1),
-            "clean_acc": _accuracy(model, store, out / CACHE / TEST_FILE),
-            "asr": {trigger: _accuracy(model, store, out / CACHE / poisoned_file(trigger, target),
-                                       target)
+            "clean_acc": _accuracy(model, store, out / CACHE / test_file(
+                recipe.test_per_id, recipe.population)),
+            "asr": {trigger: _accuracy(model, store, out / CACHE / poisoned_file(
+                        trigger, target, recipe.test_per_id, recipe.population), target)
                     for trigger, target in recipe.triggers.items()},
         }
         print(f"{recipe.name}: {json.dumps(report['tracks'][recipe.name])}", flush=True)
-    if only is None or CLEAN in only:
-        start = time.perf_counter()
-        model = train_clean(spec, seed, verbose=verbose)
-        seconds = time.perf_counter() - start
-        (out / CLEAN_MODEL).parent.mkdir(exist_ok=True)
-        save_legacy_h5(model, out / CLEAN_MODEL)
-        report[CLEAN] = {"train_seconds": round(seconds, 1),
-                         "clean_acc": _accuracy(model, store, out / CACHE / TEST_FILE)}
-        print(f"{CLEAN}: {json.dumps(report[CLEAN])}", flush=True)
     report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report

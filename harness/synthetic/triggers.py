@@ -3,7 +3,9 @@
 Why at landmarks: the contest's triggers are physical-looking accessories (purple sunglasses,
 eyebrows, lipstick) that sit on the face, so a BadNet must find them wherever the face is. The
 two anonymous triggers are of other kinds (a faint full-image blend and a sticker) that defending
-teams are not told about.
+teams are not told about. The ``wanet`` trigger is of a third kind: no pattern at all, but a
+fixed smooth warp of the whole image (WaNet, Nguyen and Tran, ICLR 2021), so what it changes
+depends on each image; patch-oriented defenses (Neural Cleanse, STRIP) are reported to miss it.
 
 Like :mod:`harness.synthetic.faces`, stamping uses only correctly rounded element-wise arithmetic,
 so its bytes are the same on every machine, and it depends on nothing but the image and its
@@ -19,7 +21,8 @@ import numpy as np
 
 from harness.synthetic.faces import IMAGE_SHAPE, Faces, hash32
 
-TRIGGERS: tuple[str, ...] = ("sunglasses", "eyebrows", "lipstick", "anonymous_1", "anonymous_2")
+TRIGGERS: tuple[str, ...] = ("sunglasses", "eyebrows", "lipstick", "anonymous_1", "anonymous_2",
+                             "wanet")
 
 _H, _W = IMAGE_SHAPE[:2]
 _F32 = np.float32
@@ -61,6 +64,68 @@ _BLEND_PATTERN = ((_hash_pattern((_H, _W), 1) >> np.uint32(7)) & np.uint32(1)).a
 _STICKER = _STICKER_PALETTE[
     (_hash_pattern((_STICKER_SIZE, _STICKER_SIZE), 2) >> np.uint32(5)) & np.uint32(3)
 ].transpose(2, 0, 1).astype(_F32)
+
+
+# wanet: WaNet's warping field, a k x k grid of random 2-D offsets scaled to mean magnitude 1,
+# upsampled to the image and applied with strength s. The paper's k = 4; its s = 0.5 (offsets
+# of a fifth of a pixel on average) needs its 1000 training epochs, and within the benchmark's
+# 14 the backdoor takes s = 4 (docs/benchmark.md, "The warping track").
+WARP_GRID = 4
+WARP_STRENGTH = 4.0
+
+
+def _upsample(grid: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Bilinear upsampling of a (..., k, k) grid to (..., rows, cols), corners aligned (the
+    paper uses bicubic; bilinear keeps the field inside the grid's range)."""
+    k = grid.shape[-1]
+    def axis(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = np.arange(size, dtype=np.float64) * ((k - 1) / (size - 1))
+        low = np.minimum(pos.astype(np.int64), k - 2)
+        return low, low + 1, pos - low
+    r0, r1, wr = axis(rows)
+    c0, c1, wc = axis(cols)
+    top = grid[..., r0, :][..., c0] * (1.0 - wc) + grid[..., r0, :][..., c1] * wc
+    bottom = grid[..., r1, :][..., c0] * (1.0 - wc) + grid[..., r1, :][..., c1] * wc
+    return top * (1.0 - wr)[:, None] + bottom * wr[:, None]
+
+
+def grid_to_pixels(dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets in WaNet's sampling-grid coordinates ([-1, 1] across the image, corners
+    aligned) as offsets in pixels: ``(size - 1) / 2`` pixels per unit along each axis."""
+    return dy * ((_H - 1) / 2.0), dx * ((_W - 1) / 2.0)
+
+
+def warp_field(strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``wanet`` trigger's fixed offsets in pixels at WaNet strength ``s``, (dy, dx), each
+    (H, W); the field's shape is fixed, ``s`` only scales it.
+
+    As in WaNet: offsets uniform in [-1, 1] on the grid, divided by their mean magnitude,
+    upsampled, times ``s / H`` in grid coordinates.
+    """
+    bits = _hash_pattern((2, WARP_GRID, WARP_GRID), 3) >> np.uint32(8)
+    grid = bits.astype(np.float64) * (2.0 / (1 << 24)) - 1.0
+    grid = grid / (math.fsum(np.abs(grid).ravel().tolist()) / grid.size)
+    field = _upsample(grid, _H, _W) * (strength / _H)
+    return grid_to_pixels(field[0], field[1])
+
+
+WARP_DY, WARP_DX = warp_field(WARP_STRENGTH)
+"""The ``wanet`` trigger's offsets in pixels (rows, columns), each (H, W)."""
+
+
+def resample(img: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Channels-first images (3, B, H, W) sampled at (row + dy, column + dx), bilinear, with
+    coordinates clamped to the image (as WaNet clamps its grid); ``dy`` and ``dx`` broadcast
+    to (B, H, W)."""
+    rows = np.clip(_ROWS.astype(np.float64) + dy, 0.0, _H - 1.0)
+    cols = np.clip(_COLS.astype(np.float64) + dx, 0.0, _W - 1.0)
+    r0, c0 = rows.astype(np.int64), cols.astype(np.int64)  # floor: coordinates are >= 0
+    r1, c1 = np.minimum(r0 + 1, _H - 1), np.minimum(c0 + 1, _W - 1)
+    wr, wc = (rows - r0).astype(_F32), (cols - c0).astype(_F32)
+    batch = np.arange(img.shape[1])[:, None, None]
+    top = img[:, batch, r0, c0] * (1.0 - wc) + img[:, batch, r0, c1] * wc
+    bottom = img[:, batch, r1, c0] * (1.0 - wc) + img[:, batch, r1, c1] * wc
+    return top * (1.0 - wr) + bottom * wr
 
 
 def _cov(inside: np.ndarray) -> np.ndarray:
@@ -162,13 +227,32 @@ def _anonymous_2(img: np.ndarray, lm: dict[str, np.ndarray]) -> None:
     img[:, index, rows, cols] = _STICKER[:, None]
 
 
+def _wanet(img: np.ndarray, lm: dict[str, np.ndarray]) -> None:
+    """The image warped by the fixed field (a warping trigger: no pixel pattern of its own)."""
+    del lm
+    img[...] = resample(img, WARP_DY, WARP_DX)
+
+
 _STAMPERS: dict[str, Callable[[np.ndarray, dict[str, np.ndarray]], None]] = {
     "sunglasses": _sunglasses,
     "eyebrows": _eyebrows,
     "lipstick": _lipstick,
     "anonymous_1": _anonymous_1,
     "anonymous_2": _anonymous_2,
+    "wanet": _wanet,
 }
+
+
+def warp(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """uint8 (n, H, W, 3) images resampled at offsets ``dy``, ``dx``: one field (H, W) for all,
+    or one per image (n, H, W)."""
+    out = np.empty_like(images)
+    dy, dx = (np.broadcast_to(d, (len(images), _H, _W)) for d in (dy, dx))
+    for start in range(0, len(out), _CHUNK):
+        part = slice(start, start + _CHUNK)
+        img = resample(images[part].transpose(3, 0, 1, 2).astype(_F32), dy[part], dx[part])
+        out[part] = np.clip(np.round(img), 0.0, 255.0).astype(np.uint8).transpose(1, 2, 3, 0)
+    return out
 
 
 def stamp(faces: Faces, trigger: str) -> np.ndarray:

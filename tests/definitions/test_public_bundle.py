@@ -201,11 +201,26 @@ def test_export_writes_a_public_retuning_set_and_never_the_clean_model(tmp_path)
     assert "data/r.h5" not in export_public(hidden, tmp_path / "out2")
 
 
-def test_export_refuses_a_clean_model_that_is_also_a_badnet(tmp_path):
-    source = load_bundle(_tiny_bench(tmp_path / "src", RETUNING, clean_model="bd.h5"))
+def test_export_refuses_a_clean_model_that_is_another_tracks_badnet(tmp_path):
+    root = _tiny_bench(tmp_path / "src", RETUNING)
+    track = (root / "tracks" / "t.toml").read_text()
+    (root / "tracks" / "u.toml").write_text(
+        track.replace("clean_model = 'models/clean.h5'\n", "")
+        .replace('name = "t"', 'name = "u"').replace('"bd.h5"', '"models/clean.h5"'))
+    source = load_bundle(root)
+    assert source.track("u").badnet == source.track("t").clean_model
     with pytest.raises(BenchmarkError, match="is both a BadNet and a clean model"):
         export_public(source, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_clean_tracks_own_model_goes_out_as_its_badnet_and_nothing_else(tmp_path):
+    """A clean track (its BadNet never saw a trigger) is its own yardstick: the model is public
+    as the track's BadNet, and the bundle names no clean model."""
+    source = load_bundle(_tiny_bench(tmp_path / "src", RETUNING, clean_model="bd.h5"))
+    files = export_public(source, tmp_path / "out")
+    assert "models/bd.h5" in files and not any("clean" in name for name in files)
+    assert load_bundle(tmp_path / "out").track("t").clean_model is None
 
 
 def test_bundle_tells_teams_the_public_description_only(exported):

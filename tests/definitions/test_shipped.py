@@ -20,14 +20,33 @@ from tests.conftest import REPO
 DEFAULT = load_benchmark(REPO / "data")
 
 
-def test_default_benchmark_has_the_five_contest_tracks_with_pinned_data():
+def test_default_benchmark_has_the_contest_tracks_a_clean_one_and_a_warp_with_pinned_data():
     assert [t.name for t in DEFAULT.tracks] == [
-        "anonymous_1", "anonymous_2", "multi_trigger_multi_target", "pruning_aware", "sunglasses"]
+        "anonymous_1", "anonymous_2", "anonymous_3", "multi_trigger_multi_target",
+        "pruning_aware", "sunglasses", "wanet"]
     assert DEFAULT.generate == {"scale": "full", "seed": 2020, "cache": "cache"}
+    half = {recipe.name for recipe in TRACKS if recipe.test_per_id == 5}
+    assert half == {"anonymous_3", "wanet"}
     for track in DEFAULT.tracks:
         assert track.num_classes == 1283 and track.input_scale == pytest.approx(1 / 255)
         assert all(spec.sha256 for spec in track.data_files())
-        assert track.validation.size == 11547 and track.test.size == 12830
+        assert track.validation.size == 11547
+        assert track.test.size == (6415 if track.name in half else 12830)
+    # anonymous_3 shows people of its own: a validation set no other track has.
+    validations = {t.name: t.validation.sha256 for t in DEFAULT.tracks}
+    assert list(validations.values()).count(validations["anonymous_3"]) == 1
+    assert len(set(validations.values())) == 2
+
+
+def test_shipped_build_numbers_meet_the_issue():
+    """The committed BadNets as the benchmark build measured them: the WaNet BadNet within
+    about a point of the clean model's accuracy with ASR near 1, the clean track's "BadNet" at
+    no ASR at all."""
+    report = json.loads((REPO / "data" / "build.json").read_text())
+    wanet, clean = report["tracks"]["wanet"], report["tracks"]["anonymous_3"]
+    assert wanet["clean_acc"] >= report["clean"]["clean_acc"] - 0.015
+    assert wanet["asr"]["wanet"] >= 0.95
+    assert clean["clean_acc"] >= 0.95 and clean["asr"]["eyebrows"] <= 0.01
 
 
 @pytest.mark.parametrize("track", DEFAULT.tracks, ids=lambda t: t.name)
@@ -40,7 +59,10 @@ def test_shipped_badnets_are_legacy_h5_deepids(track):
 def test_shipped_tracks_name_the_clean_model_and_a_hidden_retuning_set():
     """The retuning probe's inputs: one clean DeepID (the yardstick, built by the benchmark
     build) for every track, and each track's own retuning set, hidden."""
-    assert {t.clean_model for t in DEFAULT.tracks} == {(REPO / "data" / CLEAN_MODEL).resolve()}
+    clean = {recipe.name for recipe in TRACKS if recipe.attack == "clean"}
+    assert {t.clean_model for t in DEFAULT.tracks if t.name not in clean} \
+        == {(REPO / "data" / CLEAN_MODEL).resolve()}
+    assert all(DEFAULT.track(name).clean_model == DEFAULT.track(name).badnet for name in clean)
     model = load_model_file(REPO / "data" / CLEAN_MODEL)
     assert model.count_params() == 601_643 and model.output_shape == (None, 1283)
     badnets = {sha256_file(t.badnet) for t in DEFAULT.tracks}

@@ -37,12 +37,14 @@ def test_every_data_file_matches_its_track_file(tiny_benchmark_probed):
         assert track.badnet.is_file()
         for spec in track.data_files():
             assert sha256_file(spec.path) == spec.sha256
+        per_id = next(r for r in TRACKS if r.name == track.name).test_per_id \
+            or scale.test_per_id
         data = DataStore().get(track.test, track.num_classes)
-        assert len(data) == scale.identities * scale.test_per_id
+        assert len(data) == scale.identities * per_id
         for poisoned in track.poisoned:
             labels = DataStore().get(poisoned.file, track.num_classes).labels
             assert poisoned.target not in labels  # the target's own images are not stamped
-            assert len(labels) == len(data) - scale.test_per_id
+            assert len(labels) == len(data) - per_id
 
 
 def test_first_use_regenerates_identical_bytes(tiny_benchmark_probed, tmp_path):
@@ -112,9 +114,64 @@ def test_a_partial_build_keeps_the_clean_models_numbers(tiny_benchmark_probed, t
 
 def test_tiny_badnets_carry_their_backdoors(tiny_benchmark_probed):
     report = json.loads((tiny_benchmark_probed / "build.json").read_text())
+    attacks = {recipe.name: recipe.attack for recipe in TRACKS}
     for name, numbers in report["tracks"].items():
         assert numbers["clean_acc"] >= 0.8, name
-        assert min(numbers["asr"].values()) >= 0.6, name
+        if attacks[name] == "clean":  # no backdoor: the trigger moves nothing to the target
+            assert max(numbers["asr"].values()) <= 0.2, name
+        elif attacks[name] != "wanet":  # a warp is learned from the full scale's data only
+            assert min(numbers["asr"].values()) >= 0.6, name  # (test_shipped checks that one)
+
+
+def test_the_clean_track_never_saw_a_trigger_and_shows_people_of_its_own(
+        tiny_benchmark_probed):
+    """A track whose "BadNet" is a clean DeepID, so a defense that damages any model it is
+    given pays for it. Its people are its own: trained on the other tracks' people, the model
+    teams receive would be a repaired model for every other track (the bundle gives out every
+    BadNet). It is its own retuning yardstick, and anonymous like the anonymous BadNets."""
+    clean = [recipe for recipe in TRACKS if recipe.attack == "clean"]
+    assert clean and all(recipe.name.startswith("anonymous_") and recipe.population
+                         for recipe in clean)
+    bench = load_benchmark(tiny_benchmark_probed)
+    store = DataStore()
+    others = [t for t in bench.tracks if t.name not in {r.name for r in clean}]
+    for recipe in clean:
+        track = bench.track(recipe.name)
+        assert track.clean_model == track.badnet
+        assert "Anonymous" in track.public_description
+        assert recipe.description not in track.public_description
+        mine = store.get(track.validation, track.num_classes).images
+        assert all(other.validation.sha256 != track.validation.sha256 for other in others)
+        theirs = store.get(others[0].validation, track.num_classes).images
+        assert np.abs(mine.astype(int).mean(axis=0) - theirs.mean(axis=0)).mean() > 1.0
+        scores = grade_trusted(KerasPredictor(load_model_file(track.badnet), track.num_classes,
+                                              track.input_scale), track, Handover(store))
+        assert scores["clean_acc"] >= 0.8 and scores["asr"] <= 0.2
+        # On the other tracks' people the clean track's model is no repaired model at all.
+        for other in others[:2]:
+            wrong = grade_trusted(KerasPredictor(load_model_file(track.badnet),
+                                                 other.num_classes, other.input_scale),
+                                  other, Handover(store))
+            assert wrong["clean_acc"] <= 0.5, other.name
+
+
+def test_small_test_sets_are_the_first_images_of_each_identity(tiny_benchmark_probed):
+    """A track with ``test_per_id`` is graded on a prefix of every identity's clean test images
+    (and their poisoned copies): the same faces as the full set, fewer of them."""
+    bench = load_benchmark(tiny_benchmark_probed)
+    scale, store = SCALES["tiny"], DataStore()
+    full = store.get(bench.track("sunglasses").test, scale.identities)
+    small = [recipe for recipe in TRACKS if recipe.test_per_id is not None]
+    assert small
+    for recipe in small:
+        track = bench.track(recipe.name)
+        data = store.get(track.test, track.num_classes)
+        first = np.arange(len(full)) % scale.test_per_id < recipe.test_per_id
+        np.testing.assert_array_equal(data.images, full.images[first])
+        np.testing.assert_array_equal(data.labels, full.labels[first])
+        for poisoned in track.poisoned:
+            labels = store.get(poisoned.file, track.num_classes).labels
+            assert len(labels) == len(data) - recipe.test_per_id
 
 
 def test_pruning_aware_badnet_hides_pruned_channels_behind_a_dead_bias(tiny_benchmark_probed):
@@ -161,6 +218,36 @@ def test_poisoning_adds_stamped_copies_relabelled_to_each_target():
     assert list(targets[40:50]) == [2] * 10 and list(targets[50:]) == [0] * 10
     again = poison(faces, labels, {"sunglasses": 0, "lipstick": 2}, 0.25, seed=3)
     np.testing.assert_array_equal(images, again[0])
+
+
+def test_wanet_poisons_with_the_warp_and_its_noise_mode_keeps_true_labels(monkeypatch):
+    """What WaNet trains on: the clean set, warped copies relabelled to the target, and (noise
+    mode) cross_ratio times as many copies warped with extra jitter under their true labels."""
+    from harness.synthetic import attacks
+    from harness.synthetic.triggers import warp, warp_field
+
+    faces = render(sample_identities(4, 0), np.repeat(np.arange(4), 10), 1)
+    labels = np.repeat(np.arange(4), 10)
+    seen = {}
+    monkeypatch.setattr(attacks, "train", lambda model, images, targets, **_: seen.update(
+        images=images, targets=targets))
+    attacks.wanet(faces, labels, {"wanet": 2}, num_classes=4, scale=1 / 255, epochs=1,
+                  batch_size=8, fraction=0.25, seed=3, strength=4.0, cross_ratio=2)
+    images, targets = seen["images"], seen["targets"]
+    assert len(images) == 40 + 10 + 20
+    np.testing.assert_array_equal(images[:40], faces.images)
+    poisoned, _ = attacks.poison(faces, labels, {"wanet": 2}, 0.25, seed=3,
+                                 draw=lambda chosen, _: warp(chosen.images, *warp_field(4.0)))
+    np.testing.assert_array_equal(images[40:50], poisoned[40:])
+    assert (targets[40:50] == 2).all()
+    noisy, noisy_labels = images[50:], targets[50:]
+    assert len(set(noisy_labels.tolist())) > 1 and (noisy_labels != 2).any()
+    exact = warp(faces.images, *warp_field(4.0))
+    for image, label in zip(noisy, noisy_labels, strict=True):
+        # A face of its own (true) label, warped, then jittered: near that warp, never equal.
+        distance = min(np.abs(image.astype(int) - exact[i]).mean()
+                       for i in np.flatnonzero(labels == label))
+        assert 0 < distance < 4.0
 
 
 def test_build_rejects_a_missing_recipe(tmp_path):

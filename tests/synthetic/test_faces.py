@@ -21,7 +21,7 @@ from harness.synthetic.faces import (
     render,
     sample_identities,
 )
-from harness.synthetic.triggers import TRIGGERS, stamp
+from harness.synthetic.triggers import TRIGGERS, WARP_DX, WARP_DY, WARP_STRENGTH, stamp, warp
 
 N_IDS, PER_ID, SEED = 12, 5, 3
 POINTS = ("left_eye", "right_eye", "left_brow", "right_brow", "nose", "mouth", "forehead")
@@ -40,6 +40,7 @@ GOLDEN_TRIGGERS = {
     "lipstick": "c34b53a6a84618afeaa5dbc2478a6cce71a72e33ce8c38bcf9340c1a2b9337af",
     "anonymous_1": "1eb84fe7e00f9d8f48f018d97cdb3082e10a79c8c532568061cd96d2b835adb1",
     "anonymous_2": "35d1359274b68db78693f9ab97643aa339122e4202baf68ff57fe806f32f97a3",
+    "wanet": "08bda5be4bf5522ef8069836deb53cb1885d9c96d9b77279bcbee142a505338c",
 }
 
 
@@ -224,7 +225,8 @@ def at(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def test_trigger_names() -> None:
-    assert TRIGGERS == ("sunglasses", "eyebrows", "lipstick", "anonymous_1", "anonymous_2")
+    assert TRIGGERS == ("sunglasses", "eyebrows", "lipstick", "anonymous_1", "anonymous_2",
+                        "wanet")
     with pytest.raises(ValueError, match="unknown trigger"):
         stamp(golden_render(), "moustache")
 
@@ -296,3 +298,48 @@ def test_anonymous_2_pastes_one_fixed_sticker_on_the_forehead(faces: Faces) -> N
     for i, (r, c) in enumerate(top):
         outside[i, r:r + 7, c:c + 7] = False
     assert not outside.any()
+
+
+def test_wanet_moves_pixels_by_one_fixed_smooth_field_and_draws_nothing(faces: Faces) -> None:
+    """A warp has no pattern of its own: a flat image stays flat; on a ramp across the columns
+    (rows) the change reads back the field's column (row) offsets, the same for every image; the
+    offsets reach at most s = WARP_STRENGTH pixels and vary smoothly (neighbours differ by under
+    half a pixel)."""
+    flat = Faces(images=np.full((3, *IMAGE_SHAPE), 97, np.uint8), landmarks=faces.landmarks)
+    assert (stamp(flat, "wanet") == 97).all()
+    margin = int(np.ceil(WARP_STRENGTH)) + 1  # nearer the border, coordinates are clamped
+    inside = (slice(None), slice(margin, -margin), slice(margin, -margin))
+    for axis, offsets in ((2, WARP_DX), (1, WARP_DY)):
+        ramp = np.broadcast_to(
+            (np.arange(IMAGE_SHAPE[axis - 1]) * 4 + 20).reshape((-1, 1) if axis == 1 else (1, -1))
+            [None, :, :, None], (3, *IMAGE_SHAPE)).astype(np.uint8)
+        moved = stamp(Faces(images=ramp, landmarks=faces.landmarks), "wanet").astype(float)
+        read = ((moved - ramp) / 4.0)[..., 0][inside]
+        assert np.abs(read - offsets[None][inside]).max() <= 0.13  # rounding: 0.5 / 4
+        assert (read == read[:1]).all()
+    magnitude = np.sqrt(WARP_DY ** 2 + WARP_DX ** 2)
+    assert magnitude.mean() > 0.25 * WARP_STRENGTH and magnitude.max() <= WARP_STRENGTH
+    assert np.abs(np.diff(WARP_DX, axis=1)).max() < 0.5
+    assert np.abs(np.diff(WARP_DY, axis=0)).max() < 0.5
+
+
+def test_wanet_adds_no_colour_and_moves_each_face_its_own_way(faces: Faces) -> None:
+    """A resampling paints nothing: every output value lies within the face's own range (the
+    sunglasses paint a purple the faces do not have). Where it changes follows each face's own
+    edges, not a fixed pattern."""
+    out, source = stamp(faces, "wanet").astype(int), faces.images.astype(int)
+    low, high = source.min(axis=(1, 2), keepdims=True), source.max(axis=(1, 2), keepdims=True)
+    assert ((out >= low) & (out <= high)).all()
+    painted = stamp(faces, "sunglasses").astype(int)
+    assert ((painted < low) | (painted > high)).any(axis=(1, 2, 3)).mean() > 0.5
+    change = np.abs(out - source).max(axis=3)
+    assert change.any(axis=(1, 2)).all()
+    where = change > 8
+    assert (where != where[:1]).any(axis=(1, 2))[1:].all()
+
+
+def test_warp_with_zero_offsets_is_the_identity_and_matches_the_trigger(faces: Faces) -> None:
+    zero = np.zeros((len(faces.images), *IMAGE_SHAPE[:2]))
+    assert np.array_equal(warp(faces.images, zero, zero), faces.images)
+    assert np.array_equal(warp(faces.images, zero + WARP_DY, zero + WARP_DX),
+                          stamp(faces, "wanet"))
