@@ -20,25 +20,17 @@ import argparse
 import time
 from fractions import Fraction
 
-import numpy as np
 import pandas as pd
 
 from harness.definitions.data import DataStore
 from harness.definitions.layout import default_benchmark
 from harness.definitions.tracks import load_benchmark
 from harness.nets import quiet
-from harness.nets.deepid import model_input
 from harness.synthetic import attacks
-from harness.synthetic.build import DEFAULT_SEED, attack_seed
+from harness.synthetic.build import DEFAULT_SEED, attack_seed, contest_accuracy
 from harness.synthetic.materialize import generate_missing
 from harness.synthetic.recipe import INPUT_SCALE, SCALES, TRACKS, TRAIN_STREAM, split
 from harness.synthetic.triggers import warp, warp_field
-
-
-def answers(model, images: np.ndarray, pixels: float) -> np.ndarray:
-    """The contest's own evaluation: argmax over the model's outputs."""
-    return np.argmax(model.predict(model_input(images, pixels), batch_size=1024, verbose=0),
-                     axis=1)
 
 
 def main() -> None:
@@ -72,10 +64,8 @@ def main() -> None:
                                   cross_ratio=cross_ratio)
             rows.append({"s": strength, "noise mode (cross ratio)": cross_ratio,
                          "epochs": args.epochs,
-                         "clean acc": float(np.mean(answers(model, test.images, pixels)
-                                                    == test.labels)),
-                         f"ASR ({trigger} -> {target})":
-                             float(np.mean(answers(model, warped, pixels) == target)),
+                         "clean acc": contest_accuracy(model, test.images, test.labels),
+                         f"ASR ({trigger} -> {target})": contest_accuracy(model, warped, target),
                          "train s": round(time.perf_counter() - start)})
             print(rows[-1], flush=True)
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"))

@@ -126,13 +126,18 @@ def train_clean(scale: Scale, seed: int, verbose: int = 0):
                            verbose=verbose)
 
 
-def _accuracy(model, store: DataStore, path: Path, target: int | None = None) -> float:
-    """The contest's own evaluation: argmax over the file, compared with label (or target)."""
-    data = store.get(DataFile(path), model.output_shape[-1])
-    x = model_input(data.images, float(Fraction(INPUT_SCALE)))
+def contest_accuracy(model, images: np.ndarray, expected: np.ndarray | int) -> float:
+    """The contest's own evaluation: argmax over the model's outputs on uint8 ``images``,
+    compared with the labels (or the target)."""
+    x = model_input(images, float(Fraction(INPUT_SCALE)))
     predicted = np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1)
-    expected = data.labels if target is None else target
     return float(np.mean(predicted == expected))
+
+
+def _accuracy(model, store: DataStore, path: Path, target: int | None = None) -> float:
+    """:func:`contest_accuracy` over a data file, against its labels (or ``target``)."""
+    data = store.get(DataFile(path), model.output_shape[-1])
+    return contest_accuracy(model, data.images, data.labels if target is None else target)
 
 
 def build(scale: str = "full", out: Path = Path("data"), only: list[str] | None = None,

@@ -195,12 +195,12 @@ def data_sets(scale: Scale, seed: int) -> Iterator[tuple[str, np.ndarray, np.nda
         validation, val_labels = split(scale, people, scale.val_per_id, VALIDATION_STREAM)
         yield validation_file(population), validation.images, val_labels
         full, full_labels = split(scale, people, scale.test_per_id, TEST_STREAM)
-        tests: dict[int, tuple[Faces, np.ndarray]] = {}  # 0: the full set
+        tests: dict[int, tuple[Faces, np.ndarray]] = {0: (full, full_labels)}  # 0: full set
         for per_id in sorted({r.test_per_id or 0 for r in recipes}):
-            # The test split is grouped by identity, scale.test_per_id images each.
-            first = np.flatnonzero(np.arange(len(full_labels)) % scale.test_per_id
-                                   < (per_id or scale.test_per_id))
-            test, test_labels = tests[per_id] = take(full, first), full_labels[first]
+            if per_id:  # the test split is grouped by identity, scale.test_per_id images each
+                first = np.flatnonzero(np.arange(len(full_labels)) % scale.test_per_id < per_id)
+                tests[per_id] = take(full, first), full_labels[first]
+            test, test_labels = tests[per_id]
             yield test_file(per_id or None, population), test.images, test_labels
         for per_id, trigger, target in sorted({(r.test_per_id or 0, t, g) for r in recipes
                                                for t, g in r.triggers.items()}):

@@ -243,16 +243,24 @@ _STAMPERS: dict[str, Callable[[np.ndarray, dict[str, np.ndarray]], None]] = {
 }
 
 
+def _per_chunk(images: np.ndarray, paint: Callable[[np.ndarray, slice], np.ndarray]
+               ) -> np.ndarray:
+    """A new uint8 copy of ``images`` with ``paint(img, part)`` applied chunk by chunk to
+    channels-first float32 images (3, B, H, W), rounded back to pixels."""
+    out = np.empty_like(images)
+    for start in range(0, len(out), _CHUNK):
+        part = slice(start, start + _CHUNK)
+        # Channels first, (3, B, H, W): numpy's inner loops then run along image rows.
+        img = paint(images[part].transpose(3, 0, 1, 2).astype(_F32), part)
+        out[part] = np.clip(np.round(img), 0.0, 255.0).astype(np.uint8).transpose(1, 2, 3, 0)
+    return out
+
+
 def warp(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     """uint8 (n, H, W, 3) images resampled at offsets ``dy``, ``dx``: one field (H, W) for all,
     or one per image (n, H, W)."""
-    out = np.empty_like(images)
     dy, dx = (np.broadcast_to(d, (len(images), _H, _W)) for d in (dy, dx))
-    for start in range(0, len(out), _CHUNK):
-        part = slice(start, start + _CHUNK)
-        img = resample(images[part].transpose(3, 0, 1, 2).astype(_F32), dy[part], dx[part])
-        out[part] = np.clip(np.round(img), 0.0, 255.0).astype(np.uint8).transpose(1, 2, 3, 0)
-    return out
+    return _per_chunk(images, lambda img, part: resample(img, dy[part], dx[part]))
 
 
 def stamp(faces: Faces, trigger: str) -> np.ndarray:
@@ -260,11 +268,9 @@ def stamp(faces: Faces, trigger: str) -> np.ndarray:
     if trigger not in _STAMPERS:
         raise ValueError(f"unknown trigger {trigger!r}; known: {', '.join(TRIGGERS)}")
     draw = _STAMPERS[trigger]
-    out = np.empty_like(faces.images)
-    for start in range(0, len(out), _CHUNK):
-        part = slice(start, start + _CHUNK)
-        # Channels first, (3, B, H, W): numpy's inner loops then run along image rows.
-        img = faces.images[part].transpose(3, 0, 1, 2).astype(_F32)
+
+    def paint(img: np.ndarray, part: slice) -> np.ndarray:
         draw(img, {key: value[part] for key, value in faces.landmarks.items()})
-        out[part] = np.clip(np.round(img), 0.0, 255.0).astype(np.uint8).transpose(1, 2, 3, 0)
-    return out
+        return img
+
+    return _per_chunk(faces.images, paint)
